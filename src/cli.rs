@@ -1,0 +1,266 @@
+//! The command line (SPEC §1). Definitions and help text only: no I/O, no logic.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Ship an application through stages and regions with health gates, automatic rollback and a
+/// tamper-evident history.
+#[derive(Debug, Parser)]
+#[command(name = "shipgate", version, about, max_term_width = 100)]
+#[command(after_long_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success
+  1    failed, and every change was rolled back (or: an event could not be delivered)
+  2    usage or configuration error; nothing was changed
+  3    rollback failed: some regions may run an unknown or mixed version
+  4    partial: some regions failed under `continue` or `rollback-region`
+  5    another deploy holds the lock
+  6    `status --check`: a gate tripped, or `--live` found drift
+  130  interrupted by SIGINT (after cleanup)
+  143  interrupted by SIGTERM (after cleanup)";
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Path of the pipeline file
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "SHIPGATE_CONFIG",
+        default_value = "pipeline.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Directory of history, audit, status and lock files (overrides `[state].dir`)
+    #[arg(long, global = true, env = "SHIPGATE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Output format: human text on stderr, or data on stdout
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// Print only errors and the final result
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Never draw progress bars; print plain timestamped lines instead
+    #[arg(long, global = true, env = "SHIPGATE_NO_PROGRESS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_progress: bool,
+
+    /// When to use colour (auto honours NO_COLOR, CLICOLOR, CLICOLOR_FORCE)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text for people on stderr (alias: table)
+    #[value(alias = "table")]
+    Human,
+    /// One JSON document on stdout
+    Json,
+    /// One JSON record per line on stdout (for record streams such as `history`)
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy a version through the pipeline's stages, with gates and automatic rollback
+    Deploy(DeployArgs),
+    /// Return regions to an earlier version
+    Rollback(RollbackArgs),
+    /// Show what runs where; `--check` runs every gate once (for cron)
+    Status(StatusArgs),
+    /// Build a deployment event, record it and deliver it to the `[events]` sink
+    PublishEvent(PublishEventArgs),
+    /// Query the deploy history or the audit trail, newest first
+    History(HistoryArgs),
+    /// Load and check the pipeline file and print the resolved plan
+    Validate,
+    /// Show or release the deploy lock
+    Lock(LockArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Version to deploy (default: SHIPGATE_VERSION, then `[app].version`)
+    #[arg(long, env = "SHIPGATE_VERSION", value_name = "V")]
+    pub version: Option<String>,
+    /// Run only these stages (repeatable), in pipeline order
+    #[arg(long = "stage", value_name = "NAME")]
+    pub stages: Vec<String>,
+    /// Print the plan and the exact commands; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait this long for the deploy lock instead of failing at once (e.g. 5m)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
+    /// Exit 0 instead of 4 when some regions failed under `continue` or `rollback-region`
+    #[arg(long)]
+    pub allow_partial: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Version to return to (default: each region's previous successful version)
+    #[arg(long, value_name = "V")]
+    pub to: Option<String>,
+    /// Only these regions (repeatable)
+    #[arg(long = "region", value_name = "R")]
+    pub regions: Vec<String>,
+    /// Only this stage's regions
+    #[arg(long, value_name = "NAME")]
+    pub stage: Option<String>,
+    /// Why, recorded in history and audit
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Skip the gates after rolling back
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Allow `--to` a version with no successful deploy in history
+    #[arg(long)]
+    pub force: bool,
+    /// Wait this long for the deploy lock instead of failing at once
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Ask the platform what really runs and flag drift from history
+    #[arg(long)]
+    pub live: bool,
+    /// Run every gate once per region and exit 6 if any trips (for cron)
+    #[arg(long)]
+    pub check: bool,
+    /// Send an alert to the notification sinks when the check fails
+    #[arg(long)]
+    pub notify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PayloadSource {
+    Netlify,
+    Render,
+    Github,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishEventArgs {
+    /// Platform that deployed (netlify, render, fly, kubernetes, …)
+    #[arg(long, value_name = "P", required_unless_present = "from")]
+    pub platform: Option<String>,
+    /// start | success | failure | progress
+    #[arg(long, value_name = "T", required_unless_present = "from")]
+    pub event_type: Option<String>,
+    /// Platform-specific status text (e.g. deployed)
+    #[arg(long, value_name = "S")]
+    pub status: Option<String>,
+    #[arg(long, value_name = "B")]
+    pub branch: Option<String>,
+    #[arg(long, value_name = "SHA")]
+    pub commit_sha: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub deploy_url: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub deploy_id: Option<String>,
+    #[arg(long, value_name = "M")]
+    pub message: Option<String>,
+    /// Extra metadata (repeatable)
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Normalise this platform's own webhook payload
+    #[arg(long, value_enum, requires = "payload")]
+    pub from: Option<PayloadSource>,
+    /// The payload file, or - for stdin
+    #[arg(long, value_name = "FILE|-", requires = "from")]
+    pub payload: Option<String>,
+    /// Exit 0 even when the event could not be delivered
+    #[arg(long)]
+    pub best_effort: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    pub action: Option<HistoryAction>,
+    /// Only the newest N records
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+    /// Only records since a duration ago (24h) or a date (2026-01-31, RFC 3339)
+    #[arg(long, value_name = "DUR|DATE")]
+    pub since: Option<String>,
+    /// deploy | stage | gate | rollback | event
+    #[arg(long, value_name = "K")]
+    pub kind: Option<String>,
+    #[arg(long, value_name = "S")]
+    pub stage: Option<String>,
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    #[arg(long, value_name = "S")]
+    pub status: Option<String>,
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Success rate, rollback rate, durations per stage and deploy frequency
+    #[arg(long)]
+    pub stats: bool,
+    /// Query the audit trail instead of the history
+    #[arg(long)]
+    pub audit: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryAction {
+    /// Check both files' hash chains and report the first broken or torn line
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    pub action: LockAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockAction {
+    /// Show who holds the deploy lock
+    Status,
+    /// Release the deploy lock
+    Release {
+        /// Release a lock held by another live process
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+/// Parses a humantime duration (`300s`, `5m`, `1h30m`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use forms like 300s, 5m, 1h30m)"))
+}

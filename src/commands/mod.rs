@@ -1,0 +1,41 @@
+//! One file per subcommand. Each takes the parsed arguments and returns the exit code.
+
+mod completions;
+mod validate;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::error::Error;
+use crate::output::Output;
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli, output: &Output) -> Result<i32, Error> {
+    match cli.command {
+        Command::Completions(args) => completions::run(&args),
+        Command::Validate => validate::run(&load_config(&cli.global)?, output),
+        Command::Deploy(_) => Err(not_implemented("deploy")),
+        Command::Rollback(_) => Err(not_implemented("rollback")),
+        Command::Status(_) => Err(not_implemented("status")),
+        Command::PublishEvent(_) => Err(not_implemented("publish-event")),
+        Command::History(_) => Err(not_implemented("history")),
+        Command::Lock(_) => Err(not_implemented("lock")),
+    }
+}
+
+fn not_implemented(what: &str) -> Error {
+    Error::usage(format!("`shipgate {what}` is not implemented yet"))
+        .with_hint("nothing was changed")
+}
+
+/// Loads the pipeline file and installs its secrets into the redactor.
+pub fn load_config(global: &crate::cli::GlobalArgs) -> Result<Config, Error> {
+    let config = crate::config::load(&global.config, global.state_dir.as_deref())?;
+    let names = config.secret_env_names();
+    crate::redact::install_env(&names);
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        for secret in crate::redact::global().secrets() {
+            println!("::add-mask::{secret}");
+        }
+    }
+    Ok(config)
+}

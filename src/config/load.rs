@@ -1,0 +1,1082 @@
+//! Loading and checking `pipeline.toml`: every error names file, line and column, quotes the
+//! line, and hints the fix where one fits. Exit 2; nothing is changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::model::*;
+use super::placeholder;
+use super::raw::*;
+use crate::error::Error;
+
+/// One problem in the file.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub span: Range<usize>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Renders diagnostics against the source, as `file:line:col: message`, the quoted line with a
+/// caret underline, and the hint.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize, &str) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line_no = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line_end = self.text[line_start..]
+            .find('\n')
+            .map(|i| line_start + i)
+            .unwrap_or(self.text.len());
+        let col = self.text[line_start..offset].chars().count() + 1;
+        (
+            line_no,
+            col,
+            self.text[line_start..line_end].trim_end_matches('\r'),
+        )
+    }
+
+    fn location(&self, d: &Diagnostic) -> String {
+        let (line, col, _) = self.line_col(d.span.start);
+        format!("{}:{line}:{col}", self.path.display())
+    }
+
+    fn quote(&self, d: &Diagnostic) -> String {
+        let (line, col, text) = self.line_col(d.span.start);
+        let width = line.to_string().len();
+        let len = d.span.end.saturating_sub(d.span.start).max(1);
+        let avail = text.chars().count().saturating_sub(col - 1).max(1);
+        let carets = "^".repeat(len.min(avail));
+        format!(
+            "{pad} |\n{line} | {text}\n{pad} | {spaces}{carets}",
+            pad = " ".repeat(width),
+            spaces = " ".repeat(col - 1)
+        )
+    }
+
+    fn to_error(&self, mut diags: Vec<Diagnostic>) -> Error {
+        diags.sort_by_key(|d| d.span.start);
+        let first = diags.remove(0);
+        let mut detail = self.quote(&first);
+        if !diags.is_empty() {
+            if let Some(h) = &first.hint {
+                detail.push_str(&format!("\nhint: {h}"));
+            }
+        }
+        for d in &diags {
+            detail.push_str(&format!(
+                "\n\n{}: {}\n{}",
+                self.location(d),
+                d.message,
+                self.quote(d)
+            ));
+            if let Some(h) = &d.hint {
+                detail.push_str(&format!("\nhint: {h}"));
+            }
+        }
+        if !diags.is_empty() {
+            detail.push_str(&format!("\n\n{} error(s) in all", diags.len() + 1));
+        }
+        let mut err = Error::usage(format!("{}: {}", self.location(&first), first.message))
+            .with_detail(detail);
+        if diags.is_empty() {
+            err.hint = first.hint;
+        }
+        err
+    }
+}
+
+/// Suggests the closest candidate to `word`, if one is close enough to be a typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+fn hint_for(word: &str, candidates: &[&str]) -> Option<String> {
+    did_you_mean(word, candidates.iter().copied()).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// Reads and checks the file at `path`. `state_dir_override` is `--state-dir`.
+pub fn load(path: &Path, state_dir_override: Option<&Path>) -> Result<Config, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let err = Error::usage(format!("cannot read pipeline file `{}`", path.display())).caused_by(&e);
+        if e.kind() == std::io::ErrorKind::NotFound {
+            err.with_hint("run from the directory holding pipeline.toml, or pass -c PATH / set SHIPGATE_CONFIG")
+        } else {
+            err
+        }
+    })?;
+    parse(path, &text, state_dir_override)
+}
+
+/// Checks `text` as the contents of `path`.
+pub fn parse(path: &Path, text: &str, state_dir_override: Option<&Path>) -> Result<Config, Error> {
+    let source = Source { path, text };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let (message, hint) = explain_toml_error(e.message());
+            return Err(source.to_error(vec![Diagnostic {
+                span,
+                message,
+                hint,
+            }]));
+        }
+    };
+    let base_dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut checker = Checker { diags: Vec::new() };
+    let config = checker.build(raw, path, &base_dir, state_dir_override);
+    if checker.diags.is_empty() {
+        Ok(config.expect("a config without diagnostics"))
+    } else {
+        Err(source.to_error(checker.diags))
+    }
+}
+
+/// Turns serde's "unknown field `x`, expected one of `a`, `b`" into a short message and a
+/// did-you-mean hint.
+fn explain_toml_error(message: &str) -> (String, Option<String>) {
+    let message = message.trim();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some(end) = rest.find('`') {
+            let field = &rest[..end];
+            let expected: Vec<&str> = rest[end + 1..].split('`').skip(1).step_by(2).collect();
+            let hint = match did_you_mean(field, expected.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None if !expected.is_empty() => format!("valid keys here: {}", expected.join(", ")),
+                None => "remove it".to_string(),
+            };
+            return (format!("unknown key `{field}`"), Some(hint));
+        }
+    }
+    (message.to_string(), None)
+}
+
+struct Checker {
+    diags: Vec<Diagnostic>,
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Checker {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) {
+        self.diags.push(Diagnostic {
+            span,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn duration(&mut self, value: &Option<S>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(v) => match humantime::parse_duration(v.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.error(
+                        v.span(),
+                        format!("invalid duration `{}`: {e}", v.get_ref()),
+                        Some("use forms like 300s, 5m, 1h30m".into()),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn opt_duration(&mut self, value: &Option<S>) -> Option<Duration> {
+        value.as_ref().map(|_| self.duration(value, Duration::ZERO))
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        value: &Option<S>,
+        what: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(v) = value else { return default };
+        if let Some((_, t)) = options.iter().find(|(name, _)| *name == v.get_ref()) {
+            return *t;
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let hint = hint_for(v.get_ref(), &names)
+            .unwrap_or_else(|| format!("use one of: {}", names.join(", ")));
+        self.error(
+            v.span(),
+            format!("invalid {what} `{}`", v.get_ref()),
+            Some(hint),
+        );
+        default
+    }
+
+    /// Checks the placeholders of a templated string.
+    fn template(&mut self, value: &S, allowed: &[&str]) -> String {
+        let text = value.get_ref();
+        for (name, at) in placeholder::used(text) {
+            if !allowed.contains(&name) {
+                // +1 for the opening quote of a basic string; close enough for literal strings too
+                let start = value.span().start + 1 + at;
+                let hint = if placeholder::NAMES.contains(&name) {
+                    Some(format!(
+                        "`{{{name}}}` has no value here; available: {}",
+                        braces(allowed)
+                    ))
+                } else {
+                    Some(
+                        hint_for(name, allowed)
+                            .map(|h| {
+                                h.replace('`', "")
+                                    .replace("did you mean ", "did you mean `{")
+                                    .replace('?', "}`?")
+                            })
+                            .unwrap_or_else(|| {
+                                format!(
+                                    "placeholders are {}; write `{{{{` for a literal brace",
+                                    braces(allowed)
+                                )
+                            }),
+                    )
+                };
+                self.error(
+                    start..start + name.len() + 2,
+                    format!("unknown placeholder `{{{name}}}`"),
+                    hint,
+                );
+            }
+        }
+        text.clone()
+    }
+
+    fn argv(&mut self, value: &Spanned<Vec<S>>, key: &str, allowed: &[&str]) -> Vec<String> {
+        if value.get_ref().is_empty() {
+            self.error(
+                value.span(),
+                format!("`{key}` is empty"),
+                Some(
+                    "give the program and its arguments, e.g. [\"./deploy.sh\", \"{region}\"]"
+                        .into(),
+                ),
+            );
+        }
+        value
+            .get_ref()
+            .iter()
+            .map(|a| self.template(a, allowed))
+            .collect()
+    }
+
+    fn required(
+        &mut self,
+        value: &Option<S>,
+        table_span: Range<usize>,
+        table: &str,
+        key: &str,
+    ) -> String {
+        match value {
+            Some(v) if !v.get_ref().trim().is_empty() => v.get_ref().clone(),
+            Some(v) => {
+                self.error(v.span(), format!("`{table}.{key}` is empty"), None);
+                String::new()
+            }
+            None => {
+                self.error(
+                    table_span,
+                    format!("`[{table}]` has no `{key}`"),
+                    Some(format!("add `{key} = \"…\"` to [{table}]")),
+                );
+                String::new()
+            }
+        }
+    }
+
+    fn build(
+        &mut self,
+        raw: RawConfig,
+        path: &Path,
+        base_dir: &Path,
+        state_dir_override: Option<&Path>,
+    ) -> Option<Config> {
+        let deploy_vars: &[&str] = placeholder::NAMES;
+        let no_image: Vec<&str> = placeholder::NAMES
+            .iter()
+            .copied()
+            .filter(|n| *n != "image")
+            .collect();
+
+        // [app]
+        let (app_name, version) = match &raw.app {
+            None => {
+                self.error(
+                    0..0,
+                    "missing `[app]` table",
+                    Some("add [app] with name = \"your-app\"".into()),
+                );
+                (String::new(), VersionSource::GitShort)
+            }
+            Some(app) => {
+                let name = self.required(&app.get_ref().name, app.span(), "app", "name");
+                let version = match &app.get_ref().version {
+                    None => VersionSource::GitShort,
+                    Some(v) => match v.get_ref().as_str() {
+                        "git-short" => VersionSource::GitShort,
+                        "git-sha" => VersionSource::GitSha,
+                        "git-describe" => VersionSource::GitDescribe,
+                        other => match other.strip_prefix("env:") {
+                            Some(var) if !var.is_empty() => VersionSource::Env(var.to_string()),
+                            _ => {
+                                let hint =
+                                    hint_for(other, &["git-short", "git-sha", "git-describe"])
+                                        .unwrap_or_else(|| {
+                                            "use git-short, git-sha, git-describe or env:VAR".into()
+                                        });
+                                self.error(
+                                    v.span(),
+                                    format!("invalid version source `{other}`"),
+                                    Some(hint),
+                                );
+                                VersionSource::GitShort
+                            }
+                        },
+                    },
+                };
+                (name, version)
+            }
+        };
+
+        // [target]
+        let target = match &raw.target {
+            None => {
+                self.error(
+                    0..0,
+                    "missing `[target]` table",
+                    Some("add [target] with adapter = \"fly\", \"kubernetes\" or \"exec\"".into()),
+                );
+                None
+            }
+            Some(t) => self.target(t, &no_image, deploy_vars),
+        };
+
+        // [state]
+        let state = {
+            let rs = raw.state.as_ref().map(|s| s.get_ref());
+            let dir = rs
+                .and_then(|s| s.dir.as_ref())
+                .map(|d| d.get_ref().clone())
+                .unwrap_or_else(|| ".shipgate".into());
+            let store = self.choice(
+                &rs.and_then(|s| s.store.clone()),
+                "state store",
+                &[("file", StoreKind::File), ("git", StoreKind::Git)],
+                StoreKind::File,
+            );
+            let dir = match state_dir_override {
+                Some(d) => d.to_path_buf(),
+                None => {
+                    let d = PathBuf::from(&dir);
+                    if d.is_absolute() {
+                        d
+                    } else {
+                        base_dir.join(d)
+                    }
+                }
+            };
+            StateConfig {
+                dir,
+                store,
+                remote: rs
+                    .and_then(|s| s.remote.as_ref())
+                    .map(|r| r.get_ref().clone())
+                    .unwrap_or_else(|| "origin".into()),
+                branch: rs
+                    .and_then(|s| s.branch.as_ref())
+                    .map(|r| r.get_ref().clone())
+                    .unwrap_or_else(|| "shipgate/ledger".into()),
+            }
+        };
+
+        // [defaults]
+        let on_failure_choices = [
+            ("rollback", OnFailure::Rollback),
+            ("rollback-stage", OnFailure::RollbackStage),
+            ("rollback-region", OnFailure::RollbackRegion),
+            ("continue", OnFailure::Continue),
+        ];
+        let defaults = {
+            let d = raw.defaults.as_ref();
+            let get = |f: fn(&RawDefaults) -> &Option<S>| d.and_then(|d| f(d).clone());
+            Defaults {
+                timeout: self.duration(&get(|d| &d.timeout), DEFAULT_TIMEOUT),
+                bake: self.duration(&get(|d| &d.bake), Duration::ZERO),
+                command_timeout: self
+                    .duration(&get(|d| &d.command_timeout), DEFAULT_COMMAND_TIMEOUT),
+                on_failure: self.choice(
+                    &get(|d| &d.on_failure),
+                    "on_failure",
+                    &on_failure_choices,
+                    OnFailure::Rollback,
+                ),
+                verify_rollback: d.and_then(|d| d.verify_rollback).unwrap_or(true),
+                max_parallel: self.count(d.and_then(|d| d.max_parallel.as_ref()), "max_parallel", 0)
+                    as usize,
+            }
+        };
+
+        // [gate.*]
+        let mut gates = BTreeMap::new();
+        for (name, gate) in &raw.gate {
+            if let Some(g) = self.gate(name, gate) {
+                gates.insert(name.get_ref().clone(), g);
+            }
+        }
+
+        // [[stage]]
+        if raw.stage.is_empty() {
+            self.error(
+                0..0,
+                "the pipeline has no `[[stage]]`",
+                Some("add [[stage]] with name = \"canary\" and regions = [\"…\"]".into()),
+            );
+        }
+        let mut stages = Vec::new();
+        let mut stage_names: HashMap<String, Range<usize>> = HashMap::new();
+        let mut region_owner: HashMap<String, String> = HashMap::new();
+        let gate_names: Vec<&str> = raw.gate.keys().map(|k| k.get_ref().as_str()).collect();
+        for stage in &raw.stage {
+            let rs = stage.get_ref();
+            let name = self.required(&rs.name, stage.span(), "stage", "name");
+            if let Some(n) = &rs.name {
+                if let Some(_first) = stage_names.get(&name) {
+                    self.error(
+                        n.span(),
+                        format!("stage `{name}` is defined twice"),
+                        Some("give each [[stage]] its own name".into()),
+                    );
+                } else if !name.is_empty() {
+                    stage_names.insert(name.clone(), n.span());
+                }
+                if name.contains(',') || name.chars().any(char::is_whitespace) {
+                    self.error(
+                        n.span(),
+                        format!("stage name `{name}` contains a space or comma"),
+                        None,
+                    );
+                }
+            }
+            let mut regions = Vec::new();
+            match &rs.regions {
+                None => self.error(
+                    stage.span(),
+                    format!("stage `{name}` has no `regions`"),
+                    Some("add regions = [\"…\"]".into()),
+                ),
+                Some(list) if list.get_ref().is_empty() => self.error(
+                    list.span(),
+                    format!("stage `{name}` has no regions"),
+                    Some("a stage needs at least one region".into()),
+                ),
+                Some(list) => {
+                    for r in list.get_ref() {
+                        let region = r.get_ref().clone();
+                        if !valid_region(&region) {
+                            self.error(
+                                r.span(),
+                                format!("invalid region name `{region}`"),
+                                Some("use letters, digits, '.', '_' and '-'".into()),
+                            );
+                        } else if let Some(owner) = region_owner.get(&region) {
+                            let msg = if *owner == name {
+                                format!("region `{region}` is listed twice in stage `{name}`")
+                            } else {
+                                format!(
+                                    "region `{region}` is in two stages: `{owner}` and `{name}`"
+                                )
+                            };
+                            self.error(
+                                r.span(),
+                                msg,
+                                Some("a region belongs to exactly one stage".into()),
+                            );
+                        } else {
+                            region_owner.insert(region.clone(), name.clone());
+                        }
+                        regions.push(region);
+                    }
+                }
+            }
+            let mut stage_gates = Vec::new();
+            for g in &rs.gates {
+                if !raw.gate.keys().any(|k| k.get_ref() == g.get_ref()) {
+                    let hint = hint_for(g.get_ref(), &gate_names).unwrap_or_else(|| {
+                        if gate_names.is_empty() {
+                            format!("define it as [gate.{}]", g.get_ref())
+                        } else {
+                            format!(
+                                "define [gate.{}], or use one of: {}",
+                                g.get_ref(),
+                                gate_names.join(", ")
+                            )
+                        }
+                    });
+                    self.error(
+                        g.span(),
+                        format!("unknown gate `{}` in stage `{name}`", g.get_ref()),
+                        Some(hint),
+                    );
+                }
+                stage_gates.push(g.get_ref().clone());
+            }
+            stages.push(Stage {
+                name,
+                regions,
+                gates: stage_gates,
+                timeout: self.duration(&rs.timeout, defaults.timeout),
+                bake: self.duration(&rs.bake, defaults.bake),
+                command_timeout: self.duration(&rs.command_timeout, defaults.command_timeout),
+                on_failure: self.choice(
+                    &rs.on_failure,
+                    "on_failure",
+                    &on_failure_choices,
+                    defaults.on_failure,
+                ),
+                max_parallel: self.count(
+                    rs.max_parallel.as_ref(),
+                    "max_parallel",
+                    defaults.max_parallel as i64,
+                ) as usize,
+                verify_rollback: rs.verify_rollback.unwrap_or(defaults.verify_rollback),
+            });
+        }
+
+        // [notify]
+        let mut notify = NotifyConfig::default();
+        if let Some(n) = &raw.notify {
+            notify.slack = n
+                .slack
+                .as_ref()
+                .map(|s| self.sink(s, "notify.slack", Priority::P2));
+            notify.discord = n
+                .discord
+                .as_ref()
+                .map(|s| self.sink(s, "notify.discord", Priority::P1));
+        }
+
+        // [events]
+        let events = raw.events.as_ref().map(|e| self.events(e));
+
+        let target = target?;
+        Some(Config {
+            path: path.to_path_buf(),
+            base_dir: base_dir.to_path_buf(),
+            app: AppConfig {
+                name: app_name,
+                version,
+            },
+            target,
+            state,
+            defaults,
+            stages,
+            gates,
+            notify,
+            events,
+        })
+    }
+
+    fn count(&mut self, value: Option<&Spanned<i64>>, key: &str, default: i64) -> i64 {
+        match value {
+            None => default,
+            Some(v) if *v.get_ref() < 0 => {
+                self.error(v.span(), format!("`{key}` must not be negative"), None);
+                default
+            }
+            Some(v) => *v.get_ref(),
+        }
+    }
+
+    fn target(
+        &mut self,
+        t: &Spanned<RawTarget>,
+        no_image: &[&str],
+        deploy_vars: &[&str],
+    ) -> Option<TargetConfig> {
+        let rt = t.get_ref();
+        let adapter = match &rt.adapter {
+            None => {
+                self.error(
+                    t.span(),
+                    "`[target]` has no `adapter`",
+                    Some("add adapter = \"fly\", \"kubernetes\" or \"exec\"".into()),
+                );
+                return None;
+            }
+            Some(a) => {
+                let choices = [
+                    ("fly", AdapterKind::Fly),
+                    ("kubernetes", AdapterKind::Kubernetes),
+                    ("exec", AdapterKind::Exec),
+                ];
+                match choices.iter().find(|(n, _)| n == a.get_ref()) {
+                    Some((_, k)) => *k,
+                    None => {
+                        let hint = hint_for(a.get_ref(), &["fly", "kubernetes", "exec"])
+                            .unwrap_or_else(|| "use fly, kubernetes or exec".into());
+                        self.error(
+                            a.span(),
+                            format!("unknown adapter `{}`", a.get_ref()),
+                            Some(hint),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let image = rt.image.as_ref().map(|i| self.template(i, no_image));
+        if matches!(adapter, AdapterKind::Fly | AdapterKind::Kubernetes) && image.is_none() {
+            self.error(
+                t.span(),
+                format!("the {} adapter needs `image` in [target]", adapter.as_str()),
+                Some("add image = \"registry.example.com/app:{version}\"".into()),
+            );
+        }
+        let missing = |this: &mut Self, section: &str| {
+            this.error(
+                t.span(),
+                format!(
+                    "adapter `{}` needs a `[target.{section}]` section",
+                    adapter.as_str()
+                ),
+                Some(format!("add [target.{section}] to {}", "the pipeline file")),
+            );
+        };
+        let fly = rt.fly.as_ref().map(|f| {
+            let rf = f.get_ref();
+            FlyConfig {
+                app: self.required(&rf.app, f.span(), "target.fly", "app"),
+                strategy: rf.strategy.as_ref().map(|s| s.get_ref().clone()),
+                wait_timeout: self.opt_duration(&rf.wait_timeout),
+                bin: rf.bin.as_ref().map(|b| b.get_ref().clone()),
+                args: rf
+                    .args
+                    .iter()
+                    .map(|a| self.template(a, deploy_vars))
+                    .collect(),
+            }
+        });
+        let kubernetes = rt.kubernetes.as_ref().map(|k| {
+            let rk = k.get_ref();
+            KubernetesConfig {
+                deployment: self.required(
+                    &rk.deployment,
+                    k.span(),
+                    "target.kubernetes",
+                    "deployment",
+                ),
+                container: self.required(&rk.container, k.span(), "target.kubernetes", "container"),
+                namespace: rk.namespace.as_ref().map(|n| self.template(n, deploy_vars)),
+                context: rk.context.as_ref().map(|c| self.template(c, deploy_vars)),
+                bin: rk.bin.as_ref().map(|b| b.get_ref().clone()),
+            }
+        });
+        let exec = rt.exec.as_ref().map(|e| {
+            let re = e.get_ref();
+            let deploy = match &re.deploy {
+                Some(d) => self.argv(d, "target.exec.deploy", deploy_vars),
+                None => {
+                    self.error(
+                        e.span(),
+                        "`[target.exec]` has no `deploy` command",
+                        Some("add deploy = [\"./deploy.sh\", \"{region}\", \"{version}\"]".into()),
+                    );
+                    Vec::new()
+                }
+            };
+            ExecConfig {
+                deploy,
+                current: re
+                    .current
+                    .as_ref()
+                    .map(|c| self.argv(c, "target.exec.current", deploy_vars)),
+                rollback: re
+                    .rollback
+                    .as_ref()
+                    .map(|r| self.argv(r, "target.exec.rollback", deploy_vars)),
+            }
+        });
+        match adapter {
+            AdapterKind::Fly if fly.is_none() => missing(self, "fly"),
+            AdapterKind::Kubernetes if kubernetes.is_none() => missing(self, "kubernetes"),
+            AdapterKind::Exec if exec.is_none() => missing(self, "exec"),
+            _ => {}
+        }
+        Some(TargetConfig {
+            adapter,
+            image,
+            fly,
+            kubernetes,
+            exec,
+        })
+    }
+
+    fn gate(&mut self, name: &S, gate: &Spanned<RawGate>) -> Option<Gate> {
+        let g = gate.get_ref();
+        let types = ["http", "dns", "tcp", "prometheus", "command"];
+        let Some(kind_name) = &g.kind else {
+            self.error(
+                name.span(),
+                format!("gate `{}` has no `type`", name.get_ref()),
+                Some(format!("add type = one of {}", types.join(", "))),
+            );
+            return None;
+        };
+        let kind_str = kind_name.get_ref().as_str();
+        if !types.contains(&kind_str) {
+            let hint = hint_for(kind_str, &types)
+                .unwrap_or_else(|| format!("use one of: {}", types.join(", ")));
+            self.error(
+                kind_name.span(),
+                format!("unknown gate type `{kind_str}`"),
+                Some(hint),
+            );
+            return None;
+        }
+        // Which type-specific keys are present, and which the type allows.
+        let present: [(&str, Option<Range<usize>>); 14] = [
+            ("url", g.url.as_ref().map(|v| v.span())),
+            ("method", g.method.as_ref().map(|v| v.span())),
+            ("headers", g.headers.as_ref().map(|v| v.span())),
+            ("expect_status", g.expect_status.as_ref().map(|v| v.span())),
+            ("body_contains", g.body_contains.as_ref().map(|v| v.span())),
+            ("max_latency", g.max_latency.as_ref().map(|v| v.span())),
+            ("host", g.host.as_ref().map(|v| v.span())),
+            ("addresses", g.addresses.as_ref().map(|v| v.span())),
+            ("address", g.address.as_ref().map(|v| v.span())),
+            ("query", g.query.as_ref().map(|v| v.span())),
+            ("min", g.min.as_ref().map(|v| v.span())),
+            ("max", g.max.as_ref().map(|v| v.span())),
+            ("on_empty", g.on_empty.as_ref().map(|v| v.span())),
+            ("run", g.run.as_ref().map(|v| v.span())),
+        ];
+        let allowed: &[&str] = match kind_str {
+            "http" => &[
+                "url",
+                "method",
+                "headers",
+                "expect_status",
+                "body_contains",
+                "max_latency",
+            ],
+            "dns" => &["host", "addresses"],
+            "tcp" => &["address"],
+            "prometheus" => &["url", "query", "min", "max", "on_empty"],
+            _ => &["run"],
+        };
+        for (key, span) in &present {
+            if let Some(span) = span {
+                if !allowed.contains(key) {
+                    self.error(
+                        span.clone(),
+                        format!("`{key}` is not a key of a {kind_str} gate"),
+                        Some(format!("a {kind_str} gate takes: {}", allowed.join(", "))),
+                    );
+                }
+            }
+        }
+        // Gates run inside a region of a stage of a deploy: every placeholder is available.
+        let vars = placeholder::NAMES;
+        let need = |this: &mut Self, v: &Option<S>, key: &str| -> String {
+            this.required(v, gate.span(), &format!("gate.{}", name.get_ref()), key)
+        };
+        let kind = match kind_str {
+            "http" => {
+                let url = need(self, &g.url, "url");
+                if let Some(u) = &g.url {
+                    self.template(u, vars);
+                    self.url(u);
+                }
+                let mut headers = BTreeMap::new();
+                if let Some(h) = &g.headers {
+                    for (k, v) in h.get_ref() {
+                        headers.insert(self.template(k, vars), self.template(v, vars));
+                    }
+                }
+                let mut expect_status = Vec::new();
+                if let Some(list) = &g.expect_status {
+                    for s in list.get_ref() {
+                        match u16::try_from(*s.get_ref()) {
+                            Ok(code) if (100..=599).contains(&code) => expect_status.push(code),
+                            _ => self.error(
+                                s.span(),
+                                format!("invalid HTTP status `{}`", s.get_ref()),
+                                Some("use codes from 100 to 599".into()),
+                            ),
+                        }
+                    }
+                }
+                let method = g
+                    .method
+                    .as_ref()
+                    .map(|m| m.get_ref().to_ascii_uppercase())
+                    .unwrap_or_else(|| "GET".into());
+                if let Some(m) = &g.method {
+                    if !["GET", "HEAD", "POST", "PUT", "OPTIONS"].contains(&method.as_str()) {
+                        self.error(
+                            m.span(),
+                            format!("unsupported HTTP method `{}`", m.get_ref()),
+                            Some("use GET, HEAD, POST, PUT or OPTIONS".into()),
+                        );
+                    }
+                }
+                GateKind::Http(HttpGate {
+                    url,
+                    method,
+                    headers,
+                    expect_status,
+                    body_contains: g.body_contains.as_ref().map(|b| self.template(b, vars)),
+                    max_latency: self.opt_duration(&g.max_latency),
+                })
+            }
+            "dns" => {
+                let host = need(self, &g.host, "host");
+                if let Some(h) = &g.host {
+                    self.template(h, vars);
+                }
+                let addresses = g
+                    .addresses
+                    .as_ref()
+                    .map(|a| a.get_ref().iter().map(|x| self.template(x, vars)).collect())
+                    .unwrap_or_default();
+                GateKind::Dns(DnsGate { host, addresses })
+            }
+            "tcp" => {
+                let address = need(self, &g.address, "address");
+                if let Some(a) = &g.address {
+                    self.template(a, vars);
+                    if !a.get_ref().contains(':') {
+                        self.error(
+                            a.span(),
+                            format!("address `{}` has no port", a.get_ref()),
+                            Some("write host:port, e.g. db.internal:5432".into()),
+                        );
+                    }
+                }
+                GateKind::Tcp(TcpGate { address })
+            }
+            "prometheus" => {
+                let url = need(self, &g.url, "url");
+                if let Some(u) = &g.url {
+                    self.template(u, vars);
+                    self.url(u);
+                }
+                let query = need(self, &g.query, "query");
+                if let Some(q) = &g.query {
+                    self.template(q, vars);
+                }
+                let min = g.min.as_ref().map(|m| *m.get_ref());
+                let max = g.max.as_ref().map(|m| *m.get_ref());
+                if min.is_none() && max.is_none() {
+                    self.error(gate.span(), format!("prometheus gate `{}` has neither `min` nor `max`", name.get_ref()), Some("add max = 0.05 (and/or min = …): a gate with no threshold can never fail".into()));
+                }
+                if let (Some(lo), Some(hi)) = (min, max) {
+                    if lo > hi {
+                        self.error(
+                            g.min.as_ref().unwrap().span(),
+                            format!("`min` ({lo}) is greater than `max` ({hi})"),
+                            None,
+                        );
+                    }
+                }
+                let on_empty = self.choice(
+                    &g.on_empty,
+                    "on_empty",
+                    &[("fail", OnEmpty::Fail), ("pass", OnEmpty::Pass)],
+                    OnEmpty::Fail,
+                );
+                GateKind::Prometheus(PrometheusGate {
+                    url,
+                    query,
+                    min,
+                    max,
+                    on_empty,
+                })
+            }
+            _ => {
+                let run = match &g.run {
+                    Some(r) => self.argv(r, &format!("gate.{}.run", name.get_ref()), vars),
+                    None => {
+                        self.error(
+                            gate.span(),
+                            format!("command gate `{}` has no `run`", name.get_ref()),
+                            Some("add run = [\"./smoke.sh\", \"{region}\"]".into()),
+                        );
+                        Vec::new()
+                    }
+                };
+                GateKind::Command(CommandGate { run })
+            }
+        };
+        let severity = self.choice(
+            &g.severity,
+            "severity",
+            &[("P0", Severity::P0), ("P1", Severity::P1)],
+            Severity::P1,
+        );
+        let default_failures = if severity == Severity::P0 { 1 } else { 3 };
+        let failures = match &g.failures {
+            None => default_failures,
+            Some(f) if *f.get_ref() < 1 || *f.get_ref() > 1000 => {
+                self.error(
+                    f.span(),
+                    format!("`failures` must be between 1 and 1000, not {}", f.get_ref()),
+                    None,
+                );
+                default_failures
+            }
+            Some(f) => *f.get_ref() as u32,
+        };
+        let interval = self.duration(&g.interval, DEFAULT_INTERVAL);
+        if interval.is_zero() {
+            if let Some(i) = &g.interval {
+                self.error(i.span(), "`interval` must be greater than zero", None);
+            }
+        }
+        let timeout = self.duration(&g.timeout, DEFAULT_PROBE_TIMEOUT);
+        if timeout.is_zero() {
+            if let Some(t) = &g.timeout {
+                self.error(t.span(), "`timeout` must be greater than zero", None);
+            }
+        }
+        Some(Gate {
+            name: name.get_ref().clone(),
+            kind,
+            interval,
+            timeout,
+            delay: self.duration(&g.delay, Duration::ZERO),
+            severity,
+            failures,
+        })
+    }
+
+    fn url(&mut self, u: &S) {
+        let s = u.get_ref();
+        if !(s.starts_with("http://") || s.starts_with("https://") || s.starts_with('{')) {
+            self.error(
+                u.span(),
+                format!("URL `{s}` does not start with http:// or https://"),
+                None,
+            );
+        }
+    }
+
+    fn sink(&mut self, s: &Spanned<RawSink>, table: &str, default: Priority) -> SinkConfig {
+        let rs = s.get_ref();
+        let webhook_env = self.required(&rs.webhook_env, s.span(), table, "webhook_env");
+        let prios = [
+            ("P0", Priority::P0),
+            ("P1", Priority::P1),
+            ("P2", Priority::P2),
+            ("P3", Priority::P3),
+        ];
+        SinkConfig {
+            webhook_env,
+            min_priority: self.choice(&rs.min_priority, "priority", &prios, default),
+        }
+    }
+
+    fn events(&mut self, e: &Spanned<RawEvents>) -> EventsConfig {
+        let re = e.get_ref();
+        if re.url.is_none() && re.url_env.is_none() {
+            self.error(
+                e.span(),
+                "`[events]` has neither `url` nor `url_env`",
+                Some("add url_env = \"SHIPGATE_EVENTS_URL\"".into()),
+            );
+        }
+        if let Some(u) = &re.url {
+            self.url(u);
+        }
+        let format = self.choice(
+            &re.format,
+            "event format",
+            &[
+                ("cloudevents", EventFormat::Cloudevents),
+                ("plain", EventFormat::Plain),
+            ],
+            EventFormat::Cloudevents,
+        );
+        let signing = self.choice(
+            &re.signing,
+            "signing",
+            &[
+                ("standard-webhooks", Signing::StandardWebhooks),
+                ("github", Signing::Github),
+                ("none", Signing::None),
+            ],
+            Signing::None,
+        );
+        if signing != Signing::None && re.secret_env.is_none() {
+            self.error(
+                e.span(),
+                "`[events]` signs events but has no `secret_env`",
+                Some("add secret_env = \"SHIPGATE_EVENTS_SECRET\", or signing = \"none\"".into()),
+            );
+        }
+        EventsConfig {
+            url: re.url.as_ref().map(|u| u.get_ref().clone()),
+            url_env: re.url_env.as_ref().map(|u| u.get_ref().clone()),
+            format,
+            signing,
+            secret_env: re.secret_env.as_ref().map(|s| s.get_ref().clone()),
+            source: re
+                .source
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_else(|| "shipgate".into()),
+        }
+    }
+}
+
+fn braces(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{{{n}}}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn valid_region(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 64
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

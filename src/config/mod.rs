@@ -1,0 +1,9 @@
+//! `pipeline.toml`: the model, its loading and checking, and placeholders.
+
+mod load;
+mod model;
+pub mod placeholder;
+mod raw;
+
+pub use load::{did_you_mean, load, parse, Diagnostic};
+pub use model::*;

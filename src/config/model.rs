@@ -1,0 +1,443 @@
+//! The resolved pipeline model: every default applied, every reference checked.
+//!
+//! Everything after loading works on these types; `raw.rs` is only the file's shape.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::placeholder;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The file as given on the command line.
+    pub path: PathBuf,
+    /// Directory holding the file: commands run here and a relative `[state].dir` starts here.
+    pub base_dir: PathBuf,
+    pub app: AppConfig,
+    pub target: TargetConfig,
+    pub state: StateConfig,
+    pub defaults: Defaults,
+    pub stages: Vec<Stage>,
+    pub gates: BTreeMap<String, Gate>,
+    pub notify: NotifyConfig,
+    pub events: Option<EventsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppConfig {
+    pub name: String,
+    pub version: VersionSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionSource {
+    GitShort,
+    GitSha,
+    GitDescribe,
+    /// `env:VAR`: the version is the value of `VAR`.
+    Env(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    Fly,
+    Kubernetes,
+    Exec,
+}
+
+impl AdapterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterKind::Fly => "fly",
+            AdapterKind::Kubernetes => "kubernetes",
+            AdapterKind::Exec => "exec",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetConfig {
+    pub adapter: AdapterKind,
+    /// Image template (fly and kubernetes), e.g. `registry.fly.io/app:{version}`.
+    pub image: Option<String>,
+    pub fly: Option<FlyConfig>,
+    pub kubernetes: Option<KubernetesConfig>,
+    pub exec: Option<ExecConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlyConfig {
+    pub app: String,
+    /// `flyctl deploy --strategy`; `None` leaves flyctl's default.
+    pub strategy: Option<String>,
+    #[serde(with = "humantime_serde_opt")]
+    pub wait_timeout: Option<Duration>,
+    /// The flyctl binary; `None` looks up `flyctl`, then `fly`, on PATH.
+    pub bin: Option<String>,
+    /// Extra arguments appended to `flyctl deploy`.
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KubernetesConfig {
+    pub deployment: String,
+    pub container: String,
+    pub namespace: Option<String>,
+    /// Context template, e.g. `{region}`; `None` uses the current context.
+    pub context: Option<String>,
+    /// The kubectl binary; `None` looks up `kubectl` on PATH.
+    pub bin: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecConfig {
+    pub deploy: Vec<String>,
+    pub current: Option<Vec<String>>,
+    pub rollback: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    File,
+    Git,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StateConfig {
+    /// Resolved directory (a relative `[state].dir` is relative to the config file's directory;
+    /// `--state-dir` is relative to the working directory).
+    pub dir: PathBuf,
+    pub store: StoreKind,
+    pub remote: String,
+    pub branch: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Defaults {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub bake: Duration,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    pub on_failure: OnFailure,
+    pub verify_rollback: bool,
+    pub max_parallel: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    Rollback,
+    RollbackStage,
+    RollbackRegion,
+    Continue,
+}
+
+impl OnFailure {
+    pub const NAMES: &'static [&'static str] =
+        &["rollback", "rollback-stage", "rollback-region", "continue"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Rollback => "rollback",
+            OnFailure::RollbackStage => "rollback-stage",
+            OnFailure::RollbackRegion => "rollback-region",
+            OnFailure::Continue => "continue",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub regions: Vec<String>,
+    pub gates: Vec<String>,
+    /// The whole stage: deploy and gates, from the stage's start.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Keep watching gates this long after they first pass.
+    #[serde(with = "humantime_serde")]
+    pub bake: Duration,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    pub on_failure: OnFailure,
+    /// 0 = every region at once.
+    pub max_parallel: usize,
+    pub verify_rollback: bool,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+pub enum Severity {
+    P0,
+    P1,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::P0 => "P0",
+            Severity::P1 => "P1",
+        }
+    }
+}
+
+/// Notification priority: P0 is the most urgent. A sink with `min_priority = P2` receives
+/// P0, P1 and P2.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+pub enum Priority {
+    P0,
+    P1,
+    P2,
+    P3,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::P0 => "P0",
+            Priority::P1 => "P1",
+            Priority::P2 => "P2",
+            Priority::P3 => "P3",
+        }
+    }
+    /// Whether a sink configured with `min` receives a notification of this priority.
+    pub fn reaches(self, min: Priority) -> bool {
+        self <= min
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    pub name: String,
+    pub kind: GateKind,
+    /// Time between probes.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// One probe's time limit.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Wait before the first probe.
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+    pub severity: Severity,
+    /// Consecutive failed probes that trip the gate.
+    pub failures: u32,
+}
+
+impl Gate {
+    /// Whether any templated field of the gate mentions `{region}`: if not, the gate is probed
+    /// once per stage and its result shared by every region.
+    pub fn uses_region(&self) -> bool {
+        self.kind
+            .templates()
+            .iter()
+            .any(|t| placeholder::mentions(t, "region"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum GateKind {
+    Http(HttpGate),
+    Dns(DnsGate),
+    Tcp(TcpGate),
+    Prometheus(PrometheusGate),
+    Command(CommandGate),
+}
+
+impl GateKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            GateKind::Http(_) => "http",
+            GateKind::Dns(_) => "dns",
+            GateKind::Tcp(_) => "tcp",
+            GateKind::Prometheus(_) => "prometheus",
+            GateKind::Command(_) => "command",
+        }
+    }
+    /// Every templated string of the gate.
+    pub fn templates(&self) -> Vec<&str> {
+        match self {
+            GateKind::Http(h) => {
+                let mut v = vec![h.url.as_str()];
+                for (k, val) in &h.headers {
+                    v.push(k);
+                    v.push(val);
+                }
+                if let Some(b) = &h.body_contains {
+                    v.push(b);
+                }
+                v
+            }
+            GateKind::Dns(d) => {
+                let mut v = vec![d.host.as_str()];
+                v.extend(d.addresses.iter().map(String::as_str));
+                v
+            }
+            GateKind::Tcp(t) => vec![t.address.as_str()],
+            GateKind::Prometheus(p) => vec![p.url.as_str(), p.query.as_str()],
+            GateKind::Command(c) => c.run.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpGate {
+    pub url: String,
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+    /// Accepted status codes; empty means any 2xx.
+    pub expect_status: Vec<u16>,
+    pub body_contains: Option<String>,
+    #[serde(with = "humantime_serde_opt")]
+    pub max_latency: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsGate {
+    pub host: String,
+    /// When not empty, every one of these addresses must be among the answers.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpGate {
+    /// `host:port`.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnEmpty {
+    Fail,
+    Pass,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrometheusGate {
+    /// Base URL of the Prometheus server; `/api/v1/query` is appended.
+    pub url: String,
+    pub query: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub on_empty: OnEmpty,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandGate {
+    pub run: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NotifyConfig {
+    pub slack: Option<SinkConfig>,
+    pub discord: Option<SinkConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkConfig {
+    /// Environment variable holding the webhook URL (a secret).
+    pub webhook_env: String,
+    pub min_priority: Priority,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    Cloudevents,
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signing {
+    StandardWebhooks,
+    Github,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventsConfig {
+    /// The sink URL, literal.
+    pub url: Option<String>,
+    /// Or the environment variable holding it.
+    pub url_env: Option<String>,
+    pub format: EventFormat,
+    pub signing: Signing,
+    pub secret_env: Option<String>,
+    pub source: String,
+}
+
+impl Config {
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// Every region, in pipeline order.
+    pub fn regions(&self) -> Vec<&str> {
+        self.stages
+            .iter()
+            .flat_map(|s| s.regions.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The stage a region belongs to.
+    pub fn stage_of(&self, region: &str) -> Option<&Stage> {
+        self.stages
+            .iter()
+            .find(|s| s.regions.iter().any(|r| r == region))
+    }
+
+    /// Names of every environment variable whose value is a secret (SPEC §3): each `*_env`
+    /// variable the config names, and the platform tokens.
+    pub fn secret_env_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = crate::redact::ALWAYS_SECRET
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(s) = &self.notify.slack {
+            names.push(s.webhook_env.clone());
+        }
+        if let Some(d) = &self.notify.discord {
+            names.push(d.webhook_env.clone());
+        }
+        if let Some(e) = &self.events {
+            names.extend(e.url_env.iter().cloned());
+            names.extend(e.secret_env.iter().cloned());
+        }
+        if let VersionSource::Env(_) = self.app.version {
+            // a version is not a secret
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// Serde helpers printing durations the way they are written (`5m`, `300s`).
+mod humantime_serde {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+mod humantime_serde_opt {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The one error type: what failed, why (a chain of causes), how to fix it, and the exit code.
+
+use std::fmt;
+
+use crate::exit_code;
+
+/// An error that ends a command. Rendered as `error:` / `Caused by:` / `hint:`.
+#[derive(Debug)]
+pub struct Error {
+    /// Exit code of SPEC §6.
+    pub code: i32,
+    /// What failed, as a lowercase fragment ("failed to …" reads before it).
+    pub message: String,
+    /// Causes, outermost first.
+    pub causes: Vec<String>,
+    /// How to fix it, when we know.
+    pub hint: Option<String>,
+    /// Extra lines shown verbatim after the message (a quoted config line, a stderr tail).
+    pub detail: Option<String>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+            causes: Vec::new(),
+            hint: None,
+            detail: None,
+        }
+    }
+    /// A usage or configuration error (exit 2): nothing was changed.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(exit_code::USAGE, message)
+    }
+    /// A runtime failure (exit 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(exit_code::FAILED, message)
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+    pub fn caused_by(mut self, cause: impl fmt::Display) -> Self {
+        self.causes.push(cause.to_string());
+        self
+    }
+    pub fn exit_code(&self) -> i32 {
+        self.code
+    }
+
+    /// Renders the error for a person, optionally with ANSI colour.
+    pub fn render(&self, color: bool) -> String {
+        let (red, yellow, bold, reset) = if color {
+            ("\x1b[1;31m", "\x1b[1;33m", "\x1b[1m", "\x1b[0m")
+        } else {
+            ("", "", "", "")
+        };
+        let mut out = format!("{red}error{reset}: {bold}{}{reset}\n", self.message);
+        if let Some(detail) = &self.detail {
+            for line in detail.lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+        if !self.causes.is_empty() {
+            out.push_str("\nCaused by:\n");
+            for (i, cause) in self.causes.iter().enumerate() {
+                let mut lines = cause.lines();
+                if let Some(first) = lines.next() {
+                    out.push_str(&format!("  {i}: {first}\n"));
+                }
+                for line in lines {
+                    out.push_str(&format!("     {line}\n"));
+                }
+            }
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("\n{yellow}hint{reset}: {hint}\n"));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        for cause in &self.causes {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::failed(e.to_string())
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<Error>() {
+            Ok(err) => err,
+            Err(e) => {
+                let mut chain = e.chain();
+                let mut err =
+                    Error::failed(chain.next().map(|c| c.to_string()).unwrap_or_default());
+                for cause in chain {
+                    err.causes.push(cause.to_string());
+                }
+                err
+            }
+        }
+    }
+}
+
+/// Adds a cause-chained context to results, like anyhow's `Context`, keeping the exit code.
+pub trait Context<T> {
+    fn context(self, message: impl Into<String>) -> Result<T>;
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T>;
+}
+
+impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, message: impl Into<String>) -> Result<T> {
+        self.map_err(|e| Error::failed(message).caused_by(e))
+    }
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| Error::failed(f()).caused_by(e))
+    }
+}

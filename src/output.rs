@@ -1,0 +1,169 @@
+//! How results reach people and programs: format, quiet, colour, progress bars or plain lines.
+
+use std::io::IsTerminal;
+
+use crate::cli::{ColorChoice, Format, GlobalArgs};
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// indicatif bars, one line per region, redrawn in place.
+    Bars,
+    /// One timestamped line per state change (logs, CI, pipes).
+    Lines,
+    /// Nothing but errors and the final result.
+    Quiet,
+}
+
+/// The one place that decides bars versus lines: bars only for a person at a terminal.
+pub fn progress_mode(
+    stderr_is_terminal: bool,
+    ci: bool,
+    no_progress: bool,
+    quiet: bool,
+) -> ProgressMode {
+    if quiet {
+        ProgressMode::Quiet
+    } else if stderr_is_terminal && !ci && !no_progress {
+        ProgressMode::Bars
+    } else {
+        ProgressMode::Lines
+    }
+}
+
+/// Whether to colour stderr: `--color`, then NO_COLOR, CLICOLOR_FORCE, CLICOLOR, then the
+/// terminal test (<https://no-color.org>, <https://bixense.com/clicolors/>).
+pub fn use_color(
+    choice: ColorChoice,
+    is_terminal: bool,
+    env: impl Fn(&str) -> Option<String>,
+) -> bool {
+    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            if set("NO_COLOR") {
+                false
+            } else if env("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0") {
+                true
+            } else if env("CLICOLOR").is_some_and(|v| v == "0") {
+                false
+            } else {
+                is_terminal
+            }
+        }
+    }
+}
+
+/// Whether we run inside a CI system (most set `CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+        || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+}
+
+/// Settings every command reads to print.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub format: Format,
+    pub quiet: bool,
+    pub progress: ProgressMode,
+    pub color: bool,
+    /// Running under GitHub Actions (`GITHUB_ACTIONS=true`).
+    pub github: bool,
+}
+
+impl Output {
+    pub fn from_args(g: &GlobalArgs) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        Output {
+            format: g.format,
+            quiet: g.quiet,
+            progress: progress_mode(tty, in_ci(), g.no_progress, g.quiet),
+            color: use_color(g.color, tty, |k| std::env::var(k).ok()),
+            github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+        }
+    }
+
+    /// Whether people-text goes to stderr (it always does unless `--quiet`).
+    pub fn chatty(&self) -> bool {
+        !self.quiet
+    }
+
+    /// Prints a line for people on stderr, redacted, unless quiet.
+    pub fn info(&self, line: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", crate::redact::redact(line.as_ref()));
+        }
+    }
+
+    /// Prints a warning on stderr, even when quiet.
+    pub fn warn(&self, line: impl AsRef<str>) {
+        let text = crate::redact::redact(line.as_ref());
+        if self.color {
+            eprintln!("\x1b[1;33mwarning\x1b[0m: {text}");
+        } else {
+            eprintln!("warning: {text}");
+        }
+        if self.github {
+            println!("::warning::{}", github_escape(&text));
+        }
+    }
+
+    /// Prints one JSON document on stdout, redacted.
+    pub fn json(&self, value: &serde_json::Value) {
+        let mut v = value.clone();
+        crate::redact::redact_json(&mut v);
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+
+    pub fn bold(&self, s: &str) -> String {
+        if self.color {
+            format!("\x1b[1m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// Escapes a GitHub Actions workflow-command message (`%`, CR, LF).
+pub fn github_escape(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_only_for_a_person_at_a_terminal() {
+        assert_eq!(progress_mode(true, false, false, false), ProgressMode::Bars);
+        assert_eq!(
+            progress_mode(false, false, false, false),
+            ProgressMode::Lines
+        );
+        assert_eq!(progress_mode(true, true, false, false), ProgressMode::Lines);
+        assert_eq!(progress_mode(true, false, true, false), ProgressMode::Lines);
+        assert_eq!(progress_mode(true, false, false, true), ProgressMode::Quiet);
+        assert_eq!(progress_mode(false, true, true, true), ProgressMode::Quiet);
+    }
+
+    #[test]
+    fn colour_rules() {
+        let none = |_: &str| None;
+        assert!(use_color(ColorChoice::Auto, true, none));
+        assert!(!use_color(ColorChoice::Auto, false, none));
+        assert!(!use_color(ColorChoice::Auto, true, |k| (k == "NO_COLOR")
+            .then(|| "1".into())));
+        assert!(use_color(ColorChoice::Auto, false, |k| (k
+            == "CLICOLOR_FORCE")
+            .then(|| "1".into())));
+        assert!(!use_color(ColorChoice::Auto, true, |k| (k == "CLICOLOR")
+            .then(|| "0".into())));
+        assert!(use_color(ColorChoice::Always, false, |k| (k == "NO_COLOR")
+            .then(|| "1".into())));
+        assert!(!use_color(ColorChoice::Never, true, none));
+    }
+}

@@ -1,0 +1,3 @@
+//! Plan (what will happen) and run (stages, parallel regions, rollback policy, signals).
+
+pub mod plan;

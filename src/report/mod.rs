@@ -1,0 +1,1 @@
+//! Reports: human progress (indicatif or plain lines), JSON results, GitHub Actions.
