@@ -1,1 +1,14 @@
+//! One integration binary: every test runs the real `shipgate` binary against fake platform
+//! CLIs and real local servers on loopback.
 
+mod common;
+
+mod adapters;
+mod config;
+mod deploy;
+mod events;
+mod gates;
+mod history;
+mod notify;
+mod rollback;
+mod status;

@@ -1,6 +1,12 @@
 //! One file per subcommand. Each takes the parsed arguments and returns the exit code.
 
 mod completions;
+mod deploy;
+mod history;
+mod lock;
+mod publish_event;
+mod rollback;
+mod status;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -13,16 +19,16 @@ pub fn run(cli: Cli, output: &Output) -> Result<i32, Error> {
     match cli.command {
         Command::Completions(args) => completions::run(&args),
         Command::Validate => validate::run(&load_config(&cli.global)?, output),
-        Command::Deploy(_) => Err(not_implemented("deploy")),
-        Command::Rollback(_) => Err(not_implemented("rollback")),
-        Command::Status(_) => Err(not_implemented("status")),
-        Command::PublishEvent(_) => Err(not_implemented("publish-event")),
-        Command::History(_) => Err(not_implemented("history")),
-        Command::Lock(_) => Err(not_implemented("lock")),
+        Command::Deploy(args) => deploy::run(&cli.global, &args, output),
+        Command::Rollback(args) => rollback::run(&cli.global, &args, output),
+        Command::Status(args) => status::run(&cli.global, &args, output),
+        Command::PublishEvent(args) => publish_event::run(&cli.global, &args, output),
+        Command::History(args) => history::run(&cli.global, &args, output),
+        Command::Lock(args) => lock::run(&cli.global, &args, output),
     }
 }
 
-fn not_implemented(what: &str) -> Error {
+pub(crate) fn not_implemented(what: &str) -> Error {
     Error::usage(format!("`shipgate {what}` is not implemented yet"))
         .with_hint("nothing was changed")
 }

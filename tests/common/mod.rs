@@ -1,0 +1,161 @@
+//! The test harness: a temp dir, a config, a command line, an environment, and the real binary.
+
+#![allow(dead_code)]
+
+pub mod http;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Exit codes, as the binary documents them (SPEC §6).
+pub mod code {
+    pub const SUCCESS: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const ROLLBACK_FAILED: i32 = 3;
+    pub const PARTIAL: i32 = 4;
+    pub const LOCKED: i32 = 5;
+    pub const CHECK_FAILED: i32 = 6;
+    pub const SIGINT: i32 = 130;
+    pub const SIGTERM: i32 = 143;
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shipgate")
+}
+
+/// The repository root (for `examples/`, `tests/fakes/`, `tests/fixtures/`).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch project: a temp dir holding `pipeline.toml`, a `bin/` prepended to PATH for fake
+/// CLIs, and the state dir `.shipgate`.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// What a run of the binary left.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        Project {
+            dir,
+            env: Vec::new(),
+        }
+    }
+
+    /// A project with this `pipeline.toml`.
+    pub fn with_config(config: &str) -> Self {
+        let p = Self::new();
+        p.write("pipeline.toml", config);
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path().join(".shipgate")
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Writes an executable script.
+    pub fn script(&self, rel: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.write(rel, text);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
+    }
+
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// A command for the binary, run in the project dir with a clean, predictable environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(self.path())
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        let path = format!(
+            "{}:{}",
+            self.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.env("PATH", path);
+        for var in [
+            "GITHUB_ACTIONS",
+            "GITHUB_OUTPUT",
+            "GITHUB_STEP_SUMMARY",
+            "SHIPGATE_CONFIG",
+            "SHIPGATE_STATE_DIR",
+            "SHIPGATE_VERSION",
+            "NO_COLOR",
+            "CLICOLOR_FORCE",
+            "GITHUB_TOKEN",
+            "FLY_API_TOKEN",
+            "FLY_ACCESS_TOKEN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("SHIPGATE_NO_PROGRESS", "1").env("CI", "true");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("run shipgate").into()
+    }
+}

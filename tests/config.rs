@@ -1,0 +1,1 @@
+//! Tests of config (to be written).

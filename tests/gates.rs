@@ -1,0 +1,1 @@
+//! Tests of gates (to be written).

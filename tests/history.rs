@@ -1,0 +1,1 @@
+//! Tests of history (to be written).

@@ -1,0 +1,1 @@
+//! Tests of notify (to be written).

@@ -1,0 +1,1 @@
+//! Tests of rollback (to be written).

@@ -1,0 +1,1 @@
+//! Tests of status (to be written).
