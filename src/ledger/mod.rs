@@ -49,9 +49,8 @@ impl Ledger {
         let path = self.dir.join(file);
         let existing = std::fs::read(&path).unwrap_or_default();
         let last = existing
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .next_back();
+            .split(|b| *b == b'
+').rfind(|l| !l.is_empty());
         let prev = match last {
             Some(line) => hex::encode(sha2::Sha256::digest(line)),
             None => "0".repeat(64),
