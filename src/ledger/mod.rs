@@ -48,9 +48,7 @@ impl Ledger {
         use std::io::Write;
         let path = self.dir.join(file);
         let existing = std::fs::read(&path).unwrap_or_default();
-        let last = existing
-            .split(|b| *b == b'
-').rfind(|l| !l.is_empty());
+        let last = existing.split(|b| *b == b'\n').rfind(|l| !l.is_empty());
         let prev = match last {
             Some(line) => hex::encode(sha2::Sha256::digest(line)),
             None => "0".repeat(64),
