@@ -1,1 +1,297 @@
-//! Tests of config (to be written).
+//! The foundation: config errors point at file:line:column, every example validates, version
+//! resolution, help and completions.
+
+use crate::common::{code, repo, Project};
+
+const MINIMAL: &str = r#"
+[app]
+name = "demo"
+
+[target]
+adapter = "exec"
+
+[target.exec]
+deploy = ["./deploy.sh", "{region}", "{version}"]
+
+[[stage]]
+name = "canary"
+regions = ["lhr"]
+gates = ["api"]
+
+[gate.api]
+type = "http"
+url = "http://127.0.0.1:9/health"
+"#;
+
+/// Runs `validate` on `config` and returns stderr, asserting exit 2.
+fn invalid(config: &str) -> String {
+    let p = Project::with_config(config);
+    let run = p.run(&["validate"]).expect(code::USAGE);
+    assert!(
+        run.stderr.starts_with("error: pipeline.toml:"),
+        "no file:line:col in\n{}",
+        run.stderr
+    );
+    run.stderr
+}
+
+#[test]
+fn minimal_config_is_valid() {
+    let p = Project::with_config(MINIMAL);
+    let run = p.run(&["validate"]).expect(code::SUCCESS);
+    assert!(run.stderr.contains("stage 1. canary"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("trips after 3 failure(s)"),
+        "P1 default failures: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn unknown_key_names_line_column_and_suggests() {
+    let err = invalid(&MINIMAL.replace("gates = [\"api\"]", "gates = [\"api\"]\ntimout = \"5m\""));
+    assert!(
+        err.contains("pipeline.toml:15:1: unknown key `timout`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("15 | timout = \"5m\""),
+        "quotes the line: {err}"
+    );
+    assert!(err.contains("hint: did you mean `timeout`?"), "{err}");
+}
+
+#[test]
+fn unknown_gate_reference_suggests_the_defined_one() {
+    let err = invalid(&MINIMAL.replace("gates = [\"api\"]", "gates = [\"apii\"]"));
+    assert!(
+        err.contains("pipeline.toml:14:10: unknown gate `apii` in stage `canary`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `api`?"), "{err}");
+}
+
+#[test]
+fn unknown_gate_type_is_an_error() {
+    let err = invalid(&MINIMAL.replace("type = \"http\"", "type = \"htp\""));
+    assert!(
+        err.contains("pipeline.toml:17:8: unknown gate type `htp`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `http`?"), "{err}");
+}
+
+#[test]
+fn unknown_placeholder_is_an_error() {
+    let err =
+        invalid(&MINIMAL.replace("\"{region}\", \"{version}\"", "\"{regoin}\", \"{version}\""));
+    assert!(
+        err.contains("pipeline.toml:9:27: unknown placeholder `{regoin}`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `{region}`?"), "{err}");
+}
+
+#[test]
+fn promql_label_matchers_are_not_placeholders() {
+    let config = format!(
+        "{MINIMAL}\n[gate.errors]\ntype = \"prometheus\"\nurl = \"http://127.0.0.1:9090\"\nquery = 'sum(rate(x{{code=~\"5..\",region=\"{{region}}\"}}[1m]))'\nmax = 0.05\n"
+    );
+    Project::with_config(&config)
+        .run(&["validate"])
+        .expect(code::SUCCESS);
+}
+
+#[test]
+fn region_in_two_stages_is_an_error() {
+    let config =
+        format!("{MINIMAL}\n[[stage]]\nname = \"primary\"\nregions = [\"ewr\", \"lhr\"]\n");
+    let err = invalid(&config);
+    assert!(
+        err.contains("region `lhr` is in two stages: `canary` and `primary`"),
+        "{err}"
+    );
+    assert!(err.contains("pipeline.toml:22:19:"), "{err}");
+}
+
+#[test]
+fn stage_without_regions_is_an_error() {
+    let err = invalid(&MINIMAL.replace("regions = [\"lhr\"]", "regions = []"));
+    assert!(
+        err.contains("pipeline.toml:13:11: stage `canary` has no regions"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_duration_is_an_error() {
+    let err = invalid(&MINIMAL.replace(
+        "gates = [\"api\"]",
+        "gates = [\"api\"]\ntimeout = \"5 parsecs\"",
+    ));
+    assert!(
+        err.contains("pipeline.toml:15:11: invalid duration `5 parsecs`"),
+        "{err}"
+    );
+    assert!(err.contains("300s, 5m, 1h30m"), "{err}");
+}
+
+#[test]
+fn bad_on_failure_is_an_error() {
+    let err = invalid(&MINIMAL.replace(
+        "gates = [\"api\"]",
+        "gates = [\"api\"]\non_failure = \"rollbak\"",
+    ));
+    assert!(
+        err.contains("pipeline.toml:15:14: invalid on_failure `rollbak`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `rollback`?"), "{err}");
+}
+
+#[test]
+fn missing_adapter_section_is_an_error() {
+    let config = MINIMAL.replace(
+        "[target.exec]\ndeploy = [\"./deploy.sh\", \"{region}\", \"{version}\"]\n",
+        "",
+    );
+    let err = invalid(&config.replace(
+        "adapter = \"exec\"",
+        "adapter = \"fly\"\nimage = \"r/a:{version}\"",
+    ));
+    assert!(
+        err.contains("adapter `fly` needs a `[target.fly]` section"),
+        "{err}"
+    );
+}
+
+#[test]
+fn key_of_another_gate_type_is_an_error() {
+    let err = invalid(&MINIMAL.replace(
+        "url = \"http://127.0.0.1:9/health\"",
+        "url = \"http://127.0.0.1:9/health\"\nquery = \"up\"",
+    ));
+    assert!(
+        err.contains("pipeline.toml:19:9: `query` is not a key of a http gate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let config = MINIMAL.replace("gates = [\"api\"]", "gates = [\"nope\"]\nbake = \"soon\"");
+    let err = invalid(&config);
+    assert!(
+        err.contains("unknown gate `nope`") && err.contains("invalid duration `soon`"),
+        "{err}"
+    );
+    assert!(err.contains("2 error(s) in all"), "{err}");
+}
+
+#[test]
+fn toml_syntax_error_points_at_it() {
+    let err = invalid("[app]\nname = \"x\n");
+    assert!(err.contains("pipeline.toml:2:"), "{err}");
+}
+
+#[test]
+fn missing_config_file_is_a_usage_error_with_a_hint() {
+    let p = Project::new();
+    let run = p.run(&["validate"]).expect(code::USAGE);
+    assert!(
+        run.stderr
+            .contains("cannot read pipeline file `pipeline.toml`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+}
+
+#[test]
+fn every_example_validates() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let p = Project::new();
+            let run = p.run(&["-c", path.to_str().unwrap(), "validate"]);
+            assert_eq!(
+                run.code,
+                code::SUCCESS,
+                "{}: {}",
+                path.display(),
+                run.stderr
+            );
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 3,
+        "expected at least the three documented examples, found {seen}"
+    );
+    let p = Project::new();
+    p.run(&[
+        "-c",
+        repo().join("pipeline.toml").to_str().unwrap(),
+        "validate",
+    ])
+    .expect(code::SUCCESS);
+}
+
+#[test]
+fn validate_json_describes_the_plan() {
+    let p = Project::with_config(MINIMAL);
+    let run = p
+        .run(&["validate", "--format", "json"])
+        .expect(code::SUCCESS);
+    let v = run.json();
+    assert_eq!(v["stages"][0]["name"], "canary");
+    assert_eq!(v["stages"][0]["on_failure"], "rollback");
+    assert_eq!(v["gates"]["api"]["failures"], 3);
+    assert_eq!(v["gates"]["api"]["severity"], "P1");
+}
+
+#[test]
+fn help_for_every_subcommand() {
+    let p = Project::new();
+    for sub in [
+        "deploy",
+        "rollback",
+        "status",
+        "publish-event",
+        "history",
+        "validate",
+        "lock",
+        "completions",
+    ] {
+        let run = p.run(&[sub, "--help"]).expect(code::SUCCESS);
+        assert!(
+            run.stdout.contains("Usage: shipgate"),
+            "{sub}: {}",
+            run.stdout
+        );
+    }
+    let run = p.run(&["--help"]).expect(code::SUCCESS);
+    assert!(
+        run.stdout.contains("Exit codes:") && run.stdout.contains("143"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn completions_for_bash() {
+    let run = Project::new()
+        .run(&["completions", "bash"])
+        .expect(code::SUCCESS);
+    assert!(
+        run.stdout.contains("_shipgate()") && run.stdout.contains("publish-event"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    Project::new().run(&["deplyo"]).expect(code::USAGE);
+}
