@@ -1,10 +1,146 @@
 //! `shipgate deploy`.
 
-use crate::cli::{DeployArgs, GlobalArgs};
+use crate::cli::{DeployArgs, Format, GlobalArgs};
+use crate::config::{Config, Stage};
 use crate::error::Error;
+use crate::exit_code;
+use crate::ledger::lock;
+use crate::notify::Notifier;
 use crate::output::Output;
+use crate::pipeline::deploy::{deploy, DeployOptions};
+use crate::pipeline::run::Engine;
+use crate::pipeline::{actor, plan, signals::Signals};
+use crate::report::{github, Reporter};
+use crate::version;
 
 pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i32, Error> {
-    let _ = (global, args, output);
-    Err(super::not_implemented("deploy"))
+    let config = super::load_config(global)?;
+    let stages = select_stages(&config, &args.stages)?;
+    let resolved = version::resolve(&config, args.version.as_deref())?;
+    if resolved.dirty {
+        output.warn(format!(
+            "the work tree has uncommitted changes; deploying {} (recorded as dirty)",
+            resolved.version
+        ));
+    }
+    let adapter = crate::adapters::build(&config)?;
+    let deploy_id = ulid::Ulid::new().to_string();
+
+    if args.dry_run {
+        let p = plan::dry_run(
+            &config,
+            adapter.as_ref(),
+            &stages,
+            &resolved.version,
+            &deploy_id,
+        );
+        match output.format {
+            Format::Human => eprint!("{}", plan::render_dry_run(&p, output)),
+            _ => output.json(&serde_json::to_value(&p).unwrap_or_default()),
+        }
+        return Ok(exit_code::SUCCESS);
+    }
+
+    let ledger = super::open_ledger(&config)?;
+    let invocation = actor::detect(resolved.commit.as_deref());
+    let signals = Signals::install();
+    let info = lock::LockInfo {
+        pid: std::process::id(),
+        host: invocation.host.clone(),
+        actor: invocation.actor.clone(),
+        deploy_id: deploy_id.clone(),
+        started_at: actor::now_rfc3339(),
+        command: "deploy".into(),
+    };
+    let _guard = lock::acquire(ledger.dir(), &info, args.lock_wait)?;
+    if signals.cancelled() {
+        return Err(Error::new(
+            signals.exit_code(),
+            "interrupted while waiting for the lock; nothing was changed",
+        ));
+    }
+    let notifier = Notifier::from_config(&config);
+    let reporter = Reporter::new(output);
+    reporter.line(&format!(
+        "deploying {} {} ({}; deploy {deploy_id})",
+        config.app.name, resolved.version, resolved.source
+    ));
+    let engine = Engine {
+        config: &config,
+        adapter: adapter.as_ref(),
+        ledger: &ledger,
+        notifier: &notifier,
+        reporter: &reporter,
+        signals: &signals,
+        invocation: &invocation,
+        deploy_id: deploy_id.clone(),
+        version: resolved.version.clone(),
+    };
+    let opts = DeployOptions {
+        stages,
+        allow_partial: args.allow_partial,
+        dirty: resolved.dirty,
+        reason: None,
+    };
+    let result = deploy(&engine, &opts);
+    reporter.finish();
+    let result = result?;
+    finish(output, &result);
+    Ok(result.exit_code)
+}
+
+/// Prints the result and writes the GitHub step summary and outputs.
+pub fn finish(output: &Output, result: &crate::report::result::RunResult) {
+    match output.format {
+        Format::Human => {
+            if !output.quiet || result.exit_code != 0 {
+                eprint!("{}", crate::redact::redact(&result.render_human()));
+            }
+        }
+        _ => output.json(&serde_json::to_value(result).unwrap_or_default()),
+    }
+    if output.github {
+        if let Err(e) = github::append_env_file("GITHUB_STEP_SUMMARY", &result.render_markdown()) {
+            output.warn(format!("cannot write GITHUB_STEP_SUMMARY: {e}"));
+        }
+        let previous = {
+            let mut vs: Vec<&String> = result.previous_versions.values().collect();
+            vs.sort();
+            vs.dedup();
+            vs.into_iter().cloned().collect::<Vec<_>>().join(",")
+        };
+        let pairs = [
+            ("version", result.version.clone()),
+            ("previous_version", previous),
+            ("status", result.status.clone()),
+            ("deploy_id", result.deploy_id.clone()),
+            ("exit_code", result.exit_code.to_string()),
+        ];
+        if let Err(e) = github::write_outputs(&pairs) {
+            output.warn(format!("cannot write GITHUB_OUTPUT: {e}"));
+        }
+    }
+}
+
+/// The stages to run: all, or the named ones in pipeline order.
+pub fn select_stages<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Stage>, Error> {
+    for name in names {
+        if config.stage(name).is_none() {
+            let all: Vec<&str> = config.stages.iter().map(|s| s.name.as_str()).collect();
+            let mut err = Error::usage(format!(
+                "no stage named `{name}` in {}",
+                config.path.display()
+            ));
+            err = match crate::config::did_you_mean(name, all.iter().copied()) {
+                Some(s) => err.with_hint(format!("did you mean `{s}`?")),
+                None => err.with_hint(format!("stages: {}", all.join(", "))),
+            };
+            return Err(err);
+        }
+    }
+    Ok(config
+        .stages
+        .iter()
+        .filter(|s| names.is_empty() || names.contains(&s.name))
+        .collect())
 }

@@ -45,3 +45,12 @@ pub fn load_config(global: &crate::cli::GlobalArgs) -> Result<Config, Error> {
     }
     Ok(config)
 }
+
+/// Opens the state store the config names.
+pub fn open_ledger(config: &Config) -> Result<crate::ledger::Ledger, Error> {
+    if config.state.store == crate::config::StoreKind::Git {
+        return Err(Error::usage("the git state store is not implemented yet")
+            .with_hint("use [state].store = \"file\""));
+    }
+    crate::ledger::Ledger::open(&config.state.dir)
+}

@@ -148,3 +148,194 @@ pub fn config_json(config: &Config) -> serde_json::Value {
         "events": config.events,
     })
 }
+
+/// What `deploy --dry-run` shows: every stage, region, gate, and the exact (redacted) argv of
+/// every adapter command.
+#[derive(Debug, serde::Serialize)]
+pub struct DryRun {
+    pub app: String,
+    pub version: String,
+    pub adapter: String,
+    pub deploy_id: String,
+    pub stages: Vec<DryRunStage>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct DryRunStage {
+    pub name: String,
+    pub regions: Vec<String>,
+    pub on_failure: String,
+    pub timeout: String,
+    pub bake: String,
+    pub max_parallel: usize,
+    /// Each deploy command's argv.
+    pub commands: Vec<Vec<String>>,
+    pub gates: Vec<DryRunGate>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct DryRunGate {
+    pub name: String,
+    pub severity: String,
+    pub failures: u32,
+    /// Region (or `*` for a gate shared by the stage) → what is probed.
+    pub probes: Vec<(String, String)>,
+}
+
+/// Builds the dry-run plan; reads nothing and changes nothing.
+pub fn dry_run(
+    config: &Config,
+    adapter: &dyn crate::adapters::Adapter,
+    stages: &[&crate::config::Stage],
+    version: &str,
+    deploy_id: &str,
+) -> DryRun {
+    use crate::config::placeholder::Vars;
+    let vars_for = |stage: &str, region: Option<&str>| {
+        let mut v = Vars::new();
+        v.set("app", config.app.name.clone())
+            .set("version", version)
+            .set("deploy_id", deploy_id)
+            .set("stage", stage)
+            .set("previous_version", "<previous>");
+        if let Some(r) = region {
+            v.set("region", r);
+        }
+        if let Some(image) = &config.target.image {
+            let rendered = v.render(image);
+            v.set("image", rendered);
+        }
+        v
+    };
+    let redact_argv = |argv: &[String]| {
+        argv.iter()
+            .map(|a| crate::redact::redact(a))
+            .collect::<Vec<_>>()
+    };
+    let stages = stages
+        .iter()
+        .map(|stage| {
+            let mut commands = Vec::new();
+            if adapter.batches_regions() {
+                let size = if stage.max_parallel == 0 {
+                    stage.regions.len()
+                } else {
+                    stage.max_parallel
+                };
+                for chunk in stage.regions.chunks(size.max(1)) {
+                    let single = (chunk.len() == 1).then(|| chunk[0].as_str());
+                    for c in adapter.deploy_commands(
+                        chunk,
+                        &vars_for(&stage.name, single),
+                        stage.command_timeout,
+                    ) {
+                        commands.push(redact_argv(&c.argv));
+                    }
+                }
+            } else {
+                for r in &stage.regions {
+                    for c in adapter.deploy_commands(
+                        std::slice::from_ref(r),
+                        &vars_for(&stage.name, Some(r)),
+                        stage.command_timeout,
+                    ) {
+                        commands.push(redact_argv(&c.argv));
+                    }
+                }
+            }
+            let gates = stage
+                .gates
+                .iter()
+                .filter_map(|g| config.gates.get(g))
+                .map(|g| {
+                    let probes = if g.uses_region() {
+                        stage
+                            .regions
+                            .iter()
+                            .map(|r| {
+                                (
+                                    r.clone(),
+                                    crate::redact::redact(
+                                        &vars_for(&stage.name, Some(r))
+                                            .render(&gate_summary(&g.kind)),
+                                    ),
+                                )
+                            })
+                            .collect()
+                    } else {
+                        vec![(
+                            "*".to_string(),
+                            crate::redact::redact(
+                                &vars_for(&stage.name, None).render(&gate_summary(&g.kind)),
+                            ),
+                        )]
+                    };
+                    DryRunGate {
+                        name: g.name.clone(),
+                        severity: g.severity.as_str().into(),
+                        failures: g.failures,
+                        probes,
+                    }
+                })
+                .collect();
+            DryRunStage {
+                name: stage.name.clone(),
+                regions: stage.regions.clone(),
+                on_failure: stage.on_failure.as_str().into(),
+                timeout: human(stage.timeout),
+                bake: human(stage.bake),
+                max_parallel: stage.max_parallel,
+                commands,
+                gates,
+            }
+        })
+        .collect();
+    DryRun {
+        app: config.app.name.clone(),
+        version: version.into(),
+        adapter: config.target.adapter.as_str().into(),
+        deploy_id: deploy_id.into(),
+        stages,
+    }
+}
+
+pub fn render_dry_run(p: &DryRun, output: &Output) -> String {
+    let mut s = String::new();
+    writeln!(
+        s,
+        "{} deploy {} {} via {} (nothing will be changed)",
+        output.bold("dry run:"),
+        p.app,
+        p.version,
+        p.adapter
+    )
+    .ok();
+    for (i, st) in p.stages.iter().enumerate() {
+        writeln!(
+            s,
+            "{} {}. {}  regions {}  timeout {}  bake {}  on_failure {}",
+            output.bold("stage"),
+            i + 1,
+            st.name,
+            st.regions.join(","),
+            st.timeout,
+            st.bake,
+            st.on_failure
+        )
+        .ok();
+        for c in &st.commands {
+            writeln!(s, "    $ {}", crate::redact::display_argv(c)).ok();
+        }
+        for g in &st.gates {
+            for (region, probe) in &g.probes {
+                writeln!(
+                    s,
+                    "    gate {} [{}, trips after {}] {region}: {probe}",
+                    g.name, g.severity, g.failures
+                )
+                .ok();
+            }
+        }
+    }
+    s
+}

@@ -1,1 +1,248 @@
-//! Reports: human progress (indicatif or plain lines), JSON results, GitHub Actions.
+//! Reports: live progress (indicatif bars for a person at a terminal, timestamped plain lines
+//! elsewhere), the final summary, the JSON result, and GitHub Actions annotations.
+//!
+//! The engine calls one [`Reporter`] from many threads; every method is `&self`.
+
+pub mod github;
+pub mod result;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::output::{Output, ProgressMode};
+use crate::redact::redact;
+
+/// What a region is doing, as shown on its progress line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Waiting,
+    Deploying,
+    /// Gates running: `passed` of `total` passed at least once; failing gates with counts.
+    Gates {
+        passed: usize,
+        total: usize,
+        failing: Vec<(String, u32, u32)>,
+        baking: bool,
+    },
+    Healthy,
+    Failed(String),
+    RollingBack(String),
+    Verifying,
+    RolledBack(String),
+    RollbackFailed(String),
+}
+
+impl Phase {
+    fn text(&self) -> String {
+        match self {
+            Phase::Waiting => "waiting".into(),
+            Phase::Deploying => "deploying".into(),
+            Phase::Gates {
+                passed,
+                total,
+                failing,
+                baking,
+            } => {
+                let mut s = if *baking {
+                    format!("baking, gates {passed}/{total} passed")
+                } else {
+                    format!("gates {passed}/{total} passed")
+                };
+                for (gate, n, of) in failing {
+                    s.push_str(&format!(", {gate} failing {n}/{of}"));
+                }
+                s
+            }
+            Phase::Healthy => "healthy".into(),
+            Phase::Failed(why) => format!("failed: {why}"),
+            Phase::RollingBack(to) => format!("rolling back to {to}"),
+            Phase::Verifying => "verifying rollback".into(),
+            Phase::RolledBack(to) => format!("rolled back to {to}"),
+            Phase::RollbackFailed(why) => format!("rollback failed: {why}"),
+        }
+    }
+}
+
+pub struct Reporter {
+    pub output: Output,
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, (ProgressBar, Instant)>>,
+    last_phase: Mutex<HashMap<String, String>>,
+    group_open: Mutex<bool>,
+}
+
+impl Reporter {
+    pub fn new(output: &Output) -> Self {
+        let multi = (output.progress == ProgressMode::Bars)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter {
+            output: output.clone(),
+            multi,
+            bars: Mutex::new(HashMap::new()),
+            last_phase: Mutex::new(HashMap::new()),
+            group_open: Mutex::new(false),
+        }
+    }
+
+    /// A plain line for people: timestamped in line mode, above the bars in bar mode.
+    pub fn line(&self, text: &str) {
+        let text = redact(text);
+        match self.output.progress {
+            ProgressMode::Quiet => {}
+            ProgressMode::Bars => {
+                if let Some(m) = &self.multi {
+                    let _ = m.println(&text);
+                }
+            }
+            ProgressMode::Lines => {
+                eprintln!("{} {text}", chrono::Utc::now().format("%H:%M:%S%.3f"));
+            }
+        }
+    }
+
+    /// A warning, even when quiet; a `::warning::` annotation under GitHub Actions.
+    pub fn warn(&self, text: &str) {
+        let text = redact(text);
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(format!("warning: {text}"));
+            }
+            None => eprintln!("warning: {text}"),
+        }
+        if self.output.github {
+            github::command(
+                &self.output,
+                &format!("::warning::{}", crate::output::github_escape(&text)),
+            );
+        }
+    }
+
+    /// An `::error title=…::` annotation under GitHub Actions (and a line for people).
+    pub fn error(&self, title: &str, text: &str) {
+        let text = redact(text);
+        self.line(&format!("error: {title}: {text}"));
+        if self.output.github {
+            github::command(
+                &self.output,
+                &format!(
+                    "::error title={}::{}",
+                    github::escape_property(title),
+                    crate::output::github_escape(&text)
+                ),
+            );
+        }
+    }
+
+    pub fn stage_started(&self, index: usize, total: usize, name: &str, regions: &[String]) {
+        if self.output.github {
+            self.end_group();
+            github::command(
+                &self.output,
+                &format!(
+                    "::group::Stage {}/{}: {name} ({})",
+                    index + 1,
+                    total,
+                    regions.join(", ")
+                ),
+            );
+            *self.group_open.lock().unwrap() = true;
+        }
+        let header = format!("stage {}/{total} {name}: {}", index + 1, regions.join(", "));
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(self.output.bold(&header));
+            }
+            None => self.line(&header),
+        }
+        for region in regions {
+            self.ensure_bar(region);
+        }
+    }
+
+    pub fn end_group(&self) {
+        let mut open = self.group_open.lock().unwrap();
+        if *open {
+            github::command(&self.output, "::endgroup::");
+            *open = false;
+        }
+    }
+
+    fn ensure_bar(&self, region: &str) {
+        let Some(m) = &self.multi else { return };
+        let mut bars = self.bars.lock().unwrap();
+        if !bars.contains_key(region) {
+            let bar = m.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:<8} {wide_msg} {elapsed:>4}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(region.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bars.insert(region.to_string(), (bar, Instant::now()));
+        }
+    }
+
+    /// A region changed phase: the bar's message, or one line per change.
+    pub fn phase(&self, region: &str, phase: &Phase) {
+        let text = redact(&phase.text());
+        {
+            let mut last = self.last_phase.lock().unwrap();
+            if last.get(region) == Some(&text) {
+                return;
+            }
+            last.insert(region.to_string(), text.clone());
+        }
+        if self.multi.is_some() {
+            self.ensure_bar(region);
+            let bars = self.bars.lock().unwrap();
+            if let Some((bar, _)) = bars.get(region) {
+                bar.set_message(text.clone());
+                if matches!(
+                    phase,
+                    Phase::Healthy
+                        | Phase::Failed(_)
+                        | Phase::RolledBack(_)
+                        | Phase::RollbackFailed(_)
+                ) {
+                    let mark = if matches!(phase, Phase::Healthy | Phase::RolledBack(_)) {
+                        "✓"
+                    } else {
+                        "✗"
+                    };
+                    bar.set_style(
+                        ProgressStyle::with_template(&format!(
+                            "{mark} {{prefix:<8}} {{wide_msg}} {{elapsed:>4}}"
+                        ))
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.disable_steady_tick();
+                    bar.tick();
+                }
+            }
+        } else {
+            self.line(&format!("{region:<8} {text}"));
+        }
+    }
+
+    /// A line a command printed: kept out of the bars, shown in line mode.
+    pub fn command_output(&self, region: Option<&str>, line: &str) {
+        if self.output.progress == ProgressMode::Lines {
+            let who = region.unwrap_or("-");
+            self.line(&format!("{who:<8} | {line}"));
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(m) = &self.multi {
+            for (bar, _) in self.bars.lock().unwrap().values() {
+                bar.disable_steady_tick();
+                bar.tick();
+            }
+            let _ = m.clear();
+        }
+        self.end_group();
+    }
+}

@@ -1,0 +1,131 @@
+//! Signals during a deploy or rollback (SPEC §3).
+//!
+//! The first SIGINT or SIGTERM stops new work: the `work` token is cancelled, which terminates
+//! in-flight commands (TERM to their process group, 5 s grace, KILL), and the `on_first` hook
+//! writes the `cancelling` record at once. The engine then rolls back the regions it changed,
+//! with commands bound to the `rollback` token. A second signal cancels that token too: the
+//! rollback is abandoned, the engine writes a `cancelled` record listing the regions left mixed,
+//! releases the lock and exits 130 (SIGINT) or 143 (SIGTERM).
+//!
+//! GitHub Actions sends SIGINT, then SIGTERM 7.5 s later, only to the step's entry process:
+//! workflows should `exec shipgate deploy` so that process is shipgate.
+
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::exec::Cancel;
+use crate::exit_code;
+
+type Hook = Box<dyn FnOnce(i32) + Send>;
+
+pub struct Signals {
+    count: AtomicUsize,
+    first: AtomicI32,
+    /// Cancelled by the first signal.
+    pub work: Cancel,
+    /// Cancelled by the second signal.
+    pub rollback: Cancel,
+    on_first: Mutex<Option<Hook>>,
+}
+
+impl Signals {
+    /// Signal state with no handler installed (tests, commands that don't change anything).
+    pub fn inert() -> Arc<Signals> {
+        Arc::new(Signals {
+            count: AtomicUsize::new(0),
+            first: AtomicI32::new(0),
+            work: Cancel::new(),
+            rollback: Cancel::new(),
+            on_first: Mutex::new(None),
+        })
+    }
+
+    /// Installs handlers for SIGINT and SIGTERM; they stay for the life of the process.
+    pub fn install() -> Arc<Signals> {
+        let state = Self::inert();
+        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+            Ok(mut signals) => {
+                let s = state.clone();
+                std::thread::Builder::new()
+                    .name("signals".into())
+                    .spawn(move || {
+                        for sig in signals.forever() {
+                            s.receive(sig);
+                        }
+                    })
+                    .ok();
+            }
+            Err(e) => eprintln!("warning: cannot install signal handlers: {e}"),
+        }
+        state
+    }
+
+    /// What a received signal does.
+    pub fn receive(&self, sig: i32) {
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 {
+            self.first.store(sig, Ordering::SeqCst);
+            self.work.cancel();
+            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            eprintln!("\nshipgate: {name} received: stopping new work and rolling back what this run changed (send it again to abandon the rollback)");
+            if let Some(hook) = self
+                .on_first
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                hook(sig);
+            }
+        } else {
+            self.rollback.cancel();
+            eprintln!("\nshipgate: second signal: abandoning the rollback");
+        }
+    }
+
+    /// Runs `hook` on the first signal (at once if one already arrived).
+    pub fn on_first(&self, hook: impl FnOnce(i32) + Send + 'static) {
+        if self.cancelled() {
+            hook(self.first.load(Ordering::SeqCst));
+        } else {
+            *self.on_first.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+            // a signal may have arrived between the check and the store
+            if self.cancelled() {
+                if let Some(h) = self
+                    .on_first
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                {
+                    h(self.first.load(Ordering::SeqCst));
+                }
+            }
+        }
+    }
+
+    /// Drops the hook (the run is over).
+    pub fn clear_hook(&self) {
+        self.on_first
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.count.load(Ordering::SeqCst) >= 1
+    }
+
+    pub fn abandoned(&self) -> bool {
+        self.count.load(Ordering::SeqCst) >= 2
+    }
+
+    /// 130 for SIGINT, 143 for SIGTERM.
+    pub fn exit_code(&self) -> i32 {
+        if self.first.load(Ordering::SeqCst) == SIGINT {
+            exit_code::INTERRUPTED_SIGINT
+        } else {
+            exit_code::INTERRUPTED_SIGTERM
+        }
+    }
+}
