@@ -295,3 +295,160 @@ fn completions_for_bash() {
 fn unknown_subcommand_is_a_usage_error() {
     Project::new().run(&["deplyo"]).expect(code::USAGE);
 }
+
+mod version {
+    use crate::common::{code, Project};
+
+    const CONFIG: &str = r#"
+[app]
+name = "demo"
+version = "VERSION_SOURCE"
+
+[target]
+adapter = "exec"
+
+[target.exec]
+deploy = ["./deploy.sh", "{region}", "{version}"]
+
+[[stage]]
+name = "canary"
+regions = ["lhr"]
+"#;
+
+    fn git(p: &Project, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .current_dir(p.path())
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "tag.gpgsign=false",
+            ])
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A git repository holding the config, with one commit.
+    fn repo(source: &str) -> Project {
+        let p = Project::with_config(&CONFIG.replace("VERSION_SOURCE", source));
+        p.write(".gitignore", "bin/\n.shipgate/\n");
+        git(&p, &["init", "-q", "-b", "main"]);
+        git(&p, &["add", "."]);
+        git(&p, &["commit", "-q", "-m", "first"]);
+        p
+    }
+
+    fn planned_version(p: &Project) -> (String, String) {
+        let run = p
+            .run(&["deploy", "--dry-run", "--format", "json"])
+            .expect(code::SUCCESS);
+        (
+            run.json()["version"].as_str().unwrap().to_string(),
+            run.stderr,
+        )
+    }
+
+    #[test]
+    fn git_short_is_seven_hex_digits_of_head() {
+        let p = repo("git-short");
+        let head = git(&p, &["rev-parse", "HEAD"]);
+        let (v, stderr) = planned_version(&p);
+        assert_eq!(v, head[..7]);
+        assert!(
+            !stderr.contains("uncommitted"),
+            "clean tree reported dirty: {stderr}"
+        );
+    }
+
+    #[test]
+    fn git_sha_is_the_full_sha() {
+        let p = repo("git-sha");
+        assert_eq!(planned_version(&p).0, git(&p, &["rev-parse", "HEAD"]));
+    }
+
+    #[test]
+    fn dirty_tree_is_a_warning() {
+        let p = repo("git-short");
+        p.write(
+            "pipeline.toml",
+            &format!("{}\n# edited\n", p.read("pipeline.toml")),
+        );
+        let (_, stderr) = planned_version(&p);
+        assert!(
+            stderr.contains("warning: the work tree has uncommitted changes"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn git_describe_uses_tags() {
+        let p = repo("git-describe");
+        git(&p, &["tag", "v1.2.0"]);
+        assert_eq!(planned_version(&p).0, "v1.2.0");
+        p.write("more.txt", "x");
+        git(&p, &["add", "more.txt"]);
+        git(&p, &["commit", "-q", "-m", "second"]);
+        let head = git(&p, &["rev-parse", "HEAD"]);
+        assert_eq!(planned_version(&p).0, format!("v1.2.0-1-g{}", &head[..7]));
+    }
+
+    #[test]
+    fn flag_and_env_override_git() {
+        let mut p = repo("git-short");
+        assert_eq!(
+            p.run(&[
+                "deploy",
+                "--dry-run",
+                "--format",
+                "json",
+                "--version",
+                "rel-7"
+            ])
+            .expect(code::SUCCESS)
+            .json()["version"],
+            "rel-7"
+        );
+        p.env("SHIPGATE_VERSION", "from-env");
+        assert_eq!(planned_version(&p).0, "from-env");
+    }
+
+    #[test]
+    fn env_source_reads_the_variable() {
+        let mut p = Project::with_config(&CONFIG.replace("VERSION_SOURCE", "env:BUILD_TAG"));
+        let run = p.run(&["deploy", "--dry-run"]).expect(code::USAGE);
+        assert!(
+            run.stderr.contains("BUILD_TAG is not set"),
+            "{}",
+            run.stderr
+        );
+        p.env("BUILD_TAG", "build-41");
+        assert_eq!(planned_version(&p).0, "build-41");
+        p.env("BUILD_TAG", "bad version");
+        let run = p.run(&["deploy", "--dry-run"]).expect(code::USAGE);
+        assert!(run.stderr.contains("invalid version"), "{}", run.stderr);
+    }
+
+    #[test]
+    fn outside_a_repository_git_short_is_a_usage_error() {
+        let p = Project::with_config(&CONFIG.replace("VERSION_SOURCE", "git-short"));
+        // The temp dir is not inside a git repository.
+        let run = p.run(&["deploy", "--dry-run"]).expect(code::USAGE);
+        assert!(
+            run.stderr.contains("not inside a git repository"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("--version"), "{}", run.stderr);
+    }
+}

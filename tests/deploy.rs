@@ -6,7 +6,10 @@ use crate::common::pipeline::{exec_project, REGIONS, THREE_STAGES};
 use crate::common::{code, Project};
 
 fn deploy_ids(p: &Project) -> Vec<String> {
-    p.kind("deploy").iter().map(|r| r["status"].as_str().unwrap_or("").to_string()).collect()
+    p.kind("deploy")
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 #[test]
@@ -17,8 +20,24 @@ fn happy_path_reaches_every_region() {
         assert_eq!(p.live(r), "v2", "{r}\n{}", run.stderr);
     }
     assert_eq!(deploy_ids(&p), vec!["started", "success"]);
-    let stages: Vec<_> = p.kind("stage").iter().map(|s| (s["stage"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string())).collect();
-    assert_eq!(stages, vec![("canary".into(), "success".into()), ("primary".into(), "success".into()), ("full".into(), "success".into())]);
+    let stages: Vec<_> = p
+        .kind("stage")
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        vec![
+            ("canary".into(), "success".into()),
+            ("primary".into(), "success".into()),
+            ("full".into(), "success".into())
+        ]
+    );
     let started = &p.kind("deploy")[0];
     assert_eq!(started["previous_versions"]["lhr"], "v1");
     assert_eq!(started["version"], "v2");
@@ -27,9 +46,18 @@ fn happy_path_reaches_every_region() {
     assert_eq!(status["regions"]["fra"]["version"], "v2");
     assert_eq!(status["last_deploy"]["status"], "success");
     // Deploy commands receive the SHIPGATE_* environment.
-    assert!(p.calls().iter().any(|c| c.starts_with("deploy lhr v2 stage=canary prev=v1 id=")), "{:?}", p.calls());
+    assert!(
+        p.calls()
+            .iter()
+            .any(|c| c.starts_with("deploy lhr v2 stage=canary prev=v1 id=")),
+        "{:?}",
+        p.calls()
+    );
     // Every gate record names its gate and region.
-    assert!(p.kind("gate").iter().any(|g| g["gate"] == "health" && g["region"] == "ewr" && g["result"] == "pass"));
+    assert!(p
+        .kind("gate")
+        .iter()
+        .any(|g| g["gate"] == "health" && g["region"] == "ewr" && g["result"] == "pass"));
 }
 
 #[test]
@@ -40,14 +68,22 @@ fn canary_gate_trip_rolls_back_the_canary_and_never_touches_primary() {
     assert_eq!(p.live("lhr"), "v1");
     assert_eq!(p.live("nrt"), "v1");
     assert_eq!(p.live("ewr"), "v1");
-    assert!(!p.calls().iter().any(|c| c.contains("ewr")), "ewr was touched: {:?}", p.calls());
+    assert!(
+        !p.calls().iter().any(|c| c.contains("ewr")),
+        "ewr was touched: {:?}",
+        p.calls()
+    );
     assert_eq!(deploy_ids(&p), vec!["started", "rolled_back"]);
     let rb = &p.kind("rollback")[0];
     assert_eq!(rb["status"], "success");
     assert_eq!(rb["automatic"], true);
     assert_eq!(rb["to_version"]["lhr"], "v1");
     assert!(run.stderr.contains("gate health tripped"), "{}", run.stderr);
-    let tripped: Vec<_> = p.kind("gate").into_iter().filter(|g| g["result"] == "tripped").collect();
+    let tripped: Vec<_> = p
+        .kind("gate")
+        .into_iter()
+        .filter(|g| g["result"] == "tripped")
+        .collect();
     assert_eq!(tripped.len(), 1);
     assert_eq!(tripped[0]["region"], "lhr");
     assert_eq!(tripped[0]["consecutive_failures"], 2);
@@ -61,9 +97,20 @@ fn primary_trip_rolls_back_every_changed_region() {
     for r in ["lhr", "nrt", "ewr"] {
         assert_eq!(p.live(r), "v1", "{r}");
     }
-    assert!(!p.calls().iter().any(|c| c.contains(" ord ") || c.contains(" fra ")), "{:?}", p.calls());
+    assert!(
+        !p.calls()
+            .iter()
+            .any(|c| c.contains(" ord ") || c.contains(" fra ")),
+        "{:?}",
+        p.calls()
+    );
     let rb = &p.kind("rollback")[0];
-    let mut regions: Vec<String> = rb["regions"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let mut regions: Vec<String> = rb["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     regions.sort();
     assert_eq!(regions, vec!["ewr", "lhr", "nrt"]);
 }
@@ -74,14 +121,24 @@ fn full_stage_failure_under_continue_is_partial() {
     p.env("FAIL_GATE", "fra");
     let run = p.run(&["deploy"]).expect(code::PARTIAL);
     assert_eq!(p.live("ord"), "v2");
-    assert_eq!(p.live("fra"), "v2", "continue leaves the failed region as it is");
+    assert_eq!(
+        p.live("fra"),
+        "v2",
+        "continue leaves the failed region as it is"
+    );
     assert_eq!(p.live("lhr"), "v2");
     let last = p.kind("deploy").pop().unwrap();
     assert_eq!(last["status"], "partial");
     assert_eq!(last["failed_regions"], serde_json::json!(["fra"]));
     assert!(p.kind("rollback").is_empty());
     assert!(run.stderr.contains("partial"), "{}", run.stderr);
-    assert!(p.audit().iter().any(|a| a["priority"] == "P1" && a["title"].as_str().unwrap().contains("partial")), "no P1 audit: {:?}", p.audit());
+    assert!(
+        p.audit()
+            .iter()
+            .any(|a| a["priority"] == "P1" && a["title"].as_str().unwrap().contains("partial")),
+        "no P1 audit: {:?}",
+        p.audit()
+    );
 }
 
 #[test]
@@ -103,8 +160,18 @@ fn failed_rollback_exits_3_and_names_the_regions() {
     assert_eq!(last["status"], "rollback_failed");
     assert_eq!(last["mixed_regions"], serde_json::json!(["nrt"]));
     assert!(run.stderr.contains("nrt"), "{}", run.stderr);
-    assert!(run.stderr.contains("rollback of nrt exploded"), "stderr tail of the failed command: {}", run.stderr);
-    assert!(p.audit().iter().any(|a| a["priority"] == "P0" && a["message"].as_str().unwrap_or("").contains("nrt")), "no P0 audit naming nrt: {:?}", p.audit());
+    assert!(
+        run.stderr.contains("rollback of nrt exploded"),
+        "stderr tail of the failed command: {}",
+        run.stderr
+    );
+    assert!(
+        p.audit()
+            .iter()
+            .any(|a| a["priority"] == "P0" && a["message"].as_str().unwrap_or("").contains("nrt")),
+        "no P0 audit naming nrt: {:?}",
+        p.audit()
+    );
     let status: serde_json::Value = serde_json::from_str(&p.read(".shipgate/status.json")).unwrap();
     assert_eq!(status["regions"]["nrt"]["status"], "rollback_failed");
 }
@@ -114,7 +181,11 @@ fn deploy_command_failure_fails_the_stage() {
     let mut p = exec_project(THREE_STAGES);
     p.env("FAIL_DEPLOY", "nrt");
     let run = p.run(&["deploy"]).expect(code::FAILED);
-    assert!(run.stderr.contains("deploy of nrt exploded"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("deploy of nrt exploded"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(p.live("lhr"), "v1");
     assert_eq!(p.live("nrt"), "v1");
 }
@@ -128,7 +199,11 @@ fn rollback_region_returns_only_the_failed_region_and_continues() {
     p.run(&["deploy"]).expect(code::PARTIAL);
     assert_eq!(p.live("nrt"), "v1");
     assert_eq!(p.live("lhr"), "v2");
-    assert_eq!(p.live("ewr"), "v2", "the deploy continues after rollback-region");
+    assert_eq!(
+        p.live("ewr"),
+        "v2",
+        "the deploy continues after rollback-region"
+    );
     assert_eq!(p.live("fra"), "v2");
 }
 
@@ -141,29 +216,56 @@ fn rollback_stage_keeps_earlier_stages() {
     p.run(&["deploy"]).expect(code::FAILED);
     assert_eq!(p.live("ewr"), "v1");
     assert_eq!(p.live("lhr"), "v2");
-    assert_eq!(p.live("ord"), "v1", "later stages never start after a rolled-back stage");
+    assert_eq!(
+        p.live("ord"),
+        "v1",
+        "later stages never start after a rolled-back stage"
+    );
 }
 
 #[test]
 fn stage_timeout_names_gate_region_and_last_probe() {
-    let config = THREE_STAGES.replace("timeout = \"30s\"", "timeout = \"1s\"").replace("failures = 2", "failures = 1000");
+    let config = THREE_STAGES
+        .replace("timeout = \"30s\"", "timeout = \"1s\"")
+        .replace("failures = 2", "failures = 1000");
     let mut p = exec_project(&config);
     p.env("FAIL_GATE", "lhr");
     let run = p.run(&["deploy"]).expect(code::FAILED);
-    assert!(run.stderr.contains("stage canary timed out after 1s before lhr was healthy"), "{}", run.stderr);
-    assert!(run.stderr.contains("gate health: last probe"), "{}", run.stderr);
-    assert!(run.stderr.contains("HTTP 503"), "the last probe's detail: {}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("stage canary timed out after 1s before lhr was healthy"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("gate health: last probe"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("HTTP 503"),
+        "the last probe's detail: {}",
+        run.stderr
+    );
 }
 
 #[test]
 fn regions_of_a_stage_deploy_in_parallel() {
-    let config = THREE_STAGES.replace("regions = [\"ord\", \"fra\"]", "regions = [\"ord\", \"fra\", \"sin\", \"bom\"]");
+    let config = THREE_STAGES.replace(
+        "regions = [\"ord\", \"fra\"]",
+        "regions = [\"ord\", \"fra\", \"sin\", \"bom\"]",
+    );
     let mut p = exec_project(&config);
     p.env("DEPLOY_SLEEP", "1");
     let start = Instant::now();
-    let run = p.run(&["deploy", "--stage", "full", "--format", "json"]).expect(code::SUCCESS);
+    let run = p
+        .run(&["deploy", "--stage", "full", "--format", "json"])
+        .expect(code::SUCCESS);
     let elapsed = start.elapsed();
-    assert!(elapsed < Duration::from_millis(2500), "4 regions of 1 s each took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "4 regions of 1 s each took {elapsed:?}"
+    );
     let v = run.json();
     assert_eq!(v["stages"].as_array().unwrap().len(), 1);
     assert_eq!(v["stages"][0]["regions"].as_array().unwrap().len(), 4);
@@ -172,19 +274,30 @@ fn regions_of_a_stage_deploy_in_parallel() {
 
 #[test]
 fn max_parallel_one_deploys_one_region_at_a_time() {
-    let config = THREE_STAGES.replace("on_failure = \"continue\"", "on_failure = \"continue\"\nmax_parallel = 1");
+    let config = THREE_STAGES.replace(
+        "on_failure = \"continue\"",
+        "on_failure = \"continue\"\nmax_parallel = 1",
+    );
     let mut p = exec_project(&config);
     p.env("DEPLOY_SLEEP", "1");
     let start = Instant::now();
     p.run(&["deploy", "--stage", "full"]).expect(code::SUCCESS);
-    assert!(start.elapsed() >= Duration::from_secs(2), "two 1 s deploys one at a time took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "two 1 s deploys one at a time took {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
 fn unknown_stage_is_a_usage_error() {
     let p = exec_project(THREE_STAGES);
     let run = p.run(&["deploy", "--stage", "canry"]).expect(code::USAGE);
-    assert!(run.stderr.contains("did you mean `canary`?"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("did you mean `canary`?"),
+        "{}",
+        run.stderr
+    );
     assert!(!p.state_dir().exists());
 }
 
@@ -192,18 +305,35 @@ fn unknown_stage_is_a_usage_error() {
 fn dry_run_prints_exact_commands_and_changes_nothing() {
     let p = exec_project(THREE_STAGES);
     let run = p.run(&["deploy", "--dry-run"]).expect(code::SUCCESS);
-    assert!(run.stderr.contains("$ ./deploy.sh lhr v2"), "{}", run.stderr);
-    assert!(run.stderr.contains("gate health [P1, trips after 2] ewr: run ./health.sh ewr"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("$ ./deploy.sh lhr v2"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("gate health [P1, trips after 2] ewr: run ./health.sh ewr"),
+        "{}",
+        run.stderr
+    );
     assert!(!p.state_dir().exists(), "dry run wrote state");
     assert!(p.calls().is_empty());
-    let json = p.run(&["deploy", "--dry-run", "--format", "json"]).expect(code::SUCCESS).json();
-    assert_eq!(json["stages"][1]["commands"][0], serde_json::json!(["./deploy.sh", "ewr", "v2"]));
+    let json = p
+        .run(&["deploy", "--dry-run", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(
+        json["stages"][1]["commands"][0],
+        serde_json::json!(["./deploy.sh", "ewr", "v2"])
+    );
 }
 
 #[test]
 fn bad_version_is_refused_before_anything_changes() {
     let p = exec_project(THREE_STAGES);
-    let run = p.run(&["deploy", "--version", "1.0;rm -rf /"]).expect(code::USAGE);
+    let run = p
+        .run(&["deploy", "--version", "1.0;rm -rf /"])
+        .expect(code::USAGE);
     assert!(run.stderr.contains("invalid version"), "{}", run.stderr);
     assert!(!p.state_dir().exists());
     assert!(p.calls().is_empty());
@@ -219,8 +349,18 @@ fn json_result_document() {
     assert_eq!(v["exit_code"], 4);
     assert_eq!(v["version"], "v2");
     assert_eq!(v["previous_versions"]["ewr"], "v1");
-    let full = v["stages"].as_array().unwrap().iter().find(|s| s["name"] == "full").unwrap();
-    let fra = full["regions"].as_array().unwrap().iter().find(|r| r["region"] == "fra").unwrap();
+    let full = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "full")
+        .unwrap();
+    let fra = full["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "fra")
+        .unwrap();
     assert_eq!(fra["status"], "failed");
     assert_eq!(fra["gates"]["health"], "tripped");
 }
@@ -241,30 +381,64 @@ fn github_actions_annotations_summary_and_outputs() {
         .env("FAIL_GATE", "fra");
     let run = p.run(&["deploy"]).expect(code::PARTIAL);
     assert_eq!(run.stdout.matches("::group::").count(), 3, "{}", run.stdout);
-    assert_eq!(run.stdout.matches("::endgroup::").count(), 3, "{}", run.stdout);
-    assert!(run.stdout.contains("::error title=gate health tripped in fra::"), "{}", run.stdout);
+    assert_eq!(
+        run.stdout.matches("::endgroup::").count(),
+        3,
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("::error title=gate health tripped in fra::"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("::warning::"), "{}", run.stdout);
     let outputs = std::fs::read_to_string(&out).unwrap();
-    for line in ["version=v2", "previous_version=v1", "status=partial", "exit_code=4"] {
-        assert!(outputs.lines().any(|l| l == line), "{line} missing in {outputs}");
+    for line in [
+        "version=v2",
+        "previous_version=v1",
+        "status=partial",
+        "exit_code=4",
+    ] {
+        assert!(
+            outputs.lines().any(|l| l == line),
+            "{line} missing in {outputs}"
+        );
     }
     assert!(outputs.contains("deploy_id="));
     let md = std::fs::read_to_string(&summary).unwrap();
-    assert!(md.contains("| Stage | Region | From | To | Outcome | Duration |"), "{md}");
+    assert!(
+        md.contains("| Stage | Region | From | To | Outcome | Duration |"),
+        "{md}"
+    );
     assert!(md.contains("| full | fra | v1 | v2 | failed |"), "{md}");
     let started = &p.kind("deploy")[0];
     assert_eq!(started["actor"], "octocat");
     assert_eq!(started["trigger"], "github-actions");
-    assert_eq!(started["run_url"], "https://github.com/org/repo/actions/runs/42");
+    assert_eq!(
+        started["run_url"],
+        "https://github.com/org/repo/actions/runs/42"
+    );
     assert_eq!(started["commit"], "0123456789abcdef");
 }
 
 #[test]
 fn github_actions_masks_secrets() {
-    let mut p = exec_project(&format!("{THREE_STAGES}\n[notify.slack]\nwebhook_env = \"TEST_SLACK_URL\"\n"));
-    p.env("GITHUB_ACTIONS", "true").env("TEST_SLACK_URL", "http://127.0.0.1:9/very-secret-hook");
-    let run = p.run(&["deploy", "--stage", "canary"]).expect(code::SUCCESS);
-    assert!(run.stdout.contains("::add-mask::http://127.0.0.1:9/very-secret-hook"), "{}", run.stdout);
+    let mut p = exec_project(&format!(
+        "{THREE_STAGES}\n[notify.slack]\nwebhook_env = \"TEST_SLACK_URL\"\n"
+    ));
+    p.env("GITHUB_ACTIONS", "true")
+        .env("TEST_SLACK_URL", "http://127.0.0.1:9/very-secret-hook");
+    let run = p
+        .run(&["deploy", "--stage", "canary"])
+        .expect(code::SUCCESS);
+    assert!(
+        run.stdout
+            .contains("::add-mask::http://127.0.0.1:9/very-secret-hook"),
+        "{}",
+        run.stdout
+    );
     assert!(!p.read(".shipgate/audit.jsonl").contains("very-secret-hook"));
 }
 
@@ -272,15 +446,33 @@ fn github_actions_masks_secrets() {
 fn a_second_deploy_is_refused_while_one_runs() {
     let mut p = exec_project(THREE_STAGES);
     p.env("DEPLOY_SLEEP", "3");
-    let mut first = p.command(&["deploy", "--stage", "canary"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut first = p
+        .command(&["deploy", "--stage", "canary"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_lock(&p);
     let run = p.run(&["deploy", "--stage", "canary"]).expect(code::LOCKED);
-    assert!(run.stderr.contains(&format!("pid {}", first.id())), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("pid {}", first.id())),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("--lock-wait"), "{}", run.stderr);
     // With --lock-wait it waits for the first to finish, then runs.
-    let waited = p.run(&["deploy", "--stage", "canary", "--lock-wait", "30s"]).expect(code::SUCCESS);
+    let waited = p
+        .run(&["deploy", "--stage", "canary", "--lock-wait", "30s"])
+        .expect(code::SUCCESS);
     assert!(first.wait().unwrap().success());
-    assert_eq!(p.kind("deploy").iter().filter(|d| d["status"] == "success").count(), 2, "{}", waited.stderr);
+    assert_eq!(
+        p.kind("deploy")
+            .iter()
+            .filter(|d| d["status"] == "success")
+            .count(),
+        2,
+        "{}",
+        waited.stderr
+    );
 }
 
 #[test]
@@ -293,9 +485,14 @@ fn a_sigkilled_holder_frees_the_lock() {
     first.wait().unwrap();
     let mut p2 = p;
     p2.env("DEPLOY_SLEEP", "0");
-    p2.run(&["deploy", "--stage", "canary"]).expect(code::SUCCESS);
+    p2.run(&["deploy", "--stage", "canary"])
+        .expect(code::SUCCESS);
     // The killed deploy is visible as interrupted: a started record with no final one.
-    let statuses: Vec<String> = p2.kind("deploy").iter().map(|d| d["status"].as_str().unwrap().to_string()).collect();
+    let statuses: Vec<String> = p2
+        .kind("deploy")
+        .iter()
+        .map(|d| d["status"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(statuses, vec!["started", "started", "success"]);
 }
 
@@ -303,11 +500,19 @@ fn a_sigkilled_holder_frees_the_lock() {
 fn sigterm_mid_stage_rolls_back_and_exits_143() {
     let mut p = exec_project(THREE_STAGES);
     p.env("DEPLOY_SLEEP", "1");
-    let child = p.command(&["deploy"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = p
+        .command(&["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until the canary regions have been deployed and the primary started.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !p.calls().iter().any(|c| c.starts_with("deploy ewr")) {
-        assert!(Instant::now() < deadline, "primary never started: {:?}", p.calls());
+        assert!(
+            Instant::now() < deadline,
+            "primary never started: {:?}",
+            p.calls()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     unsafe { libc_kill(child.id() as i32, 15) };
@@ -317,10 +522,25 @@ fn sigterm_mid_stage_rolls_back_and_exits_143() {
     for r in ["lhr", "nrt", "ewr"] {
         assert_eq!(p.live(r), "v1", "{r} not rolled back\n{stderr}");
     }
-    let statuses: Vec<String> = p.kind("deploy").iter().map(|d| d["status"].as_str().unwrap().to_string()).collect();
-    assert_eq!(statuses, vec!["started", "cancelling", "cancelled"], "{stderr}");
+    let statuses: Vec<String> = p
+        .kind("deploy")
+        .iter()
+        .map(|d| d["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec!["started", "cancelling", "cancelled"],
+        "{stderr}"
+    );
     assert_eq!(p.kind("rollback")[0]["status"], "success");
-    assert!(!p.state_dir().join("lock").exists() || std::fs::read_to_string(p.state_dir().join("lock")).unwrap_or_default().trim().is_empty() || p.run(&["lock", "status"]).code == 0);
+    assert!(
+        !p.state_dir().join("lock").exists()
+            || std::fs::read_to_string(p.state_dir().join("lock"))
+                .unwrap_or_default()
+                .trim()
+                .is_empty()
+            || p.run(&["lock", "status"]).code == 0
+    );
 }
 
 extern "C" {
@@ -340,9 +560,13 @@ fn wait_for_lock(p: &Project) {
 #[test]
 fn events_and_notifications_never_change_the_outcome() {
     // A Slack sink that is down: the deploy still succeeds; the audit says what failed.
-    let mut p = exec_project(&format!("{THREE_STAGES}\n[notify.slack]\nwebhook_env = \"TEST_SLACK_URL\"\nmin_priority = \"P3\"\n"));
-    p.env("TEST_SLACK_URL", "http://127.0.0.1:9/hook").env("SHIPGATE_RETRY_BASE_MS", "1");
-    p.run(&["deploy", "--stage", "canary"]).expect(code::SUCCESS);
+    let mut p = exec_project(&format!(
+        "{THREE_STAGES}\n[notify.slack]\nwebhook_env = \"TEST_SLACK_URL\"\nmin_priority = \"P3\"\n"
+    ));
+    p.env("TEST_SLACK_URL", "http://127.0.0.1:9/hook")
+        .env("SHIPGATE_RETRY_BASE_MS", "1");
+    p.run(&["deploy", "--stage", "canary"])
+        .expect(code::SUCCESS);
     let audit = p.audit();
     assert!(audit.iter().any(|a| a["priority"] == "P3" && a["failed"].as_array().is_some_and(|f| !f.is_empty())), "{audit:?}");
 }

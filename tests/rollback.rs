@@ -17,7 +17,9 @@ fn deployed_twice() -> crate::common::Project {
 #[test]
 fn default_target_is_the_previous_successful_version() {
     let p = deployed_twice();
-    let run = p.run(&["rollback", "--reason", "pager went off"]).expect(code::SUCCESS);
+    let run = p
+        .run(&["rollback", "--reason", "pager went off"])
+        .expect(code::SUCCESS);
     for r in ["lhr", "nrt", "ewr", "ord", "fra"] {
         assert_eq!(p.live(r), "v2", "{r}: {}", run.stderr);
     }
@@ -27,10 +29,25 @@ fn default_target_is_the_previous_successful_version() {
     assert_eq!(rb["from_version"]["lhr"], "v3");
     assert_eq!(rb["to_version"]["lhr"], "v2");
     assert_eq!(rb["status"], "success");
-    assert!(p.calls().iter().any(|c| c == "rollback lhr v2 prev=v3"), "{:?}", p.calls());
-    assert!(p.audit().iter().any(|a| a["priority"] == "P1" && a["title"].as_str().unwrap_or("").contains("manual rollback")), "{:?}", p.audit());
+    assert!(
+        p.calls().iter().any(|c| c == "rollback lhr v2 prev=v3"),
+        "{:?}",
+        p.calls()
+    );
+    assert!(
+        p.audit().iter().any(|a| a["priority"] == "P1"
+            && a["title"]
+                .as_str()
+                .unwrap_or("")
+                .contains("manual rollback")),
+        "{:?}",
+        p.audit()
+    );
     // Gates ran after the rollback.
-    assert!(p.kind("gate").iter().any(|g| g["deploy_id"] == rb["deploy_id"] && g["result"] == "pass"));
+    assert!(p
+        .kind("gate")
+        .iter()
+        .any(|g| g["deploy_id"] == rb["deploy_id"] && g["result"] == "pass"));
     let status: serde_json::Value = serde_json::from_str(&p.read(".shipgate/status.json")).unwrap();
     assert_eq!(status["regions"]["lhr"]["version"], "v2");
     assert_eq!(status["regions"]["lhr"]["status"], "rolled_back");
@@ -39,7 +56,8 @@ fn default_target_is_the_previous_successful_version() {
 #[test]
 fn to_a_named_version_of_history() {
     let p = deployed_twice();
-    p.run(&["rollback", "--to", "v2", "--region", "lhr", "--yes"]).expect(code::SUCCESS);
+    p.run(&["rollback", "--to", "v2", "--region", "lhr", "--yes"])
+        .expect(code::SUCCESS);
     assert_eq!(p.live("lhr"), "v2");
     assert_eq!(p.live("nrt"), "v3", "--region limits the rollback");
 }
@@ -48,11 +66,25 @@ fn to_a_named_version_of_history() {
 fn to_an_unknown_version_is_refused() {
     let p = deployed_twice();
     let run = p.run(&["rollback", "--to", "v9"]).expect(code::USAGE);
-    assert!(run.stderr.contains("no successful deploy of `v9` in history"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no successful deploy of `v9` in history"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("--force"), "{}", run.stderr);
     assert_eq!(p.live("lhr"), "v3");
     // --force allows it.
-    p.run(&["rollback", "--to", "v9", "--force", "--stage", "canary", "--no-verify"]).expect(code::SUCCESS);
+    p.run(&[
+        "rollback",
+        "--to",
+        "v9",
+        "--force",
+        "--stage",
+        "canary",
+        "--no-verify",
+    ])
+    .expect(code::SUCCESS);
     assert_eq!(p.live("lhr"), "v9");
     assert_eq!(p.live("ewr"), "v3");
 }
@@ -68,7 +100,11 @@ fn bad_region_is_a_usage_error_with_a_hint() {
 fn no_earlier_version_known_changes_nothing() {
     let p = exec_project(THREE_STAGES);
     let run = p.run(&["rollback", "--region", "lhr"]).expect(code::USAGE);
-    assert!(run.stderr.contains("no earlier version known"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no earlier version known"),
+        "{}",
+        run.stderr
+    );
     assert!(p.calls().is_empty());
 }
 
@@ -76,7 +112,9 @@ fn no_earlier_version_known_changes_nothing() {
 fn failed_rollback_command_exits_3() {
     let mut p = deployed_twice();
     p.env("FAIL_ROLLBACK", "nrt");
-    let run = p.run(&["rollback", "--stage", "canary"]).expect(code::ROLLBACK_FAILED);
+    let run = p
+        .run(&["rollback", "--stage", "canary"])
+        .expect(code::ROLLBACK_FAILED);
     assert!(run.stderr.contains("nrt"), "{}", run.stderr);
     assert_eq!(p.live("lhr"), "v2");
     assert_eq!(p.kind("rollback").pop().unwrap()["status"], "failed");
@@ -86,8 +124,11 @@ fn failed_rollback_command_exits_3() {
 fn failed_verification_exits_3() {
     let mut p = deployed_twice();
     p.env("FAIL_GATE", "lhr");
-    let run = p.run(&["rollback", "--region", "lhr"]).expect(code::ROLLBACK_FAILED);
+    let run = p
+        .run(&["rollback", "--region", "lhr"])
+        .expect(code::ROLLBACK_FAILED);
     assert!(run.stderr.contains("verification failed"), "{}", run.stderr);
     // --no-verify skips the gates.
-    p.run(&["rollback", "--region", "nrt", "--no-verify"]).expect(code::SUCCESS);
+    p.run(&["rollback", "--region", "nrt", "--no-verify"])
+        .expect(code::SUCCESS);
 }

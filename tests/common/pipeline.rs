@@ -111,12 +111,18 @@ impl Project {
 
     /// The scripts' call log.
     pub fn calls(&self) -> Vec<String> {
-        self.read("state/calls.log").lines().map(str::to_string).collect()
+        self.read("state/calls.log")
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Records of a JSONL file in the state dir.
     pub fn records(&self, file: &str) -> Vec<serde_json::Value> {
-        self.read(&format!(".shipgate/{file}")).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.read(&format!(".shipgate/{file}"))
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn history(&self) -> Vec<serde_json::Value> {
@@ -129,6 +135,9 @@ impl Project {
 
     /// History records of one kind.
     pub fn kind(&self, kind: &str) -> Vec<serde_json::Value> {
-        self.history().into_iter().filter(|r| r["kind"] == kind).collect()
+        self.history()
+            .into_iter()
+            .filter(|r| r["kind"] == kind)
+            .collect()
     }
 }
