@@ -570,3 +570,33 @@ fn events_and_notifications_never_change_the_outcome() {
     let audit = p.audit();
     assert!(audit.iter().any(|a| a["priority"] == "P3" && a["failed"].as_array().is_some_and(|f| !f.is_empty())), "{audit:?}");
 }
+
+/// The part of stderr after the progress lines: the summary table and the verdict.
+fn summary(stderr: &str) -> String {
+    let start = stderr.find("\nSTAGE ").map(|i| i + 1).unwrap_or(0);
+    stderr[start..].to_string()
+}
+
+fn snapshot_filters() -> Vec<(&'static str, &'static str)> {
+    vec![(r"[0-9A-HJKMNP-TV-Z]{26}", "[ULID]"), (r"\b\d+\.\d+s\b", "[DUR]"), (r"\b\d+m\d\ds\b", "[DUR]")]
+}
+
+#[test]
+fn human_summary_of_a_partial_deploy() {
+    let mut p = exec_project(THREE_STAGES);
+    p.env("FAIL_GATE", "fra");
+    let run = p.run(&["deploy"]).expect(code::PARTIAL);
+    insta::with_settings!({filters => snapshot_filters()}, {
+        insta::assert_snapshot!(summary(&run.stderr));
+    });
+}
+
+#[test]
+fn human_summary_of_a_rolled_back_deploy() {
+    let mut p = exec_project(THREE_STAGES);
+    p.env("FAIL_GATE", "ewr");
+    let run = p.run(&["deploy"]).expect(code::FAILED);
+    insta::with_settings!({filters => snapshot_filters()}, {
+        insta::assert_snapshot!(summary(&run.stderr));
+    });
+}
