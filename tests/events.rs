@@ -438,7 +438,8 @@ fn a_missing_signing_secret_is_a_usage_error_and_nothing_is_sent() {
 /// Each fixture, normalised: (file, --from, platform, event_type, metadata that must match).
 #[test]
 fn from_payload_fixtures_map_to_events() {
-    let cases: &[(&str, &str, &str, &str, &[(&str, &str)])] = &[
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
         (
             "netlify-building.json",
             "netlify",
