@@ -686,3 +686,113 @@ fn a_payload_that_is_not_what_from_says_is_a_usage_error() {
     assert!(run.stderr.contains("neither"), "{}", run.stderr);
     assert!(p.read(".shipgate/history.jsonl").is_empty());
 }
+
+/// The helper the deploy engine calls: never an error, a warning when delivery fails, the
+/// event recorded either way, `platform` = the adapter.
+mod deploy_helper {
+    use super::*;
+    use shipgate::events::{publish_deploy_event, EventType};
+    use shipgate::ledger::Ledger;
+
+    fn setup(events: &str) -> (tempfile::TempDir, shipgate::config::Config, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".shipgate");
+        let config = shipgate::config::parse(
+            &dir.path().join("pipeline.toml"),
+            &config(events),
+            Some(&state),
+        )
+        .unwrap();
+        let ledger = Ledger::open(&state).unwrap();
+        (dir, config, ledger)
+    }
+
+    fn records(dir: &tempfile::TempDir) -> Vec<Value> {
+        std::fs::read_to_string(dir.path().join(".shipgate/history.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn literal(url: &str, extra: &str) -> String {
+        format!("[events]\nurl = \"{url}/events\"\nformat = \"plain\"\n{extra}")
+    }
+
+    #[test]
+    fn does_nothing_without_an_events_section() {
+        let (dir, config, ledger) = setup("");
+        let w = publish_deploy_event(
+            &config,
+            &ledger,
+            EventType::Start,
+            "d1",
+            "v1",
+            Default::default(),
+        );
+        assert_eq!(w, None);
+        assert!(records(&dir).is_empty());
+    }
+
+    #[test]
+    fn publishes_with_the_adapter_as_platform() {
+        let server = Server::fixed(200, "");
+        let (dir, config, ledger) = setup(&literal(&server.url, ""));
+        let mut extra = serde_json::Map::new();
+        extra.insert("commit_sha".into(), "abc123".into());
+        let w = publish_deploy_event(&config, &ledger, EventType::Success, "d1", "v1", extra);
+        assert_eq!(w, None);
+        let body: Value = serde_json::from_str(&server.requests()[0].body).unwrap();
+        assert_eq!(body["platform"], "exec");
+        assert_eq!(
+            body["topics"],
+            serde_json::json!(["deploy.exec", "deploy.platform.success"])
+        );
+        assert_eq!(body["metadata"]["version"], "v1");
+        assert_eq!(body["metadata"]["deploy_id"], "d1");
+        assert_eq!(body["metadata"]["commit_sha"], "abc123");
+        assert_eq!(records(&dir)[0]["delivered"], true);
+    }
+
+    #[test]
+    fn a_refused_event_is_a_warning_and_recorded() {
+        let server = Server::fixed(404, "");
+        let (dir, config, ledger) = setup(&literal(&server.url, ""));
+        let w = publish_deploy_event(
+            &config,
+            &ledger,
+            EventType::Failure,
+            "d1",
+            "v1",
+            Default::default(),
+        )
+        .expect("a warning");
+        assert!(w.contains("404"), "{w}");
+        let r = records(&dir);
+        assert_eq!(r[0]["delivered"], false);
+        assert_eq!(r[0]["deploy_id"], "d1");
+    }
+
+    #[test]
+    fn a_missing_signing_secret_is_a_warning_and_recorded() {
+        let server = Server::fixed(200, "");
+        let (dir, config, ledger) = setup(&literal(
+            &server.url,
+            "signing = \"github\"\nsecret_env = \"SHIPGATE_TEST_SECRET_THAT_IS_NEVER_SET\"",
+        ));
+        let w = publish_deploy_event(
+            &config,
+            &ledger,
+            EventType::Start,
+            "d1",
+            "v1",
+            Default::default(),
+        )
+        .expect("a warning");
+        assert!(w.contains("SHIPGATE_TEST_SECRET_THAT_IS_NEVER_SET"), "{w}");
+        assert!(server.requests().is_empty());
+        let r = records(&dir);
+        assert_eq!(r[0]["delivered"], false);
+        assert!(r[0]["error"].as_str().unwrap().contains("not set"));
+    }
+}

@@ -5,9 +5,10 @@
 //! reset, timed out), 5xx and 429. Every other 4xx is final — the request itself is wrong
 //! (a revoked Slack hook, a Discord 404 "unknown webhook"), and repeating it only delays the
 //! deploy. On 429 the server's `Retry-After` header (seconds or an HTTP date), or Discord's JSON
-//! `retry_after` (seconds, possibly fractional), replaces the backoff; a wait longer than
-//! [`RetryPolicy::max_wait`] (30 s) is not waited for — the delivery fails at once, so a deploy
-//! is never held up for more than about `4 × timeout + 3 × max_wait` by one sink.
+//! `retry_after` (seconds, possibly fractional), replaces the backoff; a 429 asking for more
+//! than [`RetryPolicy::max_wait`] (30 s) is not waited for — the delivery fails at once. A
+//! 503's `Retry-After` is honoured up to the same cap. So one sink never holds a deploy up for
+//! more than about `4 × timeout + 3 × max_wait` (2 min 10 s with the defaults).
 
 use std::time::Duration;
 
@@ -197,7 +198,12 @@ fn decide(answer: &Attempt, attempts: u32, policy: &RetryPolicy) -> Next {
             Some(wait) => Some(*wait),
             None => None,
         },
-        Attempt::Answered { status, .. } if *status >= 500 => None,
+        // A 503 may carry Retry-After too; too long a wait falls back to the backoff.
+        Attempt::Answered {
+            status,
+            retry_after,
+            ..
+        } if *status >= 500 => retry_after.filter(|wait| *wait <= policy.max_wait),
         Attempt::Answered { .. } => return Next::GiveUp,
         Attempt::Transport(_) => None,
     };
@@ -366,6 +372,18 @@ mod tests {
         assert_eq!(outcome.attempts, 1);
         assert!(waits.is_empty());
         assert!(outcome.error.unwrap().contains("asks to wait 120s"));
+    }
+
+    #[test]
+    fn honours_a_503_retry_after_within_the_cap() {
+        let (outcome, waits) = run(vec![
+            answered(503, Some(3)),
+            answered(503, Some(300)),
+            answered(200, None),
+        ]);
+        assert!(outcome.delivered);
+        assert_eq!(waits[0], Duration::from_secs(3));
+        assert!(waits[1] < Duration::from_secs(1), "{:?}", waits[1]);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn payload(app: &str, n: &Notification) -> Value {
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
     json!({
-        "text": format!("[{}] {}: {}", n.priority.as_str(), n.title, n.message),
+        "text": super::truncate(&format!("[{}] {}: {}", n.priority.as_str(), n.title, n.message), SECTION_MAX),
         "blocks": blocks,
     })
 }
