@@ -5,6 +5,7 @@
 //! then the named flags (`--platform`, `--event-type`, `--status`, `--branch`, `--commit-sha`,
 //! `--deploy-url`, `--deploy-id`, `--message`). Without `--status` the event type's default
 //! is used (start → started, success → deployed, failure → failed, progress → in_progress).
+//! The platform is lowercased: it names the `deploy.<platform>` topic.
 //!
 //! Exit: 0 delivered (or no sink configured: the event is recorded and a note printed); 1 not
 //! delivered after retries (0 with `--best-effort`, with a warning); 2 bad flags, an unreadable

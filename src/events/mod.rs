@@ -4,8 +4,8 @@
 //! Every event is appended to history as an `event` record carrying its delivery outcome,
 //! delivered or not, sink or not. Delivery uses the notification retry policy
 //! ([`crate::notify::delivery`]). The sink URL, when it comes from `url_env`, and the signing
-//! secret are secrets: added to the redactor when read, and recorded only as
-//! `scheme://host/***`.
+//! secret are secrets, added to the redactor when read; any sink URL is recorded and shown
+//! only as `scheme://host/***`.
 
 pub mod cloudevents;
 pub mod normalise;
@@ -190,11 +190,9 @@ impl Sink {
             }
             _ => None,
         };
-        let display = if secret_url {
-            redacted_url(&url)
-        } else {
-            crate::redact::redact(&url)
-        };
+        // Even a literal `url` is recorded without its path: history may travel (the git
+        // store pushes it), and webhook URLs carry their token in the path.
+        let display = redacted_url(&url);
         Ok(Sink {
             url,
             display,
