@@ -174,7 +174,7 @@ pub struct PublishEventArgs {
     /// start | success | failure | progress
     #[arg(long, value_name = "T", required_unless_present = "from")]
     pub event_type: Option<String>,
-    /// Platform-specific status text (e.g. deployed)
+    /// Status text (default from the type: started, deployed, failed, in_progress)
     #[arg(long, value_name = "S")]
     pub status: Option<String>,
     #[arg(long, value_name = "B")]

@@ -179,6 +179,10 @@ pub struct EventRecord {
     pub delivered: bool,
     pub error: Option<String>,
     pub attempts: u32,
+    /// The id sent with the event (CloudEvents `id`, `webhook-id`): the receiver's
+    /// deduplication key. Generated before delivery, so it is not the record's own `id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }
 
 /// One line of `audit.jsonl`.
