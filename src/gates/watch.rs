@@ -284,19 +284,20 @@ impl StageWatch {
         }
     }
 
-    /// The last probe detail of each gate of `region`, for a stage-timeout message.
+    /// The last probe detail of each gate of `region`, for a stage-timeout message
+    /// (`gate api: last probe HTTP 503 in 41 ms`). Empty while the region is not ready (its
+    /// deploy has not finished); a gate not probed yet reads `none yet`.
     pub fn last_details(&self, region: &str) -> Vec<(String, String)> {
-        let state = self.states.get(region);
+        let Some(state) = self.states.get(region) else {
+            return Vec::new();
+        };
         self.gates
             .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let detail = match state {
-                    None => "not started: the region is not deployed yet".to_string(),
-                    Some(s) => match &s.views[i].last {
-                        Some(r) => r.detail.clone(),
-                        None => "no probe yet".to_string(),
-                    },
+            .zip(&state.views)
+            .map(|(g, view)| {
+                let detail = match &view.last {
+                    Some(r) => r.detail.clone(),
+                    None => "none yet".to_string(),
                 };
                 (g.name.clone(), detail)
             })
@@ -743,13 +744,10 @@ mod tests {
             w.last_details("lhr"),
             vec![
                 ("api".to_string(), "HTTP 503 in 41 ms".to_string()),
-                ("dns".to_string(), "no probe yet".to_string())
+                ("dns".to_string(), "none yet".to_string())
             ]
         );
-        assert_eq!(
-            w.last_details("nrt")[0].1,
-            "not started: the region is not deployed yet"
-        );
+        assert!(w.last_details("nrt").is_empty(), "nrt is still deploying");
     }
 
     #[test]
