@@ -68,6 +68,7 @@ fn run(gate: &Gate) -> ProbeResult {
 
 #[track_caller]
 fn assert_fails_with(r: &ProbeResult, needle: &str) {
+    eprintln!("probe detail: {}", r.detail);
     assert!(!r.pass, "expected a failed probe, got a pass: {}", r.detail);
     assert!(
         r.detail.contains(needle),
@@ -290,6 +291,25 @@ fn http_method_is_sent() {
     ));
     assert!(run(&g).pass);
     assert_eq!(server.requests()[0].method, "HEAD");
+}
+
+#[test]
+fn http_invalid_rendered_url_fails_without_panicking() {
+    let g = gate("type = \"http\"\nurl = \"http://{region}.example/health\"");
+    let r = run_in(&g, "l h r", Path::new("."));
+    assert!(!r.pass, "{}", r.detail);
+}
+
+#[test]
+fn http_details_are_redacted() {
+    shipgate::redact::add_secret("gate-secret-4f9a1c");
+    let port = closed_port();
+    let g = gate(&format!(
+        "type = \"http\"\nurl = \"http://127.0.0.1:{port}/health?token=gate-secret-4f9a1c\""
+    ));
+    let r = run(&g);
+    assert_fails_with(&r, "token=***");
+    assert!(!r.detail.contains("gate-secret-4f9a1c"), "{}", r.detail);
 }
 
 // ---------------------------------------------------------------- dns and tcp
