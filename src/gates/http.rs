@@ -33,6 +33,8 @@ pub(crate) fn fetch(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<Answer, String> {
+    // A fresh agent per probe: no pooled connection hides a server that stopped accepting new
+    // ones, and the latency includes connecting, as a user's first request would.
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         // A 503 is an answer to judge, not an error that loses its status.
