@@ -413,6 +413,25 @@ mod tests {
     }
 
     #[test]
+    fn error_bodies_of_any_http_status_are_read() {
+        let body = r#"{"status":"error","errorType":"execution","error":"query processing would load too many samples into memory"}"#;
+        let r = evaluate(&max(0.05), 422, body);
+        assert_eq!(
+            r,
+            ProbeResult::fail("prometheus error (execution, HTTP 422): query processing would load too many samples into memory")
+        );
+        let r = evaluate(
+            &max(0.05),
+            503,
+            r#"{"status":"error","errorType":"unavailable"}"#,
+        );
+        assert_eq!(
+            r,
+            ProbeResult::fail("prometheus error (unavailable, HTTP 503): no message")
+        );
+    }
+
+    #[test]
     fn garbage_never_passes() {
         for (status, body) in [
             (200, "<html>proxy error</html>"),
