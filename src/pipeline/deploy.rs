@@ -604,19 +604,12 @@ fn update_status(engine: &Engine<'_>, outcomes: &[super::run::RegionOutcome], _s
 }
 
 fn publish_event(engine: &Engine<'_>, event_type: &str, result: &RunResult) {
-    if engine.config.events.is_none() {
-        return;
-    }
     let kind = match event_type {
         "start" => crate::events::EventType::Start,
         "success" => crate::events::EventType::Success,
         _ => crate::events::EventType::Failure,
     };
-    let platform = engine.config.target.adapter.as_str().to_string();
     let mut metadata = serde_json::Map::new();
-    metadata.insert("deploy_id".into(), engine.deploy_id.clone().into());
-    metadata.insert("app".into(), engine.config.app.name.clone().into());
-    metadata.insert("version".into(), engine.version.clone().into());
     if let Some(c) = &engine.invocation.commit {
         metadata.insert("commit_sha".into(), c.clone().into());
     }
@@ -626,28 +619,10 @@ fn publish_event(engine: &Engine<'_>, event_type: &str, result: &RunResult) {
     if !result.message.is_empty() {
         metadata.insert("message".into(), result.message.clone().into());
     }
-    let mut topics = vec![format!("deploy.{platform}")];
-    topics.push(format!("deploy.platform.{event_type}"));
-    let event = crate::events::DeploymentEvent {
-        platform,
-        event_type: kind,
-        status: if result.status.is_empty() {
-            "started".into()
-        } else {
-            result.status.clone()
-        },
-        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        topics,
-        metadata,
-    };
-    if let Err(e) = crate::events::publish(
-        engine.config,
-        engine.ledger,
-        &event,
-        Some(&engine.deploy_id),
-    ) {
-        engine
-            .reporter
-            .warn(&format!("deployment event not delivered: {e}"));
+    if !result.status.is_empty() {
+        metadata.insert("outcome".into(), result.status.clone().into());
+    }
+    if let Some(w) = crate::events::publish_deploy_event(engine.config, engine.ledger, kind, &engine.deploy_id, &engine.version, metadata) {
+        engine.reporter.warn(&w);
     }
 }
