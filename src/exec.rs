@@ -228,7 +228,7 @@ pub fn run(
                     // The child is gone and nothing holds our pipes. Stragglers in its group
                     // that ignore TERM still get the KILL when the grace ends, without making
                     // the caller wait for it.
-                    if !killed {
+                    if !killed && group_alive(pgid) {
                         let left = KILL_GRACE.saturating_sub(now - stopped_at);
                         std::thread::spawn(move || {
                             std::thread::sleep(left);
@@ -324,6 +324,12 @@ fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
             libc::killpg(pgid, signal);
         }
     }
+}
+
+/// Whether any process is left in the group.
+fn group_alive(pgid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    pgid > 0 && unsafe { libc::killpg(pgid, 0) } == 0
 }
 
 /// Reads `pipe` line by line and sends each line; detached, so a pipe a grandchild keeps open

@@ -527,6 +527,25 @@ fn kubernetes_rollback_sets_the_old_image_or_undoes() {
 }
 
 #[test]
+fn kubernetes_a_rollout_in_progress_is_mixed() {
+    let (p, k) = kube_project("");
+    fakes::kube_seed(
+        p.path(),
+        "gke-eu",
+        "prod",
+        Some(("api", "app", "ghcr.io/acme/web:v1")),
+    );
+    let cancel = Cancel::new();
+    let ctx = ctx(&p, &cancel, Duration::from_secs(30));
+    assert_ok(&k.deploy(&regions(&["eu"]), &vars("v2"), &ctx));
+    fakes::knob(p.path(), "rolling-gke-eu", "");
+    assert_eq!(
+        k.current("eu", &vars("v2"), &ctx).unwrap(),
+        Live::Mixed(strs(&["v1", "v2"]))
+    );
+}
+
+#[test]
 fn kubernetes_a_failed_rollout_fails_only_its_region() {
     let (p, k) = kube_project("");
     for region in ["eu", "us"] {

@@ -129,6 +129,10 @@ impl super::Adapter for Exec {
         })
     }
 
+    fn reads_live_version(&self) -> bool {
+        self.cfg.current.is_some()
+    }
+
     /// Runs `target.exec.current`; without one the adapter cannot tell, which is an error
     /// (the caller falls back on history).
     fn current(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<Live, Error> {

@@ -215,6 +215,21 @@ impl Kubernetes {
         }
     }
 
+    /// The deployment's ReplicaSets in `region`, newest revision first.
+    pub fn replicasets(
+        &self,
+        region: &str,
+        vars: &Vars,
+        selector: &str,
+        ctx: &RunCtx<'_>,
+    ) -> Result<Vec<ReplicaSet>, Error> {
+        let spec = self.get_replicasets(region, vars, selector, ctx.command_timeout);
+        let out = super::run_checked(&spec, ctx)?;
+        parse_replicasets(&out.stdout, &self.cfg.deployment, &self.cfg.container).map_err(|e| {
+            Error::failed(format!("cannot read the output of `{}`", spec.display())).caused_by(e)
+        })
+    }
+
     /// The deployment in `region`, or `None` when it does not exist.
     pub fn deployment(
         &self,
@@ -284,13 +299,27 @@ impl super::Adapter for Kubernetes {
         })
     }
 
-    /// The configured container's image in the region's deployment. A deployment whose rollout
-    /// has not finished still reports its new image (the template), not a mix.
+    /// The configured container's image in the region's deployment. While a rollout is in
+    /// progress, the images of every ReplicaSet that still has pods: mixed when they differ.
     fn current(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<Live, Error> {
         let vars = Self::region_vars(vars, region);
-        Ok(match self.deployment(region, &vars, ctx)? {
-            None => Live::Absent,
-            Some(d) => Live::Version(super::version_from_image(&self.image, &vars, &d.image)),
+        let Some(dep) = self.deployment(region, &vars, ctx)? else {
+            return Ok(Live::Absent);
+        };
+        let mut versions = vec![super::version_from_image(&self.image, &vars, &dep.image)];
+        if let (true, Some(selector)) = (dep.rolling_out(), &dep.selector) {
+            for rs in self.replicasets(region, &vars, selector, ctx)? {
+                if rs.replicas > 0 {
+                    versions.push(super::version_from_image(&self.image, &vars, &rs.image));
+                }
+            }
+        }
+        versions.sort();
+        versions.dedup();
+        Ok(if versions.len() == 1 {
+            Live::Version(versions.remove(0))
+        } else {
+            Live::Mixed(versions)
         })
     }
 
@@ -335,15 +364,9 @@ impl super::Adapter for Kubernetes {
         let Some(selector) = dep.selector else {
             return Ok(Vec::new());
         };
-        let spec = self.get_replicasets(region, &vars, &selector, ctx.command_timeout);
-        let out = super::run_checked(&spec, ctx)?;
-        let revisions = parse_replicasets(&out.stdout, &self.cfg.deployment, &self.cfg.container)
-            .map_err(|e| {
-            Error::failed(format!("cannot read the output of `{}`", spec.display())).caused_by(e)
-        })?;
         let mut versions: Vec<String> = Vec::new();
-        for (_, image) in revisions {
-            let v = super::version_from_image(&self.image, &vars, &image);
+        for rs in self.replicasets(region, &vars, &selector, ctx)? {
+            let v = super::version_from_image(&self.image, &vars, &rs.image);
             if !versions.contains(&v) {
                 versions.push(v);
             }
@@ -426,19 +449,29 @@ pub fn parse_deployment(stdout: &str, container: &str) -> Result<DeploymentState
     })
 }
 
-/// Parses `kubectl get replicasets -o json`: (revision, image of `container`) of the
-/// ReplicaSets owned by `deployment`, newest revision first.
+/// One ReplicaSet of a deployment: one revision of its pod template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSet {
+    pub revision: u64,
+    /// The configured container's image.
+    pub image: String,
+    /// Pods it runs now (`status.replicas`).
+    pub replicas: i64,
+}
+
+/// Parses `kubectl get replicasets -o json`: the ReplicaSets owned by `deployment`, newest
+/// revision first.
 pub fn parse_replicasets(
     stdout: &str,
     deployment: &str,
     container: &str,
-) -> Result<Vec<(u64, String)>, String> {
+) -> Result<Vec<ReplicaSet>, String> {
     let doc = super::json_document(stdout)?;
     let items = doc
         .get("items")
         .and_then(Value::as_array)
         .ok_or("expected a List with `items`")?;
-    let mut out: Vec<(u64, String)> = items
+    let mut out: Vec<ReplicaSet> = items
         .iter()
         .filter(|rs| {
             match rs
@@ -453,12 +486,17 @@ pub fn parse_replicasets(
             }
         })
         .filter_map(|rs| {
-            let rev = revision_of(rs)?;
-            let image = container_image(rs.pointer("/spec/template/spec")?, container)?;
-            Some((rev, image))
+            Some(ReplicaSet {
+                revision: revision_of(rs)?,
+                image: container_image(rs.pointer("/spec/template/spec")?, container)?,
+                replicas: rs
+                    .pointer("/status/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+            })
         })
         .collect();
-    out.sort_by_key(|(rev, _)| std::cmp::Reverse(*rev));
+    out.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
     Ok(out)
 }
 
@@ -636,14 +674,18 @@ regions = ["eu", "us"]
            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "r/web:v0"}]}}}},
           {"metadata": {"name": "api-3", "annotations": {"deployment.kubernetes.io/revision": "3"},
             "ownerReferences": [{"kind": "Deployment", "name": "api"}]},
-           "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "r/web:v2"}]}}}},
+           "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "r/web:v2"}]}}},
+           "status": {"replicas": 2}},
           {"metadata": {"name": "other-9", "annotations": {"deployment.kubernetes.io/revision": "9"},
             "ownerReferences": [{"kind": "Deployment", "name": "other"}]},
            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "r/x:v9"}]}}}}
         ]}"#;
+        let rs = parse_replicasets(json, "api", "app").unwrap();
         assert_eq!(
-            parse_replicasets(json, "api", "app").unwrap(),
-            vec![(3, "r/web:v2".to_string()), (1, "r/web:v0".to_string())]
+            rs.iter()
+                .map(|r| (r.revision, r.image.as_str(), r.replicas))
+                .collect::<Vec<_>>(),
+            vec![(3, "r/web:v2", 2), (1, "r/web:v0", 0)]
         );
     }
 }

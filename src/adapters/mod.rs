@@ -77,6 +77,12 @@ pub trait Adapter: Send + Sync {
     /// adapter a region whose instances do not all run the new version afterwards has failed.
     fn deploy(&self, regions: &[String], vars: &Vars, ctx: &RunCtx<'_>) -> Vec<RegionResult>;
 
+    /// Whether [`Adapter::current`] can tell what runs (the exec adapter cannot without a
+    /// `current` command; the caller then relies on history).
+    fn reads_live_version(&self) -> bool {
+        true
+    }
+
     /// What runs in `region` now.
     fn current(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<Live, Error>;
 
