@@ -142,7 +142,7 @@ impl super::Adapter for Exec {
                 Error::usage("the exec adapter cannot read the live version: `target.exec.current` is not set")
                     .with_hint("add current = [\"./current.sh\", \"{region}\"] printing the version on stdout")
             })?;
-        let out = super::run_checked(&spec, ctx)?;
+        let out = super::run_checked_data(&spec, ctx)?;
         parse_current(&out.stdout).map_err(|e| {
             Error::failed(format!("cannot read the output of `{}`", spec.display()))
                 .caused_by(e)

@@ -134,7 +134,7 @@ impl Fly {
 
     fn machines(&self, ctx: &RunCtx<'_>) -> Result<Vec<Machine>, Error> {
         let spec = self.machines_command(ctx.command_timeout);
-        let out = super::run_checked(&spec, ctx)?;
+        let out = super::run_checked_data(&spec, ctx)?;
         parse_machines(&out.stdout).map_err(|e| {
             Error::failed(format!("cannot read the output of `{}`", spec.display())).caused_by(e)
         })
@@ -274,7 +274,7 @@ impl super::Adapter for Fly {
         ctx: &RunCtx<'_>,
     ) -> Result<Vec<String>, Error> {
         let spec = self.releases_command(ctx.command_timeout);
-        let out = super::run_checked(&spec, ctx)?;
+        let out = super::run_checked_data(&spec, ctx)?;
         let releases = parse_releases(&out.stdout).map_err(|e| {
             Error::failed(format!("cannot read the output of `{}`", spec.display())).caused_by(e)
         })?;

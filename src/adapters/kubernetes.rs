@@ -224,7 +224,7 @@ impl Kubernetes {
         ctx: &RunCtx<'_>,
     ) -> Result<Vec<ReplicaSet>, Error> {
         let spec = self.get_replicasets(region, vars, selector, ctx.command_timeout);
-        let out = super::run_checked(&spec, ctx)?;
+        let out = super::run_checked_data(&spec, ctx)?;
         parse_replicasets(&out.stdout, &self.cfg.deployment, &self.cfg.container).map_err(|e| {
             Error::failed(format!("cannot read the output of `{}`", spec.display())).caused_by(e)
         })
@@ -238,7 +238,7 @@ impl Kubernetes {
         ctx: &RunCtx<'_>,
     ) -> Result<Option<DeploymentState>, Error> {
         let spec = self.get_deployment(region, vars, ctx.command_timeout);
-        let out = super::run(&spec, ctx)?;
+        let out = super::run_data(&spec, ctx)?;
         if !out.success() {
             if is_not_found(&out.stderr_tail) {
                 return Ok(None);

@@ -133,12 +133,43 @@ pub(crate) fn run_checked(
     crate::exec::run_checked(&in_ctx(spec, ctx), ctx.cancel, ctx.on_line)
 }
 
-/// Like [`run_checked`], but a non-zero exit is returned for the caller to read.
-pub(crate) fn run(
+/// Like [`run_checked`] for a command whose stdout is data (`--json`, `-o json`, a version):
+/// only its stderr goes to the log, not a JSON document line by line.
+pub(crate) fn run_checked_data(
     spec: &CommandSpec,
     ctx: &RunCtx<'_>,
 ) -> Result<crate::exec::CommandOutput, Error> {
-    crate::exec::run(&in_ctx(spec, ctx), ctx.cancel, ctx.on_line)
+    run_data_with(spec, ctx, crate::exec::run_checked)
+}
+
+/// Like [`run`] for a command whose stdout is data.
+pub(crate) fn run_data(
+    spec: &CommandSpec,
+    ctx: &RunCtx<'_>,
+) -> Result<crate::exec::CommandOutput, Error> {
+    run_data_with(spec, ctx, crate::exec::run)
+}
+
+type Runner =
+    fn(&CommandSpec, &Cancel, Option<LineSink<'_>>) -> Result<crate::exec::CommandOutput, Error>;
+
+fn run_data_with(
+    spec: &CommandSpec,
+    ctx: &RunCtx<'_>,
+    runner: Runner,
+) -> Result<crate::exec::CommandOutput, Error> {
+    let spec = in_ctx(spec, ctx);
+    match ctx.on_line {
+        None => runner(&spec, ctx.cancel, None),
+        Some(sink) => {
+            let stderr_only = |stream: crate::exec::Stream, line: &str| {
+                if stream == crate::exec::Stream::Stderr {
+                    sink(stream, line);
+                }
+            };
+            runner(&spec, ctx.cancel, Some(&stderr_only))
+        }
+    }
 }
 
 fn in_ctx(spec: &CommandSpec, ctx: &RunCtx<'_>) -> CommandSpec {
@@ -197,7 +228,7 @@ pub(crate) fn image_for(template: &str, vars: &Vars, version: &str) -> String {
     vars.clone().with("version", version).render(template)
 }
 
-/// The first of `names` found on PATH, or the last name (so the error names a program).
+/// The first of `names` found on PATH, or the first name (so the error names the program).
 pub(crate) fn find_on_path(names: &[&str]) -> String {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for name in names {
@@ -207,7 +238,7 @@ pub(crate) fn find_on_path(names: &[&str]) -> String {
             }
         }
     }
-    names.last().copied().unwrap_or_default().to_string()
+    names.first().copied().unwrap_or_default().to_string()
 }
 
 /// The JSON document in a command's stdout, tolerating lines of noise before it (update
