@@ -136,7 +136,7 @@ fn fly_deploys_a_stage_in_one_call_and_reads_each_region() {
                 "--strategy",
                 "rolling",
                 "--wait-timeout",
-                "120s",
+                "120",
                 "--yes",
             ]),
             list.clone(),
@@ -245,7 +245,7 @@ fn fly_rollback_deploys_the_previous_image_immediately() {
             "--strategy",
             "immediate",
             "--wait-timeout",
-            "120s",
+            "120",
             "--yes",
         ])
     );

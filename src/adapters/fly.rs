@@ -83,8 +83,9 @@ impl Fly {
             args.extend(["--strategy".to_string(), s.to_string()]);
         }
         if let Some(w) = self.cfg.wait_timeout {
-            // A Go duration in seconds: every flyctl that takes a duration here accepts it.
-            args.extend(["--wait-timeout".to_string(), format!("{}s", w.as_secs())]);
+            // Plain seconds: older flyctl takes an int here, newer ones a duration that also
+            // accepts "a number of seconds" (`parseDurationFlag`); `300s` would break the old.
+            args.extend(["--wait-timeout".to_string(), w.as_secs().to_string()]);
         }
         args.push("--yes".to_string());
         args.extend(vars.render_argv(&self.cfg.args));
@@ -531,7 +532,7 @@ regions = ["lhr", "nrt"]
                 "--strategy",
                 "rolling",
                 "--wait-timeout",
-                "300s",
+                "300",
                 "--yes",
                 "--env",
                 "DEPLOY=d1"
