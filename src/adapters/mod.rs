@@ -197,6 +197,12 @@ pub(crate) fn same_error(e: &Error) -> Error {
 /// reference when it has no tag.
 pub fn version_from_image(template: &str, vars: &Vars, image: &str) -> String {
     const MARK: &str = "\u{1}shipgate-version\u{1}";
+    // A digest pinned by the platform (`repo:v2@sha256:…`) is not part of the version.
+    let full = image;
+    let image = match image.split_once('@') {
+        Some((name, _)) if !template.contains('@') => name,
+        _ => image,
+    };
     let marked = vars.clone().with("version", MARK).render(template);
     if let Some((prefix, suffix)) = marked.split_once(MARK) {
         if image.len() > prefix.len() + suffix.len()
@@ -209,7 +215,7 @@ pub fn version_from_image(template: &str, vars: &Vars, image: &str) -> String {
             }
         }
     }
-    image_tag(image).unwrap_or(image).to_string()
+    image_tag(full).unwrap_or(full).to_string()
 }
 
 /// The tag of an image reference: the part after the last `:` of its last path segment,
@@ -310,11 +316,19 @@ mod tests {
         );
         assert_eq!(version_from_image(t, &vars, "other.io/web:abc"), "abc");
         assert_eq!(
+            version_from_image(t, &vars, "registry.fly.io/web:v3-slim@sha256:ab"),
+            "v3"
+        );
+        assert_eq!(
             version_from_image(t, &vars, "localhost:5000/web"),
             "localhost:5000/web"
         );
         assert_eq!(image_tag("localhost:5000/web:v3@sha256:ab"), Some("v3"));
         assert_eq!(image_tag("web@sha256:ab"), None);
+        assert_eq!(
+            version_from_image(t, &vars, "web@sha256:ab"),
+            "web@sha256:ab"
+        );
     }
 
     #[test]
