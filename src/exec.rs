@@ -107,6 +107,9 @@ const POLL: Duration = Duration::from_millis(20);
 /// waiting: past this the readers are detached.
 const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// Lines handled between two looks at the child, the deadline and the cancel token.
+const DRAIN_BATCH: usize = 4096;
+
 /// Why a running command is being terminated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -167,7 +170,8 @@ pub fn run(
     let mut child = cmd.spawn().map_err(|e| spawn_error(spec, program, e))?;
     let pgid = child.id() as libc::pid_t;
 
-    let (tx, rx) = mpsc::channel::<Chunk>();
+    // Bounded: a child printing faster than we log waits on its pipe instead of filling memory.
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(DRAIN_BATCH);
     let mut open_pipes = 0;
     if let Some(out) = child.stdout.take() {
         spawn_reader(out, Stream::Stdout, tx.clone());
@@ -186,11 +190,12 @@ pub fn run(
     let mut killed = false;
 
     loop {
-        // Drain whatever the readers have, waiting at most one poll interval for the first.
+        // Drain what the readers have, waiting at most one poll interval for the first, and
+        // taking a bounded batch so an endless stream cannot starve the checks below.
         match rx.recv_timeout(POLL) {
             Ok(chunk) => {
                 collected.take(chunk, &mut open_pipes, &redactor, on_line);
-                while let Ok(chunk) = rx.try_recv() {
+                for chunk in rx.try_iter().take(DRAIN_BATCH) {
                     collected.take(chunk, &mut open_pipes, &redactor, on_line);
                 }
             }
@@ -334,7 +339,7 @@ fn group_alive(pgid: libc::pid_t) -> bool {
 
 /// Reads `pipe` line by line and sends each line; detached, so a pipe a grandchild keeps open
 /// never blocks the caller (the thread ends when the pipe closes or the receiver is gone).
-fn spawn_reader<R: Read + Send + 'static>(pipe: R, stream: Stream, tx: mpsc::Sender<Chunk>) {
+fn spawn_reader<R: Read + Send + 'static>(pipe: R, stream: Stream, tx: mpsc::SyncSender<Chunk>) {
     std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(64 * 1024, pipe);
         loop {
@@ -644,6 +649,19 @@ mod tests {
         assert!(out.stderr_tail.len() <= STDERR_TAIL_BYTES);
         assert!(out.stderr_tail.lines().count() <= STDERR_TAIL_LINES);
         assert!(count.load(Ordering::Relaxed) > 300_000);
+    }
+
+    #[test]
+    fn an_endless_stream_still_times_out() {
+        let t = Instant::now();
+        let err = run(
+            &sh("yes 'endless output'", Duration::from_millis(500)),
+            &Cancel::new(),
+            Some(&|_: Stream, _: &str| {}),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("timed out"), "{}", err.message);
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
     }
 
     #[test]
