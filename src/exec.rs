@@ -3,10 +3,14 @@
 //! own threads and streamed to the log with the tail kept for errors, bounded by a timeout:
 //! TERM to the whole group, a grace period, then KILL.
 
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
@@ -91,16 +95,370 @@ impl Cancel {
 /// Called with each line a child prints, as it prints it.
 pub type LineSink<'a> = &'a (dyn Fn(Stream, &str) + Sync);
 
+/// Cap on the stdout kept in memory; past it the rest is dropped and the tail says so.
+pub const STDOUT_CAP: usize = 16 * 1024 * 1024;
+/// Bounds on the stderr tail kept for error messages.
+pub const STDERR_TAIL_LINES: usize = 50;
+pub const STDERR_TAIL_BYTES: usize = 64 * 1024;
+/// How often the waiter looks at the child, the deadline and the cancel token.
+const POLL: Duration = Duration::from_millis(20);
+/// After the child has exited, how long to wait for its pipes to close. A grandchild that
+/// keeps them open (a daemon started without redirecting its output) must not keep shipgate
+/// waiting: past this the readers are detached.
+const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Lines handled between two looks at the child, the deadline and the cancel token.
+const DRAIN_BATCH: usize = 4096;
+
+/// Why a running command is being terminated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    TimedOut,
+    Cancelled,
+}
+
+/// A chunk read by a pipe reader: one line (with its newline, if it had one), or the end.
+enum Chunk {
+    Line(Stream, Vec<u8>),
+    Closed(Stream),
+}
+
 /// Runs `spec` to completion. A non-zero exit is `Ok` (see [`CommandOutput::success`]); a
 /// missing program, a timeout or a cancellation is an `Err` whose message shows the redacted
 /// argv and the stderr tail.
+///
+/// Signal rules: the child leads its own process group, so a TERM or KILL reaches everything it
+/// started. On timeout or cancellation the group gets SIGTERM, then SIGKILL after
+/// [`KILL_GRACE`] if anything in it still runs or holds the pipes.
 pub fn run(
     spec: &CommandSpec,
     cancel: &Cancel,
     on_line: Option<LineSink<'_>>,
 ) -> Result<CommandOutput, Error> {
-    let _ = (spec, cancel, on_line);
-    Err(Error::usage("the executor is not implemented yet"))
+    let Some(program) = spec.argv.first() else {
+        return Err(Error::usage("cannot run an empty command"));
+    };
+    if cancel.is_cancelled() {
+        return Err(Error::failed(format!(
+            "`{}` was not started: the run was cancelled",
+            spec.display()
+        )));
+    }
+    if let Some(cwd) = &spec.cwd {
+        if !cwd.is_dir() {
+            return Err(Error::usage(format!(
+                "cannot run `{}`: its working directory `{}` does not exist",
+                spec.display(),
+                cwd.display()
+            )));
+        }
+    }
+
+    let mut cmd = Command::new(program);
+    cmd.args(&spec.argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| spawn_error(spec, program, e))?;
+    let pgid = child.id() as libc::pid_t;
+
+    // Bounded: a child printing faster than we log waits on its pipe instead of filling memory.
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(DRAIN_BATCH);
+    let mut open_pipes = 0;
+    if let Some(out) = child.stdout.take() {
+        spawn_reader(out, Stream::Stdout, tx.clone());
+        open_pipes += 1;
+    }
+    if let Some(err) = child.stderr.take() {
+        spawn_reader(err, Stream::Stderr, tx.clone());
+        open_pipes += 1;
+    }
+    drop(tx);
+
+    let redactor = crate::redact::global();
+    let mut collected = Collected::default();
+    let mut status: Option<(std::process::ExitStatus, Instant)> = None;
+    let mut stop: Option<(Stop, Instant)> = None;
+    let mut killed = false;
+
+    loop {
+        // Drain what the readers have, waiting at most one poll interval for the first, and
+        // taking a bounded batch so an endless stream cannot starve the checks below.
+        match rx.recv_timeout(POLL) {
+            Ok(chunk) => {
+                collected.take(chunk, &mut open_pipes, &redactor, on_line);
+                for chunk in rx.try_iter().take(DRAIN_BATCH) {
+                    collected.take(chunk, &mut open_pipes, &redactor, on_line);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Both pipes are closed but the child may still run: keep polling, gently.
+                open_pipes = 0;
+                std::thread::sleep(POLL);
+            }
+        }
+        let now = Instant::now();
+        if status.is_none() {
+            if let Some(st) = child.try_wait()? {
+                status = Some((st, now));
+            }
+        }
+        match (status, stop) {
+            (Some(_), None) if open_pipes == 0 => break,
+            (Some((_, exited)), None) if now - exited >= PIPE_DRAIN_GRACE => break,
+            (None, None) => {
+                let why = if cancel.is_cancelled() {
+                    Some(Stop::Cancelled)
+                } else if now - start >= spec.timeout {
+                    Some(Stop::TimedOut)
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    signal_group(pgid, libc::SIGTERM);
+                    stop = Some((why, now));
+                }
+            }
+            (_, Some((_, stopped_at))) => {
+                if status.is_some() && open_pipes == 0 {
+                    // The child is gone and nothing holds our pipes. Stragglers in its group
+                    // that ignore TERM still get the KILL when the grace ends, without making
+                    // the caller wait for it.
+                    if !killed && group_alive(pgid) {
+                        let left = KILL_GRACE.saturating_sub(now - stopped_at);
+                        std::thread::spawn(move || {
+                            std::thread::sleep(left);
+                            signal_group(pgid, libc::SIGKILL);
+                        });
+                    }
+                    break;
+                }
+                if !killed && now - stopped_at >= KILL_GRACE {
+                    signal_group(pgid, libc::SIGKILL);
+                    killed = true;
+                }
+                if killed && now - stopped_at >= KILL_GRACE + PIPE_DRAIN_GRACE {
+                    if status.is_none() {
+                        // SIGKILL cannot be ignored; reap it.
+                        status = Some((child.wait()?, now));
+                    }
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let (st, _) = match status {
+        Some(s) => s,
+        None => (child.wait()?, Instant::now()),
+    };
+    let elapsed = start.elapsed();
+    let output = collected.finish(st, elapsed);
+    match stop {
+        None => Ok(output),
+        Some((why, _)) => Err(stopped_error(spec, why, &output)),
+    }
+}
+
+fn spawn_error(spec: &CommandSpec, program: &str, e: std::io::Error) -> Error {
+    use std::io::ErrorKind;
+    let (what, usage) = match e.kind() {
+        ErrorKind::NotFound => ("program not found".to_string(), true),
+        ErrorKind::PermissionDenied => ("permission denied (is it executable?)".to_string(), true),
+        _ => (e.to_string(), false),
+    };
+    let message = format!("cannot run `{}`: {what}", crate::redact::redact(program));
+    let mut err = if usage {
+        Error::usage(message)
+    } else {
+        Error::failed(message)
+    };
+    err = err.with_detail(format!("command: {}", spec.display()));
+    let looked = if program.contains('/') {
+        format!(
+            "`{}` must be an executable file",
+            crate::redact::redact(program)
+        )
+    } else {
+        format!("`{program}` is looked up on PATH")
+    };
+    match &spec.bin_key {
+        Some(key) => err.with_hint(format!(
+            "{looked}; install it, or set `{key}` to its full path"
+        )),
+        None => err.with_hint(format!("{looked}; install it or use its full path")),
+    }
+}
+
+fn stopped_error(spec: &CommandSpec, why: Stop, out: &CommandOutput) -> Error {
+    let mut err = match why {
+        Stop::TimedOut => Error::failed(format!(
+            "`{}` timed out after {}",
+            spec.display(),
+            humantime::format_duration(spec.timeout)
+        ))
+        .with_hint("raise `command_timeout` (in [defaults] or the stage) if it needs longer"),
+        Stop::Cancelled => Error::failed(format!(
+            "`{}` was cancelled after {}",
+            spec.display(),
+            humantime::format_duration(Duration::from_secs(out.elapsed.as_secs()))
+        )),
+    };
+    let tail = crate::redact::redact(out.stderr_tail.trim_end());
+    if !tail.is_empty() {
+        err = err.with_detail(format!("── stderr ──\n{tail}\n────────────"));
+    }
+    err
+}
+
+/// Sends `signal` to every process in the group. ESRCH (nothing left) is fine.
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+    if pgid > 0 {
+        // SAFETY: killpg has no memory-safety preconditions.
+        unsafe {
+            libc::killpg(pgid, signal);
+        }
+    }
+}
+
+/// Whether any process is left in the group.
+fn group_alive(pgid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    pgid > 0 && unsafe { libc::killpg(pgid, 0) } == 0
+}
+
+/// Reads `pipe` line by line and sends each line; detached, so a pipe a grandchild keeps open
+/// never blocks the caller (the thread ends when the pipe closes or the receiver is gone).
+fn spawn_reader<R: Read + Send + 'static>(pipe: R, stream: Stream, tx: mpsc::SyncSender<Chunk>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::with_capacity(64 * 1024, pipe);
+        loop {
+            let mut line = Vec::new();
+            // Long lines are cut so one runaway line cannot hold unbounded memory here.
+            match (&mut reader)
+                .take(STDERR_TAIL_BYTES as u64)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) => break,
+                Ok(_) => {
+                    if tx.send(Chunk::Line(stream, line)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(Chunk::Closed(stream));
+    });
+}
+
+/// Output gathered so far.
+#[derive(Default)]
+struct Collected {
+    stdout: Vec<u8>,
+    stdout_truncated: bool,
+    /// Pieces of stderr, each at most one line; a piece without a newline is a line cut short
+    /// (or the last one) and is continued by the next.
+    stderr: VecDeque<Vec<u8>>,
+    stderr_bytes: usize,
+    /// Bytes of a line too long for one piece, waiting for the rest before being shown.
+    partial: [Vec<u8>; 2],
+}
+
+impl Collected {
+    fn take(
+        &mut self,
+        chunk: Chunk,
+        open_pipes: &mut usize,
+        redactor: &crate::redact::Redactor,
+        on_line: Option<LineSink<'_>>,
+    ) {
+        let (stream, bytes) = match chunk {
+            Chunk::Closed(stream) => {
+                *open_pipes = open_pipes.saturating_sub(1);
+                // A last line without a newline.
+                let rest = std::mem::take(&mut self.partial[stream as usize]);
+                if let (Some(sink), false) = (on_line, rest.is_empty()) {
+                    sink(stream, &redactor.redact(&String::from_utf8_lossy(&rest)));
+                }
+                return;
+            }
+            Chunk::Line(stream, bytes) => (stream, bytes),
+        };
+        match stream {
+            Stream::Stdout => {
+                if self.stdout.len() + bytes.len() <= STDOUT_CAP {
+                    self.stdout.extend_from_slice(&bytes);
+                } else {
+                    self.stdout_truncated = true;
+                }
+            }
+            Stream::Stderr => {
+                self.stderr_bytes += bytes.len();
+                self.stderr.push_back(bytes.clone());
+                while self.stderr.len() > 1
+                    && (self.stderr.len() > STDERR_TAIL_LINES
+                        || self.stderr_bytes > STDERR_TAIL_BYTES)
+                {
+                    if let Some(old) = self.stderr.pop_front() {
+                        self.stderr_bytes -= old.len();
+                    }
+                }
+            }
+        }
+        if let Some(sink) = on_line {
+            // A line cut short is shown when it ends, or when it is too long to wait for.
+            let slot = &mut self.partial[stream as usize];
+            slot.extend_from_slice(&bytes);
+            if !bytes.ends_with(b"\n") && slot.len() < STDERR_TAIL_BYTES {
+                return;
+            }
+            let whole = std::mem::take(slot);
+            let text = String::from_utf8_lossy(&whole);
+            let text = text.trim_end_matches(['\n', '\r']);
+            sink(stream, &redactor.redact(text));
+        }
+    }
+
+    fn finish(mut self, status: std::process::ExitStatus, elapsed: Duration) -> CommandOutput {
+        use std::os::unix::process::ExitStatusExt;
+        let mut stderr_tail: String = self
+            .stderr
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        if self.stdout_truncated {
+            if !stderr_tail.is_empty() && !stderr_tail.ends_with('\n') {
+                stderr_tail.push('\n');
+            }
+            stderr_tail.push_str(&format!(
+                "[shipgate: stdout was cut at {} MiB]\n",
+                STDOUT_CAP / (1024 * 1024)
+            ));
+        }
+        let stdout = match String::from_utf8(std::mem::take(&mut self.stdout)) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        CommandOutput {
+            code: status.code(),
+            signal: status.signal(),
+            stdout,
+            stderr_tail,
+            elapsed,
+        }
+    }
 }
 
 /// Like [`run`], but a non-zero exit is an error too (showing argv and the stderr tail).
@@ -130,4 +488,237 @@ pub fn failure(spec: &CommandSpec, out: &CommandOutput) -> Error {
         err = err.with_detail(format!("── stderr ──\n{tail}\n────────────"));
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn sh(script: &str, timeout: Duration) -> CommandSpec {
+        CommandSpec::new(
+            vec!["sh".into(), "-c".into(), script.into(), "sh".into()],
+            timeout,
+        )
+    }
+
+    /// Whether `pid` is gone (or a zombie waiting for a reaper that may never come in a
+    /// container without an init).
+    fn gone(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    fn wait_gone(pid: i32, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if gone(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gone(pid)
+    }
+
+    #[test]
+    fn captures_stdout_stderr_tail_and_lines() {
+        let lines = Mutex::new(Vec::new());
+        let sink = |s: Stream, l: &str| lines.lock().unwrap().push((s, l.to_string()));
+        let mut spec = sh(
+            "echo out1; echo err1 >&2; printf 'no-newline' ; echo \"$SG_X\" >&2; pwd; exit 3",
+            Duration::from_secs(10),
+        );
+        spec.env.push(("SG_X".into(), "from-env".into()));
+        spec.cwd = Some(std::env::temp_dir());
+        let out = run(&spec, &Cancel::new(), Some(&sink)).unwrap();
+        assert_eq!(out.code, Some(3));
+        assert!(!out.success());
+        let cwd = std::env::temp_dir().canonicalize().unwrap();
+        assert_eq!(out.stdout, format!("out1\nno-newline{}\n", cwd.display()));
+        assert_eq!(out.stderr_tail, "err1\nfrom-env\n");
+        let lines = lines.into_inner().unwrap();
+        assert!(lines.contains(&(Stream::Stdout, "out1".into())));
+        assert!(lines.contains(&(Stream::Stderr, "from-env".into())));
+        let err = run_checked(&spec, &Cancel::new(), None).unwrap_err();
+        assert!(
+            err.message.contains("exited with code 3"),
+            "{}",
+            err.message
+        );
+        assert!(err.detail.unwrap().contains("err1\nfrom-env"));
+    }
+
+    #[test]
+    fn stdin_is_null() {
+        let out = run(
+            &sh("cat; echo end", Duration::from_secs(10)),
+            &Cancel::new(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(out.stdout, "end\n");
+    }
+
+    #[test]
+    fn timeout_kills_the_grandchild_through_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let spec = sh(
+            &format!("sleep 100 & echo $! > {}; wait", pidfile.display()),
+            Duration::from_millis(500),
+        );
+        let t = Instant::now();
+        let err = run(&spec, &Cancel::new(), None).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(
+            err.message.contains("timed out after 500ms"),
+            "{}",
+            err.message
+        );
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            wait_gone(pid, Duration::from_secs(2)),
+            "grandchild {pid} survived"
+        );
+    }
+
+    #[test]
+    fn a_child_ignoring_term_is_killed_after_the_grace() {
+        // `trap '' TERM` makes the shell and (inherited) its sleep ignore TERM.
+        let spec = sh(
+            "trap '' TERM; echo started >&2; sleep 100",
+            Duration::from_millis(300),
+        );
+        let t = Instant::now();
+        let err = run(&spec, &Cancel::new(), None).unwrap_err();
+        let took = t.elapsed();
+        assert!(took >= KILL_GRACE, "{took:?}");
+        assert!(took < KILL_GRACE + Duration::from_secs(2), "{took:?}");
+        assert!(err.message.contains("timed out"), "{}", err.message);
+        assert!(err.detail.unwrap().contains("started"));
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_pipes_does_not_keep_us_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let spec = sh(
+            &format!(
+                "sleep 100 & echo $! > {}; echo bye; exit 0",
+                pidfile.display()
+            ),
+            Duration::from_secs(30),
+        );
+        let t = Instant::now();
+        let out = run(&spec, &Cancel::new(), None).unwrap();
+        assert!(t.elapsed() < PIPE_DRAIN_GRACE + Duration::from_secs(2));
+        assert_eq!(out.code, Some(0));
+        assert_eq!(out.stdout, "bye\n");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+
+    #[test]
+    fn ten_megabytes_on_stderr_do_not_deadlock() {
+        let spec = sh(
+            "yes 'a fairly chatty progress line' | head -c 10485760 >&2; echo done",
+            Duration::from_secs(60),
+        );
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let sink = |_: Stream, _: &str| {
+            count.fetch_add(1, Ordering::Relaxed);
+        };
+        let out = run(&spec, &Cancel::new(), Some(&sink)).unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout, "done\n");
+        assert!(out.stderr_tail.len() <= STDERR_TAIL_BYTES);
+        assert!(out.stderr_tail.lines().count() <= STDERR_TAIL_LINES);
+        assert!(count.load(Ordering::Relaxed) > 300_000);
+    }
+
+    #[test]
+    fn an_endless_stream_still_times_out() {
+        let t = Instant::now();
+        let err = run(
+            &sh("yes 'endless output'", Duration::from_millis(500)),
+            &Cancel::new(),
+            Some(&|_: Stream, _: &str| {}),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("timed out"), "{}", err.message);
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_missing_program_is_a_usage_error_naming_the_config_key() {
+        let mut spec = CommandSpec::new(
+            vec!["shipgate-no-such-flyctl".into(), "deploy".into()],
+            Duration::from_secs(5),
+        );
+        spec.bin_key = Some("target.fly.bin".into());
+        let err = run(&spec, &Cancel::new(), None).unwrap_err();
+        assert_eq!(err.code, crate::exit_code::USAGE);
+        assert!(err.message.contains("`shipgate-no-such-flyctl`"));
+        assert!(err.message.contains("program not found"));
+        assert!(err.hint.unwrap().contains("set `target.fly.bin`"));
+    }
+
+    #[test]
+    fn secrets_in_argv_and_output_are_redacted() {
+        let secret = "exec-test-s3cret-4c1d";
+        crate::redact::add_secret(secret);
+        let lines = Mutex::new(Vec::new());
+        let sink = |_: Stream, l: &str| lines.lock().unwrap().push(l.to_string());
+        let spec = sh("echo \"token=$1\" >&2; exit 1", Duration::from_secs(10));
+        let spec = CommandSpec {
+            argv: [spec.argv, vec![secret.to_string()]].concat(),
+            ..spec
+        };
+        let err = run_checked(&spec, &Cancel::new(), Some(&sink)).unwrap_err();
+        let shown = err.render(false);
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+        assert!(shown.contains("token=***"), "{shown}");
+        assert_eq!(lines.into_inner().unwrap(), vec!["token=***".to_string()]);
+    }
+
+    #[test]
+    fn cancel_terminates_and_later_commands_fail_at_once() {
+        let cancel = Cancel::new();
+        let c2 = cancel.clone();
+        let t = Instant::now();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            c2.cancel();
+        });
+        let err = run(&sh("sleep 100", Duration::from_secs(60)), &cancel, None).unwrap_err();
+        canceller.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(3));
+        assert!(err.message.contains("was cancelled"), "{}", err.message);
+        let err = run(&sh("echo never", Duration::from_secs(60)), &cancel, None).unwrap_err();
+        assert!(err.message.contains("not started"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_missing_working_directory_is_named() {
+        let mut spec = sh("true", Duration::from_secs(5));
+        spec.cwd = Some("/nonexistent/shipgate-dir".into());
+        let err = run(&spec, &Cancel::new(), None).unwrap_err();
+        assert!(err.message.contains("/nonexistent/shipgate-dir"));
+    }
 }

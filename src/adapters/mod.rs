@@ -77,6 +77,12 @@ pub trait Adapter: Send + Sync {
     /// adapter a region whose instances do not all run the new version afterwards has failed.
     fn deploy(&self, regions: &[String], vars: &Vars, ctx: &RunCtx<'_>) -> Vec<RegionResult>;
 
+    /// Whether [`Adapter::current`] can tell what runs (the exec adapter cannot without a
+    /// `current` command; the caller then relies on history).
+    fn reads_live_version(&self) -> bool {
+        true
+    }
+
     /// What runs in `region` now.
     fn current(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<Live, Error>;
 
@@ -115,5 +121,220 @@ pub fn build(config: &Config) -> Result<Box<dyn Adapter>, Error> {
         AdapterKind::Fly => Ok(Box::new(fly::Fly::new(config)?)),
         AdapterKind::Kubernetes => Ok(Box::new(kubernetes::Kubernetes::new(config)?)),
         AdapterKind::Exec => Ok(Box::new(exec::Exec::new(config)?)),
+    }
+}
+
+/// Runs one adapter command in the context: its cancel token, its line sink, its directory.
+/// A non-zero exit is an error showing the redacted argv and the stderr tail.
+pub(crate) fn run_checked(
+    spec: &CommandSpec,
+    ctx: &RunCtx<'_>,
+) -> Result<crate::exec::CommandOutput, Error> {
+    crate::exec::run_checked(&in_ctx(spec, ctx), ctx.cancel, ctx.on_line)
+}
+
+/// Like [`run_checked`] for a command whose stdout is data (`--json`, `-o json`, a version):
+/// only its stderr goes to the log, not a JSON document line by line.
+pub(crate) fn run_checked_data(
+    spec: &CommandSpec,
+    ctx: &RunCtx<'_>,
+) -> Result<crate::exec::CommandOutput, Error> {
+    run_data_with(spec, ctx, crate::exec::run_checked)
+}
+
+/// Like [`run`] for a command whose stdout is data.
+pub(crate) fn run_data(
+    spec: &CommandSpec,
+    ctx: &RunCtx<'_>,
+) -> Result<crate::exec::CommandOutput, Error> {
+    run_data_with(spec, ctx, crate::exec::run)
+}
+
+type Runner =
+    fn(&CommandSpec, &Cancel, Option<LineSink<'_>>) -> Result<crate::exec::CommandOutput, Error>;
+
+fn run_data_with(
+    spec: &CommandSpec,
+    ctx: &RunCtx<'_>,
+    runner: Runner,
+) -> Result<crate::exec::CommandOutput, Error> {
+    let spec = in_ctx(spec, ctx);
+    match ctx.on_line {
+        None => runner(&spec, ctx.cancel, None),
+        Some(sink) => {
+            let stderr_only = |stream: crate::exec::Stream, line: &str| {
+                if stream == crate::exec::Stream::Stderr {
+                    sink(stream, line);
+                }
+            };
+            runner(&spec, ctx.cancel, Some(&stderr_only))
+        }
+    }
+}
+
+fn in_ctx(spec: &CommandSpec, ctx: &RunCtx<'_>) -> CommandSpec {
+    let mut spec = spec.clone();
+    if !ctx.cwd.as_os_str().is_empty() {
+        spec.cwd = Some(ctx.cwd.clone());
+    }
+    spec
+}
+
+/// A copy of an error, for reporting one failure against every region it concerns.
+pub(crate) fn same_error(e: &Error) -> Error {
+    Error {
+        code: e.code,
+        message: e.message.clone(),
+        causes: e.causes.clone(),
+        hint: e.hint.clone(),
+        detail: e.detail.clone(),
+    }
+}
+
+/// The version an image reference carries, read through the image template: with
+/// `registry/app:{version}-slim`, `registry/app:v1-slim` is `v1`. Falls back to the tag
+/// (`repo:tag@digest` → `tag`) when the reference does not fit the template, and to the whole
+/// reference when it has no tag.
+pub fn version_from_image(template: &str, vars: &Vars, image: &str) -> String {
+    const MARK: &str = "\u{1}shipgate-version\u{1}";
+    // A digest pinned by the platform (`repo:v2@sha256:…`) is not part of the version.
+    let full = image;
+    let image = match image.split_once('@') {
+        Some((name, _)) if !template.contains('@') => name,
+        _ => image,
+    };
+    let marked = vars.clone().with("version", MARK).render(template);
+    if let Some((prefix, suffix)) = marked.split_once(MARK) {
+        if image.len() > prefix.len() + suffix.len()
+            && image.starts_with(prefix)
+            && image.ends_with(suffix)
+        {
+            let candidate = &image[prefix.len()..image.len() - suffix.len()];
+            if vars.clone().with("version", candidate).render(template) == image {
+                return candidate.to_string();
+            }
+        }
+    }
+    image_tag(full).unwrap_or(full).to_string()
+}
+
+/// The tag of an image reference: the part after the last `:` of its last path segment,
+/// without a digest.
+pub fn image_tag(image: &str) -> Option<&str> {
+    let name = image.split('@').next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.split_once(':')
+        .map(|(_, tag)| tag)
+        .filter(|t| !t.is_empty())
+}
+
+/// The image for `version`: the `[target].image` template rendered with `vars`, version
+/// replaced.
+pub(crate) fn image_for(template: &str, vars: &Vars, version: &str) -> String {
+    vars.clone().with("version", version).render(template)
+}
+
+/// The first of `names` found on PATH, or the first name (so the error names the program).
+pub(crate) fn find_on_path(names: &[&str]) -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in names {
+        for dir in std::env::split_paths(&path) {
+            if dir.join(name).is_file() {
+                return name.to_string();
+            }
+        }
+    }
+    names.first().copied().unwrap_or_default().to_string()
+}
+
+/// The JSON document in a command's stdout, tolerating lines of noise before it (update
+/// notices, warnings printed to stdout) and after it.
+pub(crate) fn json_document(stdout: &str) -> Result<serde_json::Value, String> {
+    let trimmed = stdout.trim_start();
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for line in trimmed.split_inclusive('\n') {
+        if offset > 0 && line.trim_start().starts_with(['[', '{']) {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    let mut first_err = None;
+    for start in starts {
+        let mut stream =
+            serde_json::Deserializer::from_str(&trimmed[start..]).into_iter::<serde_json::Value>();
+        match stream.next() {
+            Some(Ok(v)) if v.is_array() || v.is_object() => return Ok(v),
+            Some(Err(e)) => {
+                first_err.get_or_insert_with(|| e.to_string());
+            }
+            _ => {}
+        }
+    }
+    Err(first_err.unwrap_or_else(|| "no JSON document in the output".to_string()))
+}
+
+/// Runs `f` for each region on its own thread and gathers the results in `regions`' order.
+pub(crate) fn per_region<F>(regions: &[String], f: F) -> Vec<RegionResult>
+where
+    F: Fn(&str) -> Result<(), Error> + Sync,
+{
+    if regions.len() <= 1 {
+        return regions.iter().map(|r| (r.clone(), f(r))).collect();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = regions
+            .iter()
+            .map(|r| {
+                let f = &f;
+                (r.clone(), s.spawn(move || f(r)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(r, h)| {
+                let res = h.join().unwrap_or_else(|_| {
+                    Err(Error::failed(format!("the worker for region {r} panicked")))
+                });
+                (r, res)
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_through_the_image_template() {
+        let vars = Vars::new().with("app", "web");
+        let t = "registry.fly.io/{app}:{version}-slim";
+        assert_eq!(
+            version_from_image(t, &vars, "registry.fly.io/web:v1.2-slim"),
+            "v1.2"
+        );
+        assert_eq!(version_from_image(t, &vars, "other.io/web:abc"), "abc");
+        assert_eq!(
+            version_from_image(t, &vars, "registry.fly.io/web:v3-slim@sha256:ab"),
+            "v3"
+        );
+        assert_eq!(
+            version_from_image(t, &vars, "localhost:5000/web"),
+            "localhost:5000/web"
+        );
+        assert_eq!(image_tag("localhost:5000/web:v3@sha256:ab"), Some("v3"));
+        assert_eq!(image_tag("web@sha256:ab"), None);
+        assert_eq!(
+            version_from_image(t, &vars, "web@sha256:ab"),
+            "web@sha256:ab"
+        );
+    }
+
+    #[test]
+    fn json_is_found_after_noise() {
+        let v = json_document("Update available 0.1 -> 0.2\n[{\"a\":1}]\ntrailing\n").unwrap();
+        assert_eq!(v, serde_json::json!([{"a": 1}]));
+        assert!(json_document("nothing here").is_err());
     }
 }
