@@ -208,6 +208,18 @@ impl Prefilter {
     }
 }
 
+/// The `ts` of a raw line without parsing it (the ledger writes it near the start), if it is
+/// there and readable.
+pub fn raw_time(line: &[u8]) -> Option<DateTime<Utc>> {
+    let key = b"\"ts\":\"";
+    let start = memchr::memmem::find(&line[..line.len().min(256)], key)? + key.len();
+    let len = memchr::memchr(b'"', &line[start..])?;
+    let text = std::str::from_utf8(&line[start..start + len]).ok()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// Parses `--since`: a humantime duration ago (`24h`, `7d`), a date (`2026-01-31`, midnight
 /// UTC), or an RFC 3339 time.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
