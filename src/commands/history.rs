@@ -270,7 +270,7 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
 }
 
 /// Cuts `s` to `width` characters, marking a cut with `…`, and pads it.
-fn cell(s: &str, width: usize) -> String {
+pub(super) fn cell(s: &str, width: usize) -> String {
     if s.chars().count() > width {
         let cut: String = s.chars().take(width.saturating_sub(1)).collect();
         format!("{cut}…")
@@ -314,6 +314,8 @@ fn row(cols: &[(&str, usize)], cells: Vec<String>) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+        .trim_end()
+        .to_string()
 }
 
 fn time(f: &Facts<'_>) -> String {

@@ -19,6 +19,8 @@ use crate::ledger::{lock, AuditRecord, DeployRecord, Ledger, RegionStatus, Store
 use crate::notify::{Notification, Notifier};
 use crate::output::Output;
 
+use super::history::cell;
+
 /// One region's row.
 #[derive(Debug, Clone, Default, Serialize)]
 struct RegionRow {
@@ -409,11 +411,11 @@ fn print_human(
     for r in rows {
         let mut line = format!(
             "{:<8} {:<9} {:<12} {:<16} {:<10} {:<12}",
-            r.region,
-            dash(r.stage.as_deref().unwrap_or("")),
-            dash(&r.recorded.version),
-            dash(&when(&r.recorded.deployed_at)),
-            dash(&r.recorded.actor),
+            cell(&r.region, 8),
+            cell(&dash(r.stage.as_deref().unwrap_or("")), 9),
+            cell(&dash(&r.recorded.version), 12),
+            cell(&dash(&when(&r.recorded.deployed_at)), 16),
+            cell(&dash(&r.recorded.actor), 10),
             dash(&r.recorded.status)
         );
         if args.live {
