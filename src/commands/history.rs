@@ -348,17 +348,9 @@ fn history_row(f: &Facts<'_>) -> String {
     } else if !f.regions.is_empty() {
         f.regions.join(",")
     } else if !f.regions_detail.is_empty() {
-        f.regions_detail
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(",")
+        f.regions_detail.join(",")
     } else {
-        f.previous_versions
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(",")
+        f.previous_versions.join(",")
     };
     let status = match (&f.gate, f.kind.as_ref()) {
         (Some(g), "gate") => format!("{g} {}", f.result.as_deref().unwrap_or("")),

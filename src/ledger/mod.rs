@@ -141,7 +141,7 @@ impl Ledger {
             file: HISTORY_FILE,
             prefilter: None,
             first: true,
-            _t: std::marker::PhantomData,
+            parse: parse_history_line,
         })
     }
 
@@ -190,7 +190,7 @@ impl Ledger {
                     if !complete || is_kind(line, "gate") || is_kind(line, "event") {
                         continue;
                     }
-                    if let Ok(r) = serde_json::from_slice::<Stored<HistoryRecord>>(line) {
+                    if let Ok(r) = parse_history_line(line) {
                         return Some(r);
                     }
                 }
@@ -321,6 +321,43 @@ fn prefilter_for(value: &str) -> Option<query::Prefilter> {
     (!needles.is_empty()).then(|| query::Prefilter::new(needles))
 }
 
+/// Parses one history line. Same result as `serde_json::from_slice::<Stored<HistoryRecord>>`,
+/// several times faster: the envelope and `kind` are read first (everything else skipped), then
+/// the body straight into its record type, instead of buffering the whole line for `flatten`
+/// and the `kind` tag.
+pub fn parse_history_line(line: &[u8]) -> Result<Stored<HistoryRecord>, serde_json::Error> {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        schema: u32,
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+        #[serde(borrow)]
+        ts: Cow<'a, str>,
+        #[serde(borrow)]
+        prev: Cow<'a, str>,
+        #[serde(borrow)]
+        kind: Cow<'a, str>,
+    }
+    let env: Envelope = serde_json::from_slice(line)?;
+    let body = match env.kind.as_ref() {
+        "deploy" => HistoryRecord::Deploy(serde_json::from_slice(line)?),
+        "stage" => HistoryRecord::Stage(serde_json::from_slice(line)?),
+        "gate" => HistoryRecord::Gate(serde_json::from_slice(line)?),
+        "rollback" => HistoryRecord::Rollback(serde_json::from_slice(line)?),
+        "event" => HistoryRecord::Event(serde_json::from_slice(line)?),
+        // An unknown kind: let serde say so.
+        _ => return serde_json::from_slice(line),
+    };
+    Ok(Stored {
+        schema: env.schema,
+        id: env.id.into_owned(),
+        ts: env.ts.into_owned(),
+        prev: env.prev.into_owned(),
+        body,
+    })
+}
+
 /// Typed records newest first. Unreadable lines come out as `Err(warning)`.
 pub struct RevRecords<T> {
     lines: Option<jsonl::RevLines>,
@@ -328,7 +365,7 @@ pub struct RevRecords<T> {
     /// Lines without these substrings are skipped unparsed.
     pub prefilter: Option<query::Prefilter>,
     first: bool,
-    _t: std::marker::PhantomData<T>,
+    parse: fn(&[u8]) -> Result<Stored<T>, serde_json::Error>,
 }
 
 impl<T> RevRecords<T> {
@@ -349,7 +386,7 @@ pub fn torn_warning(file: &str) -> String {
     )
 }
 
-impl<T: serde::de::DeserializeOwned> Iterator for RevRecords<T> {
+impl<T> Iterator for RevRecords<T> {
     type Item = Result<Stored<T>, String>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -372,7 +409,7 @@ impl<T: serde::de::DeserializeOwned> Iterator for RevRecords<T> {
                     continue;
                 }
             }
-            return Some(serde_json::from_slice(line).map_err(|e| {
+            return Some((self.parse)(line).map_err(|e| {
                 format!(
                     "{}: skipped an unreadable line at byte {offset}: {e}",
                     self.file
@@ -460,6 +497,48 @@ mod tests {
         let s = ledger.status(&mut Vec::new()).unwrap();
         assert_eq!(s.app, "x");
         assert_eq!(s.last_deploy.unwrap().deploy_id, "d0");
+    }
+
+    #[test]
+    fn the_fast_line_parser_agrees_with_serde() {
+        let records = [
+            deploy("d0", "started"),
+            HistoryRecord::Stage(StageRecord {
+                deploy_id: "d0".into(),
+                stage: "canary".into(),
+                regions_detail: [("lhr".to_string(), RegionDetail::default())].into(),
+                ..Default::default()
+            }),
+            HistoryRecord::Gate(GateRecord {
+                gate: "api".into(),
+                result: "tripped".into(),
+                ..Default::default()
+            }),
+            HistoryRecord::Rollback(RollbackRecord::default()),
+            HistoryRecord::Event(EventRecord {
+                event: serde_json::json!({"event_type": "start"}),
+                ..Default::default()
+            }),
+        ];
+        for body in records {
+            let stored = Stored {
+                schema: 1,
+                id: "01J".into(),
+                ts: "2026-01-01T00:00:00Z".into(),
+                prev: jsonl::GENESIS.into(),
+                body,
+            };
+            let line = serde_json::to_vec(&stored).unwrap();
+            let fast = parse_history_line(&line).unwrap();
+            let slow: Stored<HistoryRecord> = serde_json::from_slice(&line).unwrap();
+            assert_eq!(fast.body, slow.body);
+            assert_eq!((fast.id, fast.ts, fast.prev), (slow.id, slow.ts, slow.prev));
+        }
+        assert!(
+            parse_history_line(br#"{"schema":1,"id":"x","ts":"t","prev":"p","kind":"nope"}"#)
+                .is_err()
+        );
+        assert!(parse_history_line(br#"{"schema":1,"id":"x","ts":"t","kind":"deploy"}"#).is_err());
     }
 
     #[test]

@@ -27,12 +27,16 @@ pub struct Facts<'a> {
     pub deploy_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub stage: Option<Cow<'a, str>>,
-    pub stages: Vec<String>,
+    #[serde(borrow)]
+    pub stages: Vec<Str<'a>>,
     #[serde(borrow)]
     pub region: Option<Cow<'a, str>>,
-    pub regions: Vec<String>,
-    pub regions_detail: BTreeMap<String, serde::de::IgnoredAny>,
-    pub previous_versions: BTreeMap<String, serde::de::IgnoredAny>,
+    #[serde(borrow)]
+    pub regions: Vec<Str<'a>>,
+    #[serde(borrow)]
+    pub regions_detail: Keys<'a>,
+    #[serde(borrow)]
+    pub previous_versions: Keys<'a>,
     #[serde(borrow)]
     pub status: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -72,9 +76,9 @@ impl Facts<'_> {
     /// `previous_versions`, `from_version` and `to_version`.
     pub fn touches_region(&self, r: &str) -> bool {
         self.region.as_deref() == Some(r)
-            || self.regions.iter().any(|x| x == r)
-            || self.regions_detail.contains_key(r)
-            || self.previous_versions.contains_key(r)
+            || self.regions.iter().any(|x| &**x == r)
+            || self.regions_detail.contains(r)
+            || self.previous_versions.contains(r)
             || self.from_version.contains_key(r)
             || self.to_version.contains_key(r)
     }
@@ -102,6 +106,88 @@ impl Facts<'_> {
         DateTime::parse_from_rfc3339(&self.ts)
             .ok()
             .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// A string borrowed from the line, or owned when it held escapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Str<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The keys of a JSON object, its values skipped unparsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keys<'a>(pub Vec<Str<'a>>);
+
+impl Keys<'_> {
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.iter().any(|k| &**k == key)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn join(&self, sep: &str) -> String {
+        self.0.join(sep)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Keys<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Keys<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = map.next_key::<Str<'de>>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(Keys(keys))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Keys(Vec::new()))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -157,7 +243,7 @@ impl Filter {
             }
         }
         if let Some(s) = &self.stage {
-            if f.stage.as_deref() != Some(s.as_str()) && !f.stages.iter().any(|x| x == s) {
+            if f.stage.as_deref() != Some(s.as_str()) && !f.stages.iter().any(|x| **x == **s) {
                 return false;
             }
         }

@@ -76,16 +76,18 @@ pub struct StatsBuilder {
     stats: Stats,
     deploy_durations: Vec<f64>,
     stage_durations: BTreeMap<String, Vec<f64>>,
-    oldest: Option<DateTime<Utc>>,
-    newest: Option<DateTime<Utc>>,
+    /// `ts` of the newest and oldest record seen (parsed once, at the end).
+    newest: Option<String>,
+    oldest: String,
 }
 
 impl StatsBuilder {
     pub fn add(&mut self, f: &Facts<'_>) {
-        if let Some(t) = f.time() {
-            self.newest.get_or_insert(t);
-            self.oldest = Some(t);
+        if self.newest.is_none() {
+            self.newest = Some(f.ts.to_string());
         }
+        self.oldest.clear();
+        self.oldest.push_str(&f.ts);
         match f.kind.as_ref() {
             "deploy" => {
                 let id = f.deploy_id.as_deref().unwrap_or(&f.id);
@@ -154,20 +156,23 @@ impl StatsBuilder {
                 c.pass_rate = rate(c.pass, c.pass + c.fail + c.tripped);
             }
         }
-        let start = since.or(self.oldest);
-        let end = if since.is_some() {
-            Some(now)
-        } else {
-            self.newest
+        let parse = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
         };
+        let newest = self.newest.as_deref().and_then(parse);
+        let oldest = parse(&self.oldest);
+        let start = since.or(oldest);
+        let end = if since.is_some() { Some(now) } else { newest };
         if let (Some(a), Some(b)) = (start, end) {
             // At least a day, so a burst of deploys in one hour does not read as 100 a day.
             let days = ((b - a).num_seconds() as f64 / 86_400.0).max(1.0);
             s.window_days = Some(days);
             s.deploys_per_day = Some(s.deploys as f64 / days);
         }
-        s.first = self.oldest.map(|t| t.to_rfc3339());
-        s.last = self.newest.map(|t| t.to_rfc3339());
+        s.first = oldest.map(|t| t.to_rfc3339());
+        s.last = newest.map(|t| t.to_rfc3339());
         self.stats
     }
 }
