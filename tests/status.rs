@@ -1,1 +1,289 @@
-//! Tests of status (to be written).
+//! `shipgate status` from history and status.json, interrupted deploys, and the deploy lock
+//! (`shipgate lock`, held-lock errors, a killed holder).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shipgate::ledger::lock::{self, LockInfo};
+
+use crate::common::{code, Project};
+use crate::history::{fixture, helper, write_chain};
+
+const CONFIG: &str = r#"
+[app]
+name = "web"
+[target]
+adapter = "exec"
+[target.exec]
+deploy = ["true"]
+[[stage]]
+name = "canary"
+regions = ["lhr", "nrt"]
+[[stage]]
+name = "primary"
+regions = ["ewr"]
+"#;
+
+fn project() -> Project {
+    let p = Project::with_config(CONFIG);
+    write_chain(&p.state_dir().join("history.jsonl"), &fixture());
+    p
+}
+
+fn region<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == name)
+        .unwrap_or_else(|| panic!("no region {name} in {v}"))
+}
+
+#[test]
+fn status_is_rebuilt_from_history_when_status_json_is_missing() {
+    let p = project();
+    let r = p.run(&["status", "--format", "json"]).expect(code::SUCCESS);
+    let v = r.json();
+    assert_eq!(v["app"], "web");
+    // d3 (v3) failed in canary and rolled lhr and nrt back to v2; ewr kept v2 from d2.
+    let lhr = region(&v, "lhr");
+    assert_eq!(
+        (lhr["version"].as_str(), lhr["status"].as_str()),
+        (Some("v2"), Some("rolled_back"))
+    );
+    assert_eq!(lhr["stage"], "canary");
+    assert_eq!(lhr["actor"], "alice");
+    let ewr = region(&v, "ewr");
+    assert_eq!(ewr["version"], "v2");
+    assert_eq!(ewr["deploy_id"], "d2");
+    assert_eq!(ewr["deployed_at"], "2026-01-11T10:03:00.000Z");
+    assert_eq!(ewr["status"], "success");
+    assert_eq!(v["last_deploy"]["deploy_id"], "d4");
+    // status never writes
+    assert!(!p.state_dir().join("status.json").exists());
+}
+
+#[test]
+fn an_interrupted_deploy_is_listed() {
+    let p = project();
+    let v = p
+        .run(&["status", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    let interrupted = v["interrupted"].as_array().unwrap();
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(interrupted[0]["deploy_id"], "d4");
+    assert_eq!(interrupted[0]["status"], "started");
+    assert_eq!(interrupted[0]["version"], "v4");
+    let r = p.run(&["status"]).expect(code::SUCCESS);
+    assert!(
+        r.stderr.contains("interrupted (started, never finished):"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("  d4 version v4 started 2026-01-13 10:00 by alice (last status: started)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn status_json_is_used_when_present_and_extra_regions_are_shown() {
+    let p = project();
+    p.write(
+        ".shipgate/status.json",
+        &json!({"app": "web", "updated_at": "2026-02-01T00:00:00Z",
+                "regions": {"lhr": {"version": "v7", "deployed_at": "2026-02-01T00:00:00Z",
+                                    "deploy_id": "d7", "status": "success", "actor": "bob"},
+                            "syd": {"version": "v6", "status": "success"}}})
+        .to_string(),
+    );
+    let v = p
+        .run(&["status", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(region(&v, "lhr")["version"], "v7");
+    assert_eq!(region(&v, "syd")["version"], "v6");
+    assert_eq!(region(&v, "syd")["stage"], Value::Null);
+    assert_eq!(region(&v, "ewr")["version"], "");
+    let names: Vec<_> = v["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["region"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["lhr", "nrt", "ewr", "syd"]);
+    let r = p.run(&["status"]).expect(code::SUCCESS);
+    assert!(r.stderr.contains("lhr      canary    v7"), "{}", r.stderr);
+}
+
+#[test]
+fn status_works_with_only_a_state_dir() {
+    let p = Project::new();
+    write_chain(&p.state_dir().join("history.jsonl"), &fixture());
+    let dir = p.state_dir().display().to_string();
+    let v = p
+        .run(&["--state-dir", &dir, "status", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(region(&v, "ewr")["version"], "v2");
+    p.run(&["--state-dir", &dir, "status", "--check"])
+        .expect(code::USAGE);
+}
+
+// --- the deploy lock -------------------------------------------------------------------------
+
+const HOLD_DIR: &str = "SHIPGATE_TEST_HOLD_LOCK_DIR";
+
+/// Helper: takes the deploy lock in `HOLD_DIR` and holds it until killed.
+#[test]
+#[ignore = "helper run by other tests in a child process"]
+fn helper_hold_lock() {
+    let Ok(dir) = std::env::var(HOLD_DIR) else {
+        return;
+    };
+    let info = LockInfo::current("deploy", "01HOLDER", "carol");
+    let _guard = lock::acquire(Path::new(&dir), &info, None).unwrap();
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+fn hold_lock(dir: &Path) -> std::process::Child {
+    let child = helper("status::helper_hold_lock")
+        .env(HOLD_DIR, dir)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lock::holder(dir)
+        .unwrap()
+        .is_none_or(|h| h.deploy_id.is_empty())
+    {
+        assert!(Instant::now() < deadline, "the helper never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn a_held_lock_names_its_holder_and_a_killed_holder_frees_it() {
+    let p = Project::with_config(CONFIG);
+    let dir = p.state_dir();
+    let mut child = hold_lock(&dir);
+    // Another taker gets exit 5 and the holder's details.
+    let err = lock::acquire(&dir, &LockInfo::current("deploy", "01ME", "dave"), None)
+        .err()
+        .unwrap();
+    assert_eq!(err.exit_code(), code::LOCKED);
+    for part in [
+        &child.id().to_string(),
+        "carol",
+        "01HOLDER",
+        "deploy",
+        &lock::hostname(),
+    ] {
+        assert!(
+            err.message.contains(part),
+            "{part} missing from {}",
+            err.message
+        );
+    }
+    assert!(err.hint.unwrap().contains("--lock-wait 10m"));
+
+    let r = p
+        .run(&["lock", "status", "--format", "json"])
+        .expect(code::SUCCESS);
+    let v = r.json();
+    assert_eq!(v["held"], true);
+    assert_eq!(v["holder"]["deploy_id"], "01HOLDER");
+    assert_eq!(v["holder"]["pid"], child.id());
+    let r = p.run(&["lock", "status"]).expect(code::SUCCESS);
+    assert!(r.stderr.contains("held by pid"), "{}", r.stderr);
+    // status shows the deploy as running
+    let r = p.run(&["status"]).expect(code::SUCCESS);
+    assert!(r.stderr.contains("holds the deploy lock"), "{}", r.stderr);
+
+    // Release without --force refuses.
+    let r = p.run(&["lock", "release"]).expect(code::LOCKED);
+    assert!(r.stderr.contains("01HOLDER"), "{}", r.stderr);
+
+    // SIGKILL the holder: the kernel drops its flock; its details stay as a stale body.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let v = p
+        .run(&["lock", "status", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(v["held"], false);
+    assert_eq!(v["stale"]["deploy_id"], "01HOLDER");
+    let r = p.run(&["lock", "status"]).expect(code::SUCCESS);
+    assert!(r.stderr.contains("not held"), "{}", r.stderr);
+    let g = lock::acquire(&dir, &LockInfo::current("deploy", "01ME", "dave"), None).unwrap();
+    drop(g);
+    // The stale body of a crashed holder: release clears it.
+    let _ = hold_lock(&dir).kill();
+    std::thread::sleep(Duration::from_millis(100));
+    let r = p.run(&["lock", "release"]).expect(code::SUCCESS);
+    assert!(r.stderr.contains("crashed holder"), "{}", r.stderr);
+    let v = p
+        .run(&["lock", "status", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(
+        (v["held"].as_bool(), v["stale"].is_null()),
+        (Some(false), true)
+    );
+    let r = p.run(&["lock", "release"]).expect(code::SUCCESS);
+    assert!(r.stderr.contains("not held"), "{}", r.stderr);
+}
+
+#[test]
+fn lock_wait_polls_until_a_killed_holder_lets_go() {
+    let p = Project::new();
+    let dir = p.state_dir();
+    let mut child = hold_lock(&dir);
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+    let start = Instant::now();
+    let guard = lock::acquire(
+        &dir,
+        &LockInfo::current("deploy", "01WAIT", "erin"),
+        Some(Duration::from_secs(20)),
+    );
+    assert!(guard.is_ok());
+    assert!(start.elapsed() >= Duration::from_millis(600));
+    killer.join().unwrap();
+}
+
+#[test]
+fn force_release_removes_a_live_holders_lock_warns_and_audits() {
+    let p = Project::with_config(CONFIG);
+    let dir = p.state_dir();
+    let mut child = hold_lock(&dir);
+    let r = p.run(&["lock", "release", "--force"]).expect(code::SUCCESS);
+    assert!(r.stderr.contains("FORCE-RELEASED"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("01HOLDER") && r.stderr.contains("may still be"),
+        "{}",
+        r.stderr
+    );
+    // The next deploy takes a fresh lock although the old holder still runs.
+    let g = lock::acquire(&dir, &LockInfo::current("deploy", "01NEXT", "frank"), None).unwrap();
+    assert_eq!(lock::holder(&dir).unwrap().unwrap().deploy_id, "01NEXT");
+    drop(g);
+    let r = p
+        .run(&["history", "--audit", "--format", "jsonl"])
+        .expect(code::SUCCESS);
+    let a: Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (a["priority"].as_str(), a["title"].as_str()),
+        (Some("P3"), Some("lock force-released"))
+    );
+    assert_eq!(a["context"]["holder"]["deploy_id"], "01HOLDER");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,10 +1,512 @@
-//! `shipgate history`.
+//! `shipgate history` and `shipgate history verify`.
+//!
+//! Every query reads the file backwards from its end in fixed-size blocks (newest first), so
+//! `--last N` reads only the tail and a full scan never holds more than a block and a line. A
+//! line is parsed only when it contains every filter value as a quoted string (a `memmem` test),
+//! and then only partly ([`Facts`]); records are printed as the bytes stored.
 
-use crate::cli::{GlobalArgs, HistoryArgs};
+use std::io::Write;
+
+use crate::cli::{Format, GlobalArgs, HistoryAction, HistoryArgs};
+use crate::config::Config;
 use crate::error::Error;
+use crate::exit_code;
+use crate::ledger::query::{self, Facts, Filter, Prefilter};
+use crate::ledger::stats::{Stats, StatsBuilder};
+use crate::ledger::{jsonl, FileKind, Ledger, AUDIT_FILE, HISTORY_FILE};
 use crate::output::Output;
 
+/// At most this many skipped-line warnings are printed one by one.
+const MAX_WARNINGS: usize = 20;
+
 pub fn run(global: &GlobalArgs, args: &HistoryArgs, output: &Output) -> Result<i32, Error> {
-    let _ = (global, args, output);
-    Err(super::not_implemented("history"))
+    let (_, ledger) = open_ledger(global)?;
+    match args.action {
+        Some(HistoryAction::Verify) => verify(&ledger, output),
+        None => query(&ledger, args, output),
+    }
+}
+
+/// The config, when there is one, and the ledger. Reading history needs no pipeline file: with
+/// `--state-dir` and no file, the directory alone is enough.
+pub(super) fn open_ledger(global: &GlobalArgs) -> Result<(Option<Config>, Ledger), Error> {
+    match super::load_config(global) {
+        Ok(config) => {
+            let ledger = Ledger::open_for(&config)?;
+            Ok((Some(config), ledger))
+        }
+        Err(e) => match &global.state_dir {
+            Some(dir) if !global.config.exists() => Ok((None, Ledger::open(dir)?)),
+            _ => Err(e),
+        },
+    }
+}
+
+fn verify(ledger: &Ledger, output: &Output) -> Result<i32, Error> {
+    let (history, audit) = ledger.verify()?;
+    let files = [(HISTORY_FILE, &history), (AUDIT_FILE, &audit)];
+    let ok = files.iter().all(|(_, v)| v.problems.is_empty());
+    if output.format != Format::Human {
+        output.json(&serde_json::json!({
+            "ok": ok,
+            "files": {HISTORY_FILE: history, AUDIT_FILE: audit},
+        }));
+    }
+    if ok {
+        for (name, v) in files {
+            output.info(format!("{name}: {} records, hash chain intact", v.lines));
+        }
+        return Ok(exit_code::SUCCESS);
+    }
+    let mut detail = Vec::new();
+    let mut count = 0;
+    for (name, v) in files {
+        count += v.problems.len();
+        for p in v.problems.iter().take(MAX_WARNINGS) {
+            detail.push(format!("{name} line {}: {}", p.line, p.message));
+        }
+        if v.problems.len() > MAX_WARNINGS {
+            detail.push(format!(
+                "{name}: … and {} more",
+                v.problems.len() - MAX_WARNINGS
+            ));
+        }
+    }
+    Err(Error::failed(format!(
+        "the ledger does not verify: {count} problem{}",
+        if count == 1 { "" } else { "s" }
+    ))
+    .with_detail(detail.join("\n"))
+    .with_hint("the first problem is where the record was changed, cut or torn; restore that line from a backup, or keep the file as evidence"))
+}
+
+fn reject_for_audit(args: &HistoryArgs) -> Result<(), Error> {
+    let given = [
+        ("--kind", args.kind.is_some()),
+        ("--stage", args.stage.is_some()),
+        ("--region", args.region.is_some()),
+        ("--status", args.status.is_some()),
+        ("--version", args.version.is_some()),
+        ("--stats", args.stats),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
+        return Err(Error::usage(format!("{flag} does not apply to --audit"))
+            .with_hint("the audit trail takes --last and --since"));
+    }
+    Ok(())
+}
+
+fn filter(args: &HistoryArgs) -> Result<Filter, Error> {
+    if let Some(k) = &args.kind {
+        if !query::KINDS.contains(&k.as_str()) {
+            let mut err = Error::usage(format!("unknown --kind `{k}`"));
+            err = match crate::config::did_you_mean(k, query::KINDS.iter().copied()) {
+                Some(c) => err.with_hint(format!("did you mean `{c}`?")),
+                None => err.with_hint(format!("kinds: {}", query::KINDS.join(", "))),
+            };
+            return Err(err);
+        }
+    }
+    Ok(Filter {
+        since: args
+            .since
+            .as_deref()
+            .map(|s| query::parse_since(s, chrono::Utc::now()))
+            .transpose()?,
+        kind: args.kind.clone(),
+        stage: args.stage.clone(),
+        region: args.region.clone(),
+        status: args.status.clone(),
+        version: args.version.clone(),
+    })
+}
+
+/// Where matching records go.
+enum Sink {
+    Jsonl,
+    Json { first: bool },
+    Table { audit: bool, rows: usize },
+    Stats(Box<StatsBuilder>),
+}
+
+fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Error> {
+    if args.audit {
+        reject_for_audit(args)?;
+    }
+    let filter = filter(args)?;
+    let (kind, file) = if args.audit {
+        (FileKind::Audit, AUDIT_FILE)
+    } else {
+        (FileKind::History, HISTORY_FILE)
+    };
+    let prefilter = Prefilter::new(filter.needles());
+    let redactor = crate::redact::global();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(jsonl::BLOCK, stdout.lock());
+    let stderr = std::io::stderr();
+    let mut err = std::io::BufWriter::new(stderr.lock());
+    let mut sink = if args.stats {
+        Sink::Stats(Box::default())
+    } else {
+        match output.format {
+            Format::Jsonl => Sink::Jsonl,
+            Format::Json => Sink::Json { first: true },
+            Format::Human => Sink::Table {
+                audit: args.audit,
+                rows: 0,
+            },
+        }
+    };
+    let mut warnings = Vec::new();
+    let mut matched = 0usize;
+    let result = (|| -> std::io::Result<()> {
+        if let Sink::Json { .. } = sink {
+            out.write_all(b"[")?;
+        }
+        if let Sink::Table { audit, .. } = sink {
+            writeln!(err, "{}", output.bold(&header(audit)))?;
+        }
+        let Some(mut lines) = ledger.rev_lines(kind).map_err(std::io::Error::other)? else {
+            return Ok(());
+        };
+        let mut first = true;
+        while args.last.is_none_or(|n| matched < n) {
+            let torn = std::mem::take(&mut first) && lines.torn_tail;
+            let Some((offset, line)) = lines.next_line()? else {
+                break;
+            };
+            if torn {
+                warnings.push(crate::ledger::torn_warning(file));
+                continue;
+            }
+            if let Some(since) = filter.since {
+                // Records are in append order: everything further back is older still. The
+                // time is read from the raw line, so lines the pre-filter skips count too.
+                if query::raw_time(line).is_some_and(|t| t < since) {
+                    break;
+                }
+            }
+            if !prefilter.may_match(line) {
+                continue;
+            }
+            let facts: Facts = match serde_json::from_slice(line) {
+                Ok(f) => f,
+                Err(e) => {
+                    warnings.push(format!(
+                        "{file}: skipped an unreadable line at byte {offset}: {e}"
+                    ));
+                    continue;
+                }
+            };
+            if !filter.matches(&facts) {
+                continue;
+            }
+            matched += 1;
+            match &mut sink {
+                Sink::Jsonl | Sink::Json { .. } => {
+                    if let Sink::Json { first } = &mut sink {
+                        out.write_all(if *first { b"\n" } else { b",\n" })?;
+                        *first = false;
+                    }
+                    if redactor.secrets().is_empty() {
+                        out.write_all(line)?;
+                    } else {
+                        let text = String::from_utf8_lossy(line);
+                        out.write_all(redactor.redact(&text).as_bytes())?;
+                    }
+                    if let Sink::Jsonl = sink {
+                        out.write_all(b"\n")?;
+                    }
+                }
+                Sink::Table { audit, rows } => {
+                    *rows += 1;
+                    let row = if *audit {
+                        audit_row(&facts)
+                    } else {
+                        history_row(&facts)
+                    };
+                    writeln!(err, "{}", redactor.redact(&row))?;
+                }
+                Sink::Stats(b) => b.add(&facts),
+            }
+        }
+        Ok(())
+    })();
+    let finish = (|| -> std::io::Result<()> {
+        result?;
+        match sink {
+            Sink::Json { first } => out.write_all(if first { b"]\n" } else { b"\n]\n" })?,
+            Sink::Table { rows: 0, .. } => writeln!(err, "(no records)")?,
+            Sink::Stats(b) => {
+                let stats = b.finish(filter.since, chrono::Utc::now());
+                if output.format == Format::Human {
+                    write!(err, "{}", render_stats(&stats))?;
+                } else {
+                    serde_json::to_writer_pretty(&mut out, &stats)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            _ => {}
+        }
+        out.flush()?;
+        err.flush()
+    })();
+    match finish {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(exit_code::SUCCESS),
+        Err(e) => return Err(Error::failed(format!("cannot read `{file}`")).caused_by(e)),
+        Ok(()) => {}
+    }
+    drop(err);
+    for w in warnings.iter().take(MAX_WARNINGS) {
+        output.warn(w);
+    }
+    if warnings.len() > MAX_WARNINGS {
+        output.warn(format!(
+            "… and {} more unreadable lines; run `shipgate history verify`",
+            warnings.len() - MAX_WARNINGS
+        ));
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+/// Cuts `s` to `width` characters, marking a cut with `…`, and pads it.
+pub(super) fn cell(s: &str, width: usize) -> String {
+    if s.chars().count() > width {
+        let cut: String = s.chars().take(width.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        format!("{s:<width$}")
+    }
+}
+
+/// Column widths of the history table: 80 columns in all.
+const COLS: [(&str, usize); 8] = [
+    ("TIME", 16),
+    ("KIND", 8),
+    ("STAGE", 7),
+    ("VERSION", 8),
+    ("REGIONS", 9),
+    ("STATUS", 11),
+    ("DUR", 5),
+    ("ACTOR", 9),
+];
+
+const AUDIT_COLS: [(&str, usize); 4] = [("TIME", 16), ("PRI", 3), ("DELIVERED", 12), ("TITLE", 46)];
+
+fn header(audit: bool) -> String {
+    let cols: &[(&str, usize)] = if audit { &AUDIT_COLS } else { &COLS };
+    row(cols, cols.iter().map(|c| c.0.to_string()).collect())
+}
+
+fn row(cols: &[(&str, usize)], cells: Vec<String>) -> String {
+    let last = cols.len() - 1;
+    cells
+        .iter()
+        .zip(cols)
+        .enumerate()
+        .map(|(i, (c, (_, w)))| {
+            let c = cell(c, *w);
+            if i == last {
+                c.trim_end().to_string()
+            } else {
+                c
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end()
+        .to_string()
+}
+
+fn time(f: &Facts<'_>) -> String {
+    f.time()
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| f.ts.to_string())
+}
+
+/// `42s`, `4m05`, `1h02`: five characters at most.
+pub fn short_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}", s / 3600, (s % 3600) / 60)
+    }
+}
+
+fn history_row(f: &Facts<'_>) -> String {
+    let stage = f
+        .stage
+        .as_deref()
+        .map(str::to_string)
+        .unwrap_or_else(|| f.stages.join(","));
+    let version = f.versions().join(",");
+    let regions = if let Some(r) = &f.region {
+        r.to_string()
+    } else if !f.regions.is_empty() {
+        f.regions.join(",")
+    } else if !f.regions_detail.is_empty() {
+        f.regions_detail.join(",")
+    } else {
+        f.previous_versions.join(",")
+    };
+    let status = match (&f.gate, f.kind.as_ref()) {
+        (Some(g), "gate") => format!("{g} {}", f.result.as_deref().unwrap_or("")),
+        _ => f.outcome().unwrap_or("").to_string(),
+    };
+    let kind = match (f.kind.as_ref(), &f.event) {
+        ("event", Some(e)) => e.platform.clone().unwrap_or_else(|| "event".into()),
+        (k, _) => k.to_string(),
+    };
+    row(
+        &COLS,
+        vec![
+            time(f),
+            kind,
+            stage,
+            version,
+            regions,
+            status,
+            f.duration_seconds.map(short_duration).unwrap_or_default(),
+            f.actor.as_deref().unwrap_or("").to_string(),
+        ],
+    )
+}
+
+fn audit_row(f: &Facts<'_>) -> String {
+    let names = |v: &Option<serde_json::Value>| -> Vec<String> {
+        match v {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|i| {
+                    i.as_str().map(str::to_string).or_else(|| {
+                        i.get("sink")
+                            .and_then(|s| s.as_str())
+                            .map(|s| format!("!{s}"))
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut delivered = names(&f.delivered);
+    delivered.extend(names(&f.failed));
+    row(
+        &AUDIT_COLS,
+        vec![
+            time(f),
+            f.priority.as_deref().unwrap_or("").to_string(),
+            if delivered.is_empty() {
+                "-".into()
+            } else {
+                delivered.join(",")
+            },
+            f.title.as_deref().unwrap_or("").to_string(),
+        ],
+    )
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map(|r| format!("{:.1}%", r * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn render_stats(s: &Stats) -> String {
+    let mut out = String::new();
+    let day = |t: &Option<String>| t.as_deref().map(|t| t.chars().take(10).collect::<String>());
+    match (day(&s.first), day(&s.last)) {
+        (Some(a), Some(b)) => out.push_str(&format!("window       {a} .. {b}")),
+        _ => out.push_str("window       (no records)"),
+    }
+    if let (Some(d), Some(r)) = (s.window_days, s.deploys_per_day) {
+        out.push_str(&format!(" ({d:.1} days, {r:.2} deploys/day)"));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "deploys      {} ({} finished)\nsuccess rate {}\nrollback rate {}\n",
+        s.deploys,
+        s.finished,
+        pct(s.success_rate),
+        pct(s.rollback_rate)
+    ));
+    if !s.by_status.is_empty() {
+        let by: Vec<String> = s
+            .by_status
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        out.push_str(&format!("outcomes     {}\n", by.join(", ")));
+    }
+    if s.manual_rollbacks > 0 {
+        out.push_str(&format!("manual rollbacks {}\n", s.manual_rollbacks));
+    }
+    if s.deploy_duration.is_some() || !s.stage_durations.is_empty() {
+        out.push_str("\nduration     mean      p95   count\n");
+        let mut line = |name: &str, d: &crate::ledger::stats::Durations| {
+            out.push_str(&format!(
+                "  {:<10} {:>6} {:>8} {:>7}\n",
+                cell(name, 10).trim_end(),
+                short_duration(d.mean_seconds),
+                short_duration(d.p95_seconds),
+                d.count
+            ));
+        };
+        if let Some(d) = &s.deploy_duration {
+            line("(deploy)", d);
+        }
+        for (stage, d) in &s.stage_durations {
+            line(stage, d);
+        }
+    }
+    if !s.gates.is_empty() {
+        out.push_str("\ngate pass rate (recorded results)\n");
+        for (region, gates) in &s.gates {
+            for (gate, c) in gates {
+                out.push_str(&format!(
+                    "  {:<8} {:<12} {:>6}  ({} pass, {} fail, {} tripped)\n",
+                    cell(region, 8).trim_end(),
+                    cell(gate, 12).trim_end(),
+                    pct(c.pass_rate),
+                    c.pass,
+                    c.fail,
+                    c.tripped
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows_fit_80_columns() {
+        let f: Facts = serde_json::from_str(
+            r#"{"ts":"2026-01-31T12:04:05Z","kind":"stage","stage":"canary-long-name",
+                "version":"abcdef1234567","regions":["lhr","nrt","ewr","ord"],
+                "status":"rolled_back","duration_seconds":3725,"actor":"someone-with-a-long-name"}"#,
+        )
+        .unwrap();
+        let r = history_row(&f);
+        assert!(r.chars().count() <= 80, "{r}");
+        assert!(
+            r.starts_with(
+                "2026-01-31 12:04 stage    canary… abcdef1… lhr,nrt,… rolled_back 1h02  someone-…"
+            ),
+            "{r}"
+        );
+        assert!(header(false).chars().count() <= 80);
+        assert!(header(true).chars().count() <= 80);
+    }
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(short_duration(42.4), "42s");
+        assert_eq!(short_duration(245.0), "4m05");
+        assert_eq!(short_duration(3725.0), "1h02");
+    }
 }

@@ -1,10 +1,467 @@
-//! `shipgate status`.
+//! `shipgate status [--live] [--check] [--notify]`: what runs where, from `status.json` (or
+//! history when it is missing); `--live` asks the platform and flags drift; `--check` probes
+//! every gate once per region (P1 gates up to their `failures` count). Either finding a problem
+//! exits 6. `status` never writes history; a failed check is an audit record.
 
-use crate::cli::{GlobalArgs, StatusArgs};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::adapters::{Live, RunCtx};
+use crate::cli::{Format, GlobalArgs, StatusArgs};
+use crate::config::placeholder::Vars;
+use crate::config::{Config, Priority, Severity};
 use crate::error::Error;
+use crate::exec::Cancel;
+use crate::exit_code;
+use crate::gates::{ProbeCtx, ProbeResult};
+use crate::ledger::{lock, AuditRecord, DeployRecord, Ledger, RegionStatus, Stored};
+use crate::notify::{Notification, Notifier};
 use crate::output::Output;
 
+use super::history::cell;
+
+/// One region's row.
+#[derive(Debug, Clone, Default, Serialize)]
+struct RegionRow {
+    region: String,
+    stage: Option<String>,
+    #[serde(flatten)]
+    recorded: RegionStatus,
+    /// `--live`: what the platform runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live: Option<Live>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_error: Option<String>,
+    /// `--live`: live differs from the record, or instances are mixed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drift: Option<bool>,
+    /// `--check`: each gate's outcome.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    gates: Vec<GateCheck>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct GateCheck {
+    gate: String,
+    severity: Severity,
+    pass: bool,
+    probes: u32,
+    detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Interrupted {
+    deploy_id: String,
+    version: String,
+    status: String,
+    start_time: String,
+    actor: String,
+}
+
+impl From<Stored<DeployRecord>> for Interrupted {
+    fn from(r: Stored<DeployRecord>) -> Self {
+        Interrupted {
+            deploy_id: r.body.deploy_id,
+            version: r.body.version,
+            status: r.body.status,
+            start_time: if r.body.start_time.is_empty() {
+                r.ts
+            } else {
+                r.body.start_time
+            },
+            actor: r.body.actor,
+        }
+    }
+}
+
 pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i32, Error> {
-    let _ = (global, args, output);
-    Err(super::not_implemented("status"))
+    let (config, ledger) = super::history::open_ledger(global)?;
+    if args.notify && !args.check && !args.live {
+        return Err(
+            Error::usage("--notify sends the alert of --check or --live").with_hint(
+                "add --check (run every gate once) or --live (compare with the platform)",
+            ),
+        );
+    }
+    let needs_config = args.live || args.check;
+    let config = match config {
+        Some(c) => Some(c),
+        None if needs_config => {
+            return Err(Error::usage("--live and --check need the pipeline file")
+                .with_hint("run from the directory holding pipeline.toml, or pass -c PATH"))
+        }
+        None => None,
+    };
+    let mut warnings = Vec::new();
+    let state = ledger.status(&mut warnings)?;
+    let holder = lock::holder(ledger.dir())?;
+    // A deploy that holds the lock is running, not interrupted.
+    let running = holder.as_ref().map(|h| h.deploy_id.clone());
+    let interrupted: Vec<Interrupted> = ledger
+        .interrupted_deploys()?
+        .into_iter()
+        .filter(|r| Some(&r.body.deploy_id) != running.as_ref())
+        .map(Interrupted::from)
+        .collect();
+
+    let mut rows = region_rows(config.as_ref(), &state.regions);
+    let mut problems = Vec::new();
+    if let Some(config) = &config {
+        let cancel = Cancel::new();
+        if args.live {
+            check_live(config, &mut rows, &cancel, &mut problems)?;
+        }
+        if args.check {
+            check_gates(config, &mut rows, &cancel, &mut problems);
+        }
+        if !problems.is_empty() {
+            alert(config, &ledger, args.notify, &problems, output);
+        }
+    }
+    for w in &warnings {
+        output.warn(w);
+    }
+    let app = if state.app.is_empty() {
+        config
+            .as_ref()
+            .map(|c| c.app.name.clone())
+            .unwrap_or_default()
+    } else {
+        state.app.clone()
+    };
+    if output.format == Format::Human {
+        print_human(
+            &app,
+            &state.updated_at,
+            &rows,
+            &interrupted,
+            &holder,
+            args,
+            &problems,
+            output,
+        );
+    } else {
+        output.json(&serde_json::json!({
+            "app": app,
+            "updated_at": state.updated_at,
+            "regions": rows,
+            "last_deploy": state.last_deploy,
+            "interrupted": interrupted,
+            "lock": holder,
+            "ok": problems.is_empty(),
+            "problems": problems,
+        }));
+    }
+    Ok(if problems.is_empty() {
+        exit_code::SUCCESS
+    } else {
+        exit_code::CHECK_FAILED
+    })
+}
+
+/// The regions of the config's stages, in pipeline order, then any other region on record.
+fn region_rows(
+    config: Option<&Config>,
+    recorded: &BTreeMap<String, RegionStatus>,
+) -> Vec<RegionRow> {
+    let mut rows: Vec<RegionRow> = Vec::new();
+    if let Some(c) = config {
+        for stage in &c.stages {
+            for r in &stage.regions {
+                rows.push(RegionRow {
+                    region: r.clone(),
+                    stage: Some(stage.name.clone()),
+                    recorded: recorded.get(r).cloned().unwrap_or_default(),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    for (r, s) in recorded {
+        if !rows.iter().any(|row| &row.region == r) {
+            rows.push(RegionRow {
+                region: r.clone(),
+                recorded: s.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    rows
+}
+
+/// Placeholder values for a region: app, region, stage, version, image.
+fn region_vars(config: &Config, row: &RegionRow, version: &str) -> Vars {
+    let mut vars = Vars::new()
+        .with("app", config.app.name.clone())
+        .with("region", row.region.clone())
+        .with("stage", row.stage.clone().unwrap_or_default())
+        .with("version", version.to_string());
+    if let Some(image) = &config.target.image {
+        let rendered = vars.render(image);
+        vars.set("image", rendered);
+    }
+    vars
+}
+
+fn check_live(
+    config: &Config,
+    rows: &mut [RegionRow],
+    cancel: &Cancel,
+    problems: &mut Vec<String>,
+) -> Result<(), Error> {
+    let adapter = crate::adapters::build(config)?;
+    for row in rows.iter_mut() {
+        let timeout = row
+            .stage
+            .as_deref()
+            .and_then(|s| config.stage(s))
+            .map(|s| s.command_timeout)
+            .unwrap_or(config.defaults.command_timeout);
+        let ctx = RunCtx {
+            cancel,
+            command_timeout: timeout,
+            cwd: config.base_dir.clone(),
+            on_line: None,
+        };
+        let vars = region_vars(config, row, &row.recorded.version);
+        match adapter.current(&row.region, &vars, &ctx) {
+            Ok(live) => {
+                let recorded = row.recorded.version.as_str();
+                let drift = match &live {
+                    Live::Version(v) => v != recorded,
+                    Live::Mixed(_) => true,
+                    Live::Absent => !recorded.is_empty(),
+                };
+                if drift {
+                    problems.push(format!(
+                        "{}: drift: runs {}, history says {}",
+                        row.region,
+                        live.describe(),
+                        if recorded.is_empty() {
+                            "nothing"
+                        } else {
+                            recorded
+                        }
+                    ));
+                }
+                row.drift = Some(drift);
+                row.live = Some(live);
+            }
+            Err(e) => {
+                problems.push(format!("{}: cannot read what runs: {e}", row.region));
+                row.live_error = Some(e.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Probes `gate` once; a P1 gate up to `failures` times, `interval` apart, until one passes.
+fn probe_gate(gate: &crate::config::Gate, vars: &Vars, ctx: &ProbeCtx<'_>) -> (ProbeResult, u32) {
+    let attempts = match gate.severity {
+        Severity::P0 => 1,
+        Severity::P1 => gate.failures.max(1),
+    };
+    let mut n = 0;
+    loop {
+        n += 1;
+        let result = crate::gates::probe(gate, vars, ctx);
+        if result.pass || n >= attempts {
+            return (result, n);
+        }
+        std::thread::sleep(gate.interval);
+    }
+}
+
+fn check_gates(
+    config: &Config,
+    rows: &mut [RegionRow],
+    cancel: &Cancel,
+    problems: &mut Vec<String>,
+) {
+    let ctx = ProbeCtx {
+        cwd: config.base_dir.clone(),
+        cancel,
+    };
+    // A gate without `{region}` is probed once per stage and its result shared.
+    let mut shared: BTreeMap<(String, String), (ProbeResult, u32)> = BTreeMap::new();
+    for row in rows.iter_mut() {
+        let Some(stage) = row.stage.as_deref().and_then(|s| config.stage(s)) else {
+            continue;
+        };
+        let version = row
+            .live
+            .as_ref()
+            .and_then(|l| l.version().map(str::to_string))
+            .unwrap_or_else(|| row.recorded.version.clone());
+        let vars = region_vars(config, row, &version);
+        for name in &stage.gates {
+            let Some(gate) = config.gates.get(name) else {
+                continue;
+            };
+            let (result, probes) = if gate.uses_region() {
+                probe_gate(gate, &vars, &ctx)
+            } else {
+                shared
+                    .entry((stage.name.clone(), name.clone()))
+                    .or_insert_with(|| probe_gate(gate, &vars, &ctx))
+                    .clone()
+            };
+            if !result.pass {
+                problems.push(format!(
+                    "{}: gate {name} ({}) tripped: {}",
+                    row.region,
+                    gate.severity.as_str(),
+                    result.detail
+                ));
+            }
+            row.gates.push(GateCheck {
+                gate: name.clone(),
+                severity: gate.severity,
+                pass: result.pass,
+                probes,
+                detail: result.detail,
+            });
+        }
+    }
+}
+
+/// Sends (with `--notify`) or records the failed check: a P1 notification is itself an audit
+/// record; without `--notify` the audit record is written here.
+fn alert(config: &Config, ledger: &Ledger, notify: bool, problems: &[String], output: &Output) {
+    let title = format!("status check failed: {}", config.app.name);
+    let message = problems.join("\n");
+    let context = serde_json::json!({"app": config.app.name, "problems": problems});
+    if notify {
+        let n = Notification {
+            priority: Priority::P1,
+            title,
+            message,
+            context,
+            deploy_id: None,
+        };
+        if let Some(w) = Notifier::from_config(config).send(ledger, &n) {
+            output.warn(format!("the alert could not be sent or recorded: {w}"));
+        }
+    } else {
+        let record = AuditRecord {
+            priority: Priority::P1.as_str().into(),
+            title,
+            message,
+            context,
+            ..Default::default()
+        };
+        if let Err(e) = ledger.append_audit(&record) {
+            output.warn(format!(
+                "cannot record the failed check in the audit trail: {e}"
+            ));
+        }
+    }
+}
+
+fn when(ts: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|_| ts.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_human(
+    app: &str,
+    updated_at: &str,
+    rows: &[RegionRow],
+    interrupted: &[Interrupted],
+    holder: &Option<lock::LockInfo>,
+    args: &StatusArgs,
+    problems: &[String],
+    output: &Output,
+) {
+    let mut out = String::new();
+    let name = if app.is_empty() {
+        "(no app recorded yet)"
+    } else {
+        app
+    };
+    out.push_str(&output.bold(name));
+    if !updated_at.is_empty() {
+        out.push_str(&format!(" — recorded {}", when(updated_at)));
+    }
+    out.push('\n');
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let mut header = format!(
+        "{:<8} {:<9} {:<12} {:<16} {:<10} {:<12}",
+        "REGION", "STAGE", "VERSION", "DEPLOYED", "BY", "LAST"
+    );
+    if args.live {
+        header.push_str(" LIVE");
+    }
+    out.push_str(&output.bold(header.trim_end()));
+    out.push('\n');
+    for r in rows {
+        let mut line = format!(
+            "{:<8} {:<9} {:<12} {:<16} {:<10} {:<12}",
+            cell(&r.region, 8),
+            cell(&dash(r.stage.as_deref().unwrap_or("")), 9),
+            cell(&dash(&r.recorded.version), 12),
+            cell(&dash(&when(&r.recorded.deployed_at)), 16),
+            cell(&dash(&r.recorded.actor), 10),
+            dash(&r.recorded.status)
+        );
+        if args.live {
+            match (&r.live, &r.live_error, r.drift) {
+                (Some(l), _, Some(true)) => line.push_str(&format!(" {} DRIFT", l.describe())),
+                (Some(l), _, _) => line.push_str(&format!(" {}", l.describe())),
+                (None, Some(_), _) => line.push_str(" unknown (error)"),
+                _ => {}
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        for g in &r.gates {
+            out.push_str(&format!(
+                "    gate {} ({}): {} — {}\n",
+                g.gate,
+                g.severity.as_str(),
+                if g.pass { "pass" } else { "TRIPPED" },
+                g.detail
+            ));
+        }
+    }
+    if let Some(h) = holder {
+        out.push_str(&format!(
+            "\nrunning: {} holds the deploy lock\n",
+            h.describe()
+        ));
+    }
+    if !interrupted.is_empty() {
+        out.push_str("\ninterrupted (started, never finished):\n");
+        for i in interrupted {
+            out.push_str(&format!(
+                "  {} version {} started {} by {} (last status: {})\n",
+                i.deploy_id,
+                dash(&i.version),
+                when(&i.start_time),
+                dash(&i.actor),
+                i.status
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        out.push_str("\nproblems:\n");
+        for p in problems {
+            out.push_str(&format!("  {p}\n"));
+        }
+    }
+    eprint!("{}", crate::redact::redact(&out));
 }

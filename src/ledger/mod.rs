@@ -1,134 +1,243 @@
 //! The ledger (SPEC §4): append-only, hash-chained JSONL history and audit trail, the atomic
 //! `status.json`, and the deploy lock.
+//!
+//! - [`jsonl`]: locked single-write appends, the reverse reader, the streaming chain check.
+//! - [`query`] and [`stats`]: `shipgate history` filters and statistics over raw lines.
+//! - [`rebuild`]: `status.json` and interrupted deploys as pure functions over records.
+//! - [`lock`]: the deploy lock.
+//!
+//! The store is a seam: only the file store exists; `[state].store = "git"` is refused in one
+//! place, [`Ledger::open_for`].
 
+pub mod jsonl;
 pub mod lock;
+pub mod query;
+pub mod rebuild;
 pub mod records;
+pub mod stats;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use crate::config::{Config, StoreKind};
+use crate::error::{Context, Error};
+pub use jsonl::{Appended, FileKind, Verified};
 pub use records::*;
 
 /// A warning found while reading (a torn final line, say), shown to the user.
 pub type Warnings = Vec<String>;
 
+pub const HISTORY_FILE: &str = "history.jsonl";
+pub const AUDIT_FILE: &str = "audit.jsonl";
+pub const STATUS_FILE: &str = "status.json";
+
+/// Where the ledger lives. Only the file store is implemented; the git store (SPEC §4) plugs in
+/// here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    File,
+}
+
 /// The state directory: `history.jsonl`, `audit.jsonl`, `status.json`, `lock`.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     dir: PathBuf,
-}
-
-/// What an append wrote.
-#[derive(Debug, Clone)]
-pub struct Appended {
-    pub id: String,
-    pub ts: String,
+    store: Store,
 }
 
 impl Ledger {
-    // A simple first version (whole-file reads, no file lock): the ledger issue replaces it with
-    // locked appends, a reverse reader and torn-line handling, keeping these signatures.
-
-    /// Opens (creating when missing) the state directory.
+    /// Opens (creating when missing) the state directory of the file store.
     pub fn open(dir: &Path) -> Result<Ledger, Error> {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::failed(format!("cannot create state directory `{}`", dir.display())).caused_by(e)
         })?;
         Ok(Ledger {
             dir: dir.to_path_buf(),
+            store: Store::File,
         })
+    }
+
+    /// Opens the store the config names. The one place that refuses the git store.
+    pub fn open_for(config: &Config) -> Result<Ledger, Error> {
+        match config.state.store {
+            StoreKind::File => Ledger::open(&config.state.dir),
+            StoreKind::Git => Err(Error::usage("the git state store is not implemented yet")
+                .with_hint("set `[state].store = \"file\"` in the pipeline file")),
+        }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    fn append_line(&self, file: &str, body: serde_json::Value) -> Result<Appended, Error> {
-        use sha2::Digest;
-        use std::io::Write;
-        let path = self.dir.join(file);
-        let existing = std::fs::read(&path).unwrap_or_default();
-        let last = existing.split(|b| *b == b'\n').rfind(|l| !l.is_empty());
-        let prev = match last {
-            Some(line) => hex::encode(sha2::Sha256::digest(line)),
-            None => "0".repeat(64),
-        };
-        let id = ulid::Ulid::new().to_string();
-        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let mut obj = serde_json::Map::new();
-        obj.insert("schema".into(), SCHEMA.into());
-        obj.insert("id".into(), id.clone().into());
-        obj.insert("ts".into(), ts.clone().into());
-        obj.insert("prev".into(), prev.into());
-        if let serde_json::Value::Object(body) = body {
-            obj.extend(body);
+    pub fn path(&self, kind: FileKind) -> PathBuf {
+        match kind {
+            FileKind::History => self.dir.join(HISTORY_FILE),
+            FileKind::Audit => self.dir.join(AUDIT_FILE),
         }
-        let mut value = serde_json::Value::Object(obj);
-        crate::redact::redact_json(&mut value);
-        let mut line = serde_json::to_string(&value)
-            .map_err(|e| Error::failed("cannot encode record").caused_by(e))?;
-        line.push('\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        f.write_all(line.as_bytes())?;
-        f.sync_all()?;
-        Ok(Appended { id, ts })
+    }
+
+    fn append(&self, kind: FileKind, body: serde_json::Value) -> Result<Appended, Error> {
+        match self.store {
+            Store::File => jsonl::append(&self.path(kind), body),
+        }
     }
 
     /// Appends to `history.jsonl` (redacted, under an exclusive lock, one write, fsync).
     pub fn append_history(&self, record: &HistoryRecord) -> Result<Appended, Error> {
-        let body = serde_json::to_value(record)
-            .map_err(|e| Error::failed("cannot encode record").caused_by(e))?;
-        self.append_line("history.jsonl", body)
+        let body = serde_json::to_value(record).context("cannot encode record")?;
+        self.append(FileKind::History, body)
     }
 
     /// Appends to `audit.jsonl`.
     pub fn append_audit(&self, record: &AuditRecord) -> Result<Appended, Error> {
-        let body = serde_json::to_value(record)
-            .map_err(|e| Error::failed("cannot encode record").caused_by(e))?;
-        self.append_line("audit.jsonl", body)
+        let body = serde_json::to_value(record).context("cannot encode record")?;
+        self.append(FileKind::Audit, body)
     }
 
-    /// History records, newest first, reading backwards from the end of the file. Torn or
-    /// unparsable lines are skipped and reported in `warnings`.
+    /// Raw lines of a file, newest first, read backwards in blocks; `None` when the file does
+    /// not exist yet.
+    pub fn rev_lines(&self, kind: FileKind) -> Result<Option<jsonl::RevLines>, Error> {
+        let path = self.path(kind);
+        match File::open(&path) {
+            Ok(f) => {
+                Ok(Some(jsonl::RevLines::new(f).with_context(|| {
+                    format!("cannot read `{}`", path.display())
+                })?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::failed(format!("cannot open `{}`", path.display())).caused_by(e)),
+        }
+    }
+
+    /// Raw lines of a file, oldest first, with a fixed-size buffer.
+    pub fn lines(&self, kind: FileKind) -> Result<Option<jsonl::Lines>, Error> {
+        let path = self.path(kind);
+        match File::open(&path) {
+            Ok(f) => Ok(Some(jsonl::Lines::new(f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::failed(format!("cannot open `{}`", path.display())).caused_by(e)),
+        }
+    }
+
+    /// History records, newest first, read lazily backwards from the end of the file. A torn
+    /// final line is reported in `warnings` at once; other unparsable lines are skipped (use
+    /// [`Ledger::history_rev_checked`] to see them).
     pub fn history_rev(
         &self,
         warnings: &mut Warnings,
     ) -> Result<Box<dyn Iterator<Item = Stored<HistoryRecord>> + '_>, Error> {
-        let text = std::fs::read_to_string(self.dir.join("history.jsonl")).unwrap_or_default();
-        let mut out = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            match serde_json::from_str::<Stored<HistoryRecord>>(line) {
-                Ok(r) => out.push(r),
-                Err(e) => warnings.push(format!("history.jsonl line {}: skipped: {e}", i + 1)),
+        let iter = self.history_rev_checked()?;
+        if let Some(w) = iter.torn_tail_warning() {
+            warnings.push(w);
+        }
+        Ok(Box::new(iter.filter_map(Result::ok)))
+    }
+
+    /// History records, newest first; a line that cannot be read is an `Err` with the warning.
+    pub fn history_rev_checked(&self) -> Result<RevRecords<HistoryRecord>, Error> {
+        Ok(RevRecords {
+            lines: self.rev_lines(FileKind::History)?,
+            file: HISTORY_FILE,
+            prefilter: None,
+            first: true,
+            parse: parse_history_line,
+        })
+    }
+
+    /// Checks both files' hash chains.
+    pub fn verify(&self) -> Result<(Verified, Verified), Error> {
+        Ok((
+            jsonl::verify(&self.path(FileKind::History), FileKind::History)?,
+            jsonl::verify(&self.path(FileKind::Audit), FileKind::Audit)?,
+        ))
+    }
+
+    /// The current state: `status.json`, or rebuilt from history when it is missing or
+    /// unreadable (with a warning for the latter). Never writes.
+    pub fn status(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
+        let path = self.dir.join(STATUS_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(status) => return Ok(status),
+                Err(e) => warnings.push(format!(
+                    "{STATUS_FILE} is unreadable ({e}); rebuilt it from history"
+                )),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::failed(format!("cannot read `{}`", path.display())).caused_by(e))
             }
         }
-        out.reverse();
-        Ok(Box::new(out.into_iter()))
+        self.rebuild_status(warnings)
     }
 
-    /// The current state: `status.json`, or rebuilt from history when it is missing.
-    pub fn status(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
-        let _ = warnings;
-        match std::fs::read_to_string(self.dir.join("status.json")) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| Error::failed("cannot read status.json").caused_by(e)),
-            Err(_) => Ok(StatusFile::default()),
+    /// Rebuilds the state from history, streaming it oldest first.
+    pub fn rebuild_status(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
+        let Some(mut lines) = self.lines(FileKind::History)? else {
+            return Ok(StatusFile::default());
+        };
+        let mut err = None;
+        let records = std::iter::from_fn(|| loop {
+            match lines.next_line() {
+                Ok(None) => return None,
+                Err(e) => {
+                    err = Some(e);
+                    return None;
+                }
+                Ok(Some((_, line, complete))) => {
+                    // Gate and event lines do not change the state: skip them unparsed.
+                    if !complete || is_kind(line, "gate") || is_kind(line, "event") {
+                        continue;
+                    }
+                    if let Ok(r) = parse_history_line(line) {
+                        return Some(r);
+                    }
+                }
+            }
+        });
+        let status = rebuild::rebuild_status(records);
+        if let Some(e) = err {
+            return Err(Error::failed("cannot read history").caused_by(e));
         }
+        let _ = warnings;
+        Ok(status)
     }
 
-    /// Reads, changes and atomically rewrites `status.json` (temp, fsync, rename).
+    /// Reads, changes and atomically rewrites `status.json` (temp, fsync, rename, fsync dir),
+    /// under a lock so concurrent updates never lose one another.
     pub fn update_status(&self, change: impl FnOnce(&mut StatusFile)) -> Result<(), Error> {
+        let lock_path = self.dir.join("status.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
         let mut status = self.status(&mut Vec::new())?;
         change(&mut status);
         status.updated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let tmp = self.dir.join("status.json.tmp");
-        let text = serde_json::to_string_pretty(&status)
-            .map_err(|e| Error::failed("cannot encode status").caused_by(e))?;
-        std::fs::write(&tmp, crate::redact::redact(&text))?;
-        std::fs::rename(&tmp, self.dir.join("status.json"))?;
+        let mut value = serde_json::to_value(&status).context("cannot encode status")?;
+        crate::redact::redact_json(&mut value);
+        let mut text = serde_json::to_vec_pretty(&value).context("cannot encode status")?;
+        text.push(b'\n');
+        let tmp = self
+            .dir
+            .join(format!(".{STATUS_FILE}.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.dir.join(STATUS_FILE))
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::failed(format!("cannot write `{STATUS_FILE}`")).caused_by(e));
+        }
+        jsonl::sync_dir(&self.dir);
         Ok(())
     }
 
@@ -136,7 +245,9 @@ impl Ledger {
     /// consecutive duplicates collapsed. For `rollback` without `--to`.
     pub fn successful_versions(&self, region: &str) -> Result<Vec<String>, Error> {
         let mut out: Vec<String> = Vec::new();
-        for r in self.history_rev(&mut Vec::new())? {
+        let mut records = self.history_rev_checked()?;
+        records.prefilter = prefilter_for(region);
+        for r in records.filter_map(Result::ok) {
             let v = match &r.body {
                 HistoryRecord::Stage(s)
                     if s.regions_detail
@@ -161,11 +272,288 @@ impl Ledger {
 
     /// Whether `version` was ever deployed successfully to any region (for `rollback --to`).
     pub fn has_successful_deploy(&self, version: &str) -> Result<bool, Error> {
-        Ok(self.history_rev(&mut Vec::new())?.any(|r| match &r.body {
+        let mut records = self.history_rev_checked()?;
+        records.prefilter = prefilter_for(version);
+        Ok(records.filter_map(Result::ok).any(|r| match &r.body {
             HistoryRecord::Stage(s) => {
                 s.version == version && s.regions_detail.values().any(|d| d.status == "success")
             }
             _ => false,
         }))
+    }
+
+    /// Deploys that started but never finished (newest first): their newest deploy record is
+    /// `started` or `cancelling`. Reads only deploy lines (substring pre-filter), backwards.
+    pub fn interrupted_deploys(&self) -> Result<Vec<Stored<DeployRecord>>, Error> {
+        let mut records = self.history_rev_checked()?;
+        records.prefilter = Some(query::Prefilter::new(vec![b"\"deploy\"".to_vec()]));
+        let deploys = records.filter_map(|r| match r {
+            Ok(Stored {
+                schema,
+                id,
+                ts,
+                prev,
+                body: HistoryRecord::Deploy(body),
+            }) => Some(Stored {
+                schema,
+                id,
+                ts,
+                prev,
+                body,
+            }),
+            _ => None,
+        });
+        Ok(rebuild::interrupted(deploys))
+    }
+}
+
+/// Whether a raw line is of this kind (`"kind":"gate"`, as the ledger writes it).
+fn is_kind(line: &[u8], kind: &str) -> bool {
+    memchr::memmem::find(line, format!("\"kind\":\"{kind}\"").as_bytes()).is_some()
+}
+
+fn prefilter_for(value: &str) -> Option<query::Prefilter> {
+    let f = query::Filter {
+        version: Some(value.to_string()),
+        ..Default::default()
+    };
+    let needles = f.needles();
+    (!needles.is_empty()).then(|| query::Prefilter::new(needles))
+}
+
+/// Parses one history line. Same result as `serde_json::from_slice::<Stored<HistoryRecord>>`,
+/// several times faster: the envelope and `kind` are read first (everything else skipped), then
+/// the body straight into its record type, instead of buffering the whole line for `flatten`
+/// and the `kind` tag.
+pub fn parse_history_line(line: &[u8]) -> Result<Stored<HistoryRecord>, serde_json::Error> {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        schema: u32,
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+        #[serde(borrow)]
+        ts: Cow<'a, str>,
+        #[serde(borrow)]
+        prev: Cow<'a, str>,
+        #[serde(borrow)]
+        kind: Cow<'a, str>,
+    }
+    let env: Envelope = serde_json::from_slice(line)?;
+    let body = match env.kind.as_ref() {
+        "deploy" => HistoryRecord::Deploy(serde_json::from_slice(line)?),
+        "stage" => HistoryRecord::Stage(serde_json::from_slice(line)?),
+        "gate" => HistoryRecord::Gate(serde_json::from_slice(line)?),
+        "rollback" => HistoryRecord::Rollback(serde_json::from_slice(line)?),
+        "event" => HistoryRecord::Event(serde_json::from_slice(line)?),
+        // An unknown kind: let serde say so.
+        _ => return serde_json::from_slice(line),
+    };
+    Ok(Stored {
+        schema: env.schema,
+        id: env.id.into_owned(),
+        ts: env.ts.into_owned(),
+        prev: env.prev.into_owned(),
+        body,
+    })
+}
+
+/// Typed records newest first. Unreadable lines come out as `Err(warning)`.
+pub struct RevRecords<T> {
+    lines: Option<jsonl::RevLines>,
+    file: &'static str,
+    /// Lines without these substrings are skipped unparsed.
+    pub prefilter: Option<query::Prefilter>,
+    first: bool,
+    parse: fn(&[u8]) -> Result<Stored<T>, serde_json::Error>,
+}
+
+impl<T> RevRecords<T> {
+    /// The warning for a torn final line, if the file has one.
+    pub fn torn_tail_warning(&self) -> Option<String> {
+        self.lines
+            .as_ref()
+            .filter(|l| l.torn_tail)
+            .map(|_| torn_warning(self.file))
+    }
+}
+
+/// The warning readers give for a torn final line.
+pub fn torn_warning(file: &str) -> String {
+    format!(
+        "{file}: skipped a torn final line (a write was interrupted by a crash); \
+         `shipgate history verify` reports it"
+    )
+}
+
+impl<T> Iterator for RevRecords<T> {
+    type Item = Result<Stored<T>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let lines = self.lines.as_mut()?;
+        loop {
+            let torn = std::mem::take(&mut self.first) && lines.torn_tail;
+            let (offset, line) = match lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.lines = None;
+                    return Some(Err(format!("{}: cannot read: {e}", self.file)));
+                }
+            };
+            if torn {
+                return Some(Err(torn_warning(self.file)));
+            }
+            if let Some(p) = &self.prefilter {
+                if !p.may_match(line) {
+                    continue;
+                }
+            }
+            return Some((self.parse)(line).map_err(|e| {
+                format!(
+                    "{}: skipped an unreadable line at byte {offset}: {e}",
+                    self.file
+                )
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy(id: &str, status: &str) -> HistoryRecord {
+        HistoryRecord::Deploy(DeployRecord {
+            deploy_id: id.into(),
+            version: "v1".into(),
+            status: status.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn appends_chain_and_read_back_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        for i in 0..5 {
+            ledger
+                .append_history(&deploy(&format!("d{i}"), "started"))
+                .unwrap();
+        }
+        let ids: Vec<_> = ledger
+            .history_rev(&mut Vec::new())
+            .unwrap()
+            .map(|r| r.body.deploy_id().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, vec!["d4", "d3", "d2", "d1", "d0"]);
+        let (h, a) = ledger.verify().unwrap();
+        assert_eq!((h.lines, h.problems.len()), (5, 0));
+        assert_eq!(a.lines, 0);
+        let text = std::fs::read_to_string(ledger.path(FileKind::History)).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["prev"], jsonl::GENESIS);
+        assert_eq!(first["schema"], 1);
+    }
+
+    #[test]
+    fn a_torn_line_is_skipped_and_the_next_append_starts_a_new_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        ledger.append_history(&deploy("d0", "started")).unwrap();
+        let path = ledger.path(FileKind::History);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"{\"schema\":1,\"id\":\"torn").unwrap();
+        let mut warnings = Vec::new();
+        let n = ledger.history_rev(&mut warnings).unwrap().count();
+        assert_eq!((n, warnings.len()), (1, 1));
+        ledger.append_history(&deploy("d1", "success")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1], "{\"schema\":1,\"id\":\"torn");
+        let (h, _) = ledger.verify().unwrap();
+        assert_eq!(h.problems.len(), 1, "{:?}", h.problems);
+        assert_eq!(h.problems[0].line, 2);
+        assert!(h.problems[0].message.contains("unparsable"));
+    }
+
+    #[test]
+    fn status_is_rebuilt_when_missing_and_updates_are_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        ledger.append_history(&deploy("d0", "success")).unwrap();
+        let s = ledger.status(&mut Vec::new()).unwrap();
+        assert_eq!(s.last_deploy.unwrap().deploy_id, "d0");
+        assert!(!dir.path().join(STATUS_FILE).exists());
+        ledger
+            .update_status(|s| {
+                s.app = "x".into();
+            })
+            .unwrap();
+        let s = ledger.status(&mut Vec::new()).unwrap();
+        assert_eq!(s.app, "x");
+        assert_eq!(s.last_deploy.unwrap().deploy_id, "d0");
+    }
+
+    #[test]
+    fn the_fast_line_parser_agrees_with_serde() {
+        let records = [
+            deploy("d0", "started"),
+            HistoryRecord::Stage(StageRecord {
+                deploy_id: "d0".into(),
+                stage: "canary".into(),
+                regions_detail: [("lhr".to_string(), RegionDetail::default())].into(),
+                ..Default::default()
+            }),
+            HistoryRecord::Gate(GateRecord {
+                gate: "api".into(),
+                result: "tripped".into(),
+                ..Default::default()
+            }),
+            HistoryRecord::Rollback(RollbackRecord::default()),
+            HistoryRecord::Event(EventRecord {
+                event: serde_json::json!({"event_type": "start"}),
+                ..Default::default()
+            }),
+        ];
+        for body in records {
+            let stored = Stored {
+                schema: 1,
+                id: "01J".into(),
+                ts: "2026-01-01T00:00:00Z".into(),
+                prev: jsonl::GENESIS.into(),
+                body,
+            };
+            let line = serde_json::to_vec(&stored).unwrap();
+            let fast = parse_history_line(&line).unwrap();
+            let slow: Stored<HistoryRecord> = serde_json::from_slice(&line).unwrap();
+            assert_eq!(fast.body, slow.body);
+            assert_eq!((fast.id, fast.ts, fast.prev), (slow.id, slow.ts, slow.prev));
+        }
+        assert!(
+            parse_history_line(br#"{"schema":1,"id":"x","ts":"t","prev":"p","kind":"nope"}"#)
+                .is_err()
+        );
+        assert!(parse_history_line(br#"{"schema":1,"id":"x","ts":"t","kind":"deploy"}"#).is_err());
+    }
+
+    #[test]
+    fn interrupted_deploys_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        ledger.append_history(&deploy("d0", "started")).unwrap();
+        ledger.append_history(&deploy("d1", "started")).unwrap();
+        ledger.append_history(&deploy("d1", "success")).unwrap();
+        let ids: Vec<_> = ledger
+            .interrupted_deploys()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.body.deploy_id)
+            .collect();
+        assert_eq!(ids, vec!["d0"]);
     }
 }

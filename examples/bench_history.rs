@@ -1,0 +1,194 @@
+//! Generates a large, realistic, hash-chained `history.jsonl` for benchmarking `shipgate history`.
+//!
+//! ```text
+//! cargo build --release --example bench_history
+//! target/release/examples/bench_history /tmp/bench 1000000
+//! hyperfine 'shipgate --state-dir /tmp/bench history --last 20' 'tail -n 20 /tmp/bench/history.jsonl'
+//! ```
+//!
+//! Each deploy writes 15 records (deploy started, per stage its gate records and a stage record,
+//! deploy finished) over three stages and seven regions; one deploy in 20 fails a gate in the
+//! primary stage and rolls back. Measured numbers are in the README (see the ledger section).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use shipgate::ledger::jsonl::{hash_line, GENESIS};
+use shipgate::ledger::*;
+
+struct Writer<W: Write> {
+    out: W,
+    prev: String,
+    n: u64,
+    line: Vec<u8>,
+}
+
+impl<W: Write> Writer<W> {
+    fn put(&mut self, ts: chrono::DateTime<chrono::Utc>, body: HistoryRecord) {
+        let rec = Stored {
+            schema: SCHEMA,
+            id: ulid::Ulid::from_parts(ts.timestamp_millis() as u64, self.n as u128).to_string(),
+            ts: ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            prev: std::mem::take(&mut self.prev),
+            body,
+        };
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &rec).unwrap();
+        self.prev = hash_line(&self.line);
+        self.line.push(b'\n');
+        self.out.write_all(&self.line).unwrap();
+        self.n += 1;
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = std::path::PathBuf::from(args.next().expect("usage: bench_history DIR [RECORDS]"));
+    let records: u64 = args.next().map(|n| n.parse().unwrap()).unwrap_or(1_000_000);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = std::fs::File::create(dir.join("history.jsonl")).unwrap();
+    let mut w = Writer {
+        out: std::io::BufWriter::with_capacity(1 << 20, file),
+        prev: GENESIS.to_string(),
+        n: 0,
+        line: Vec::new(),
+    };
+    let stages: [(&str, &[&str], &[&str]); 3] = [
+        ("canary", &["lhr", "nrt"], &["api", "errors"]),
+        ("primary", &["ewr"], &["api", "errors"]),
+        ("full", &["ord", "fra", "sin", "bom"], &["api"]),
+    ];
+    let actors = ["alice", "bob", "carol", "github-actions[bot]"];
+    let mut t = chrono::DateTime::parse_from_rfc3339("2023-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut live = "0000000".to_string();
+    let mut d = 0u64;
+    while w.n < records {
+        d += 1;
+        let version = format!("{:07x}", d * 2654435761 % 0xfffffff);
+        let deploy_id = ulid::Ulid::from_parts(t.timestamp_millis() as u64, d as u128).to_string();
+        let fails = d.is_multiple_of(20);
+        let actor = actors[(d % 4) as usize].to_string();
+        let start = t;
+        let deploy = |status: &str, end: Option<chrono::DateTime<chrono::Utc>>| {
+            HistoryRecord::Deploy(DeployRecord {
+                deploy_id: deploy_id.clone(),
+                app: "nettrace-dashboard".into(),
+                version: version.clone(),
+                previous_versions: stages
+                    .iter()
+                    .flat_map(|s| s.1.iter())
+                    .map(|r| (r.to_string(), live.clone()))
+                    .collect(),
+                status: status.into(),
+                stages: stages.iter().map(|s| s.0.to_string()).collect(),
+                start_time: start.to_rfc3339(),
+                end_time: end.map(|e| e.to_rfc3339()),
+                duration_seconds: end.map(|e| (e - start).num_milliseconds() as f64 / 1000.0),
+                actor: actor.clone(),
+                trigger: "github-actions".into(),
+                run_url: Some(format!(
+                    "https://github.com/org/repo/actions/runs/{}",
+                    9_000_000 + d
+                )),
+                commit: Some(format!("{version}{}", "0".repeat(33))),
+                ..Default::default()
+            })
+        };
+        w.put(t, deploy("started", None));
+        let mut outcome = "success";
+        for (i, (stage, regions, gates)) in stages.iter().enumerate() {
+            let stage_start = t;
+            let failing = fails && i == 1;
+            for region in regions.iter() {
+                for gate in gates.iter() {
+                    t += chrono::Duration::seconds(10 + (d % 7) as i64);
+                    let tripped = failing && *gate == "errors";
+                    w.put(
+                        t,
+                        HistoryRecord::Gate(GateRecord {
+                            deploy_id: deploy_id.clone(),
+                            stage: stage.to_string(),
+                            region: region.to_string(),
+                            gate: gate.to_string(),
+                            severity: if *gate == "api" { "P0" } else { "P1" }.into(),
+                            result: if tripped { "tripped" } else { "pass" }.into(),
+                            detail: if tripped {
+                                "error rate 0.083 > max 0.05".into()
+                            } else {
+                                "HTTP 200 in 41 ms".into()
+                            },
+                            consecutive_failures: if tripped { 3 } else { 0 },
+                        }),
+                    );
+                }
+            }
+            t += chrono::Duration::seconds(30 + (d % 60) as i64);
+            let status = if failing { "failed" } else { "success" };
+            w.put(
+                t,
+                HistoryRecord::Stage(StageRecord {
+                    deploy_id: deploy_id.clone(),
+                    stage: stage.to_string(),
+                    version: version.clone(),
+                    regions: regions.iter().map(|r| r.to_string()).collect(),
+                    status: status.into(),
+                    start_time: stage_start.to_rfc3339(),
+                    end_time: Some(t.to_rfc3339()),
+                    duration_seconds: Some((t - stage_start).num_seconds() as f64),
+                    regions_detail: regions
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.to_string(),
+                                RegionDetail {
+                                    status: status.into(),
+                                    previous_version: Some(live.clone()),
+                                    error: failing.then(|| "gate errors tripped".into()),
+                                },
+                            )
+                        })
+                        .collect(),
+                }),
+            );
+            if failing {
+                t += chrono::Duration::seconds(45);
+                let touched: Vec<String> = stages[..=i]
+                    .iter()
+                    .flat_map(|s| s.1.iter().map(|r| r.to_string()))
+                    .collect();
+                w.put(
+                    t,
+                    HistoryRecord::Rollback(RollbackRecord {
+                        deploy_id: deploy_id.clone(),
+                        regions: touched.clone(),
+                        from_version: touched
+                            .iter()
+                            .map(|r| (r.clone(), version.clone()))
+                            .collect::<BTreeMap<_, _>>(),
+                        to_version: touched.iter().map(|r| (r.clone(), live.clone())).collect(),
+                        status: "success".into(),
+                        automatic: true,
+                        reason: Some("gate errors tripped in ewr".into()),
+                        start_time: t.to_rfc3339(),
+                        end_time: Some(t.to_rfc3339()),
+                        duration_seconds: Some(45.0),
+                        actor: actor.clone(),
+                        ..Default::default()
+                    }),
+                );
+                outcome = "rolled_back";
+                break;
+            }
+        }
+        t += chrono::Duration::seconds(5);
+        w.put(t, deploy(outcome, Some(t)));
+        if outcome == "success" {
+            live = version;
+        }
+        t += chrono::Duration::minutes(20);
+    }
+    w.out.flush().unwrap();
+    eprintln!("{} records, {} deploys in {}", w.n, d, dir.display());
+}

@@ -1,0 +1,399 @@
+//! One hash-chained JSONL file: the locked append, the reverse reader, the forward scan and the
+//! chain check. Nothing here ever reads a whole file into memory.
+//!
+//! **Torn lines.** A crash can leave a final line without its newline. Readers skip it with a
+//! warning. The next append writes `\n` first, in the same single `write` as its record, so the
+//! torn bytes become a complete (unparsable) line of their own and never swallow the record. That
+//! record's `prev` chains to the torn bytes *as they are* (the SHA-256 of the previous line's
+//! bytes, whatever they hold), so `verify` reports the torn line and still verifies every line
+//! after it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use sha2::Digest;
+
+use crate::error::{Context, Error};
+
+/// `prev` of the first line.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Read size of the reverse reader and the forward scan.
+pub const BLOCK: usize = 64 * 1024;
+
+/// Lowercase hex SHA-256 of a line's bytes (without its newline).
+pub fn hash_line(line: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(line))
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub id: String,
+    pub ts: String,
+}
+
+/// Appends one record: takes an exclusive `flock` on the file, finds the previous line by
+/// reading backwards from the end, writes the envelope (`schema`, `id`, `ts`, `prev`) and `body`
+/// redacted as one `write`, then fsyncs. The lock is released when the file is closed.
+pub fn append(path: &Path, body: serde_json::Value) -> Result<Appended, Error> {
+    let existed = path.exists();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock `{}`", path.display()))?;
+    let (last, torn) = last_line(&mut file)
+        .with_context(|| format!("cannot read the end of `{}`", path.display()))?;
+    let prev = match &last {
+        Some(line) => hash_line(line),
+        None => GENESIS.to_string(),
+    };
+    let id = ulid::Ulid::new().to_string();
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut obj = serde_json::Map::new();
+    obj.insert("schema".into(), super::records::SCHEMA.into());
+    obj.insert("id".into(), id.clone().into());
+    obj.insert("ts".into(), ts.clone().into());
+    obj.insert("prev".into(), prev.into());
+    match body {
+        serde_json::Value::Object(body) => {
+            for (k, v) in body {
+                if !matches!(k.as_str(), "schema" | "id" | "ts" | "prev") {
+                    obj.insert(k, v);
+                }
+            }
+        }
+        other => {
+            return Err(Error::failed(format!(
+                "a record must be a JSON object, not {other}"
+            )))
+        }
+    }
+    let mut value = serde_json::Value::Object(obj);
+    crate::redact::redact_json(&mut value);
+    let mut buf = Vec::with_capacity(512);
+    if torn {
+        // The torn line ends here, so this record starts on a line of its own.
+        buf.push(b'\n');
+    }
+    serde_json::to_writer(&mut buf, &value).context("cannot encode record")?;
+    buf.push(b'\n');
+    // One write of the whole line (O_APPEND): concurrent readers never see half of it unless
+    // the machine dies mid-write, which leaves the torn line handled above.
+    file.write_all(&buf)
+        .with_context(|| format!("cannot append to `{}`", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot fsync `{}`", path.display()))?;
+    if !existed {
+        sync_dir(path.parent().unwrap_or(Path::new(".")));
+    }
+    Ok(Appended { id, ts })
+}
+
+/// Fsyncs a directory so a created or renamed entry survives a crash (best effort).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The last line's bytes (without newline) and whether it is torn (no trailing newline), reading
+/// backwards from the end in blocks.
+fn last_line(file: &mut File) -> std::io::Result<(Option<Vec<u8>>, bool)> {
+    let mut rev = RevLines::new(file.try_clone()?)?;
+    let torn = rev.torn_tail;
+    Ok((rev.next_line()?.map(|(_, l)| l.to_vec()), torn))
+}
+
+/// Reads lines backwards from the end of a file in [`BLOCK`]-sized reads, newest first, never
+/// holding more than one block plus one line.
+pub struct RevLines {
+    file: File,
+    /// Bytes before this offset are not read yet.
+    pos: u64,
+    /// Bytes `[pos, pos + buf.len())` of the file; lines before `end` are not yet yielded.
+    buf: Vec<u8>,
+    end: usize,
+    done: bool,
+    /// The file's final line has no newline (a torn write). It is the first line yielded.
+    pub torn_tail: bool,
+}
+
+impl RevLines {
+    pub fn new(mut file: File) -> std::io::Result<Self> {
+        let size = file.seek(SeekFrom::End(0))?;
+        let mut torn_tail = false;
+        let mut buf = Vec::new();
+        let mut pos = size;
+        if size > 0 {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(size - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] == b'\n' {
+                // The final newline ends the last line; it does not start an empty one.
+                pos = size - 1;
+            } else {
+                torn_tail = true;
+            }
+            buf.reserve(BLOCK);
+        }
+        Ok(RevLines {
+            file,
+            pos,
+            end: 0,
+            buf,
+            done: size == 0,
+            torn_tail,
+        })
+    }
+
+    /// The next line (newest first) and its byte offset in the file.
+    pub fn next_line(&mut self) -> std::io::Result<Option<(u64, &[u8])>> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            if let Some(i) = memchr::memrchr(b'\n', &self.buf[..self.end]) {
+                let start = i + 1;
+                let end = self.end;
+                self.end = i;
+                return Ok(Some((self.pos + start as u64, &self.buf[start..end])));
+            }
+            if self.pos == 0 {
+                self.done = true;
+                let end = self.end;
+                return Ok(Some((0, &self.buf[..end])));
+            }
+            let n = (self.pos as usize).min(BLOCK);
+            let start = self.pos - n as u64;
+            let mut next = vec![0u8; n + self.end];
+            self.file.seek(SeekFrom::Start(start))?;
+            self.file.read_exact(&mut next[..n])?;
+            next[n..].copy_from_slice(&self.buf[..self.end]);
+            self.end = next.len();
+            self.buf = next;
+            self.pos = start;
+        }
+    }
+}
+
+/// Reads lines forwards with a fixed-size buffer, counting line numbers from 1.
+pub struct Lines {
+    reader: BufReader<File>,
+    line: Vec<u8>,
+    pub number: u64,
+}
+
+impl Lines {
+    pub fn new(file: File) -> Self {
+        Lines {
+            reader: BufReader::with_capacity(BLOCK, file),
+            line: Vec::with_capacity(1024),
+            number: 0,
+        }
+    }
+
+    /// The next line's number, the line without its newline, and whether it had one (false: a
+    /// torn final line).
+    pub fn next_line(&mut self) -> std::io::Result<Option<(u64, &[u8], bool)>> {
+        self.line.clear();
+        let n = self.reader.read_until(b'\n', &mut self.line)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.number += 1;
+        let complete = self.line.last() == Some(&b'\n');
+        if complete {
+            self.line.pop();
+        }
+        Ok(Some((self.number, &self.line, complete)))
+    }
+}
+
+/// Which file a chain check reads: the body field every record must carry differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    History,
+    Audit,
+}
+
+/// One problem `verify` found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Problem {
+    /// 1-based line number.
+    pub line: u64,
+    pub message: String,
+}
+
+/// The outcome of checking one file's chain.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Verified {
+    pub lines: u64,
+    pub problems: Vec<Problem>,
+}
+
+/// Checks every line of a file: parsable JSON, the envelope and body fields present, and `prev`
+/// equal to the hash of the line before. Streams the file; a missing file verifies (empty).
+pub fn verify(path: &Path, kind: FileKind) -> Result<Verified, Error> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verified::default()),
+        Err(e) => {
+            return Err(Error::failed(format!("cannot open `{}`", path.display())).caused_by(e))
+        }
+    };
+    let mut lines = Lines::new(file);
+    let mut out = Verified::default();
+    let mut expected = GENESIS.to_string();
+    while let Some((number, line, complete)) = lines
+        .next_line()
+        .with_context(|| format!("cannot read `{}`", path.display()))?
+    {
+        let problem = if !complete {
+            Some(format!(
+                "torn final line ({} bytes, no newline): a write was interrupted by a crash; \
+                 the next append starts on a new line and chains to these bytes",
+                line.len()
+            ))
+        } else {
+            check_line(line, kind, &expected, number)
+        };
+        if let Some(message) = problem {
+            out.problems.push(Problem {
+                line: number,
+                message,
+            });
+        }
+        expected = hash_line(line);
+        out.lines = number;
+    }
+    Ok(out)
+}
+
+fn check_line(line: &[u8], kind: FileKind, expected_prev: &str, number: u64) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        schema: Option<serde_json::Value>,
+        #[serde(borrow)]
+        id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        ts: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        prev: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        priority: Option<std::borrow::Cow<'a, str>>,
+    }
+    let env: Envelope = match serde_json::from_slice(line) {
+        Ok(e) => e,
+        Err(e) => {
+            return Some(if line.is_empty() {
+                "empty line".to_string()
+            } else {
+                format!("unparsable JSON ({e}); a torn write from a crash, or an edit")
+            })
+        }
+    };
+    let mut missing = Vec::new();
+    if env.schema.is_none() {
+        missing.push("schema");
+    }
+    if env.id.is_none() {
+        missing.push("id");
+    }
+    if env.ts.is_none() {
+        missing.push("ts");
+    }
+    if env.prev.is_none() {
+        missing.push("prev");
+    }
+    match kind {
+        FileKind::History if env.kind.is_none() => missing.push("kind"),
+        FileKind::Audit if env.priority.is_none() => missing.push("priority"),
+        _ => {}
+    }
+    if !missing.is_empty() {
+        return Some(format!("missing fields: {}", missing.join(", ")));
+    }
+    if let Some(ts) = &env.ts {
+        if chrono::DateTime::parse_from_rfc3339(ts).is_err() {
+            return Some(format!("`ts` is not an RFC 3339 time: {ts:?}"));
+        }
+    }
+    let prev = env.prev.unwrap_or_default();
+    if prev != expected_prev {
+        return Some(if number == 1 {
+            format!("bad prev hash: the first line must chain to {GENESIS}, found {prev} (lines were removed from the start?)")
+        } else {
+            format!(
+                "bad prev hash: it does not match the SHA-256 of line {} (line {} was changed, \
+                 or lines were removed or inserted there)",
+                number - 1,
+                number - 1
+            )
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev_all(bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, bytes).unwrap();
+        let mut r = RevLines::new(File::open(&p).unwrap()).unwrap();
+        let torn = r.torn_tail;
+        let mut out = Vec::new();
+        while let Some((off, l)) = r.next_line().unwrap() {
+            out.push((off, l.to_vec()));
+        }
+        (out, torn)
+    }
+
+    #[test]
+    fn reverse_reader_yields_newest_first_with_offsets() {
+        let (lines, torn) = rev_all(b"a\nbb\nccc\n");
+        assert!(!torn);
+        assert_eq!(
+            lines,
+            vec![
+                (5, b"ccc".to_vec()),
+                (2, b"bb".to_vec()),
+                (0, b"a".to_vec())
+            ]
+        );
+        let (lines, torn) = rev_all(b"a\nbb");
+        assert!(torn);
+        assert_eq!(lines, vec![(2, b"bb".to_vec()), (0, b"a".to_vec())]);
+        assert_eq!(rev_all(b"").0, vec![]);
+    }
+
+    #[test]
+    fn reverse_reader_crosses_block_boundaries() {
+        let mut text = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..20_000u32 {
+            // Lines of varied length, some longer than a block.
+            let len = if i % 5000 == 0 {
+                BLOCK + 17
+            } else {
+                (i % 97) as usize
+            };
+            let line: Vec<u8> = std::iter::repeat_n(b'a' + (i % 26) as u8, len).collect();
+            expected.push((text.len() as u64, line.clone()));
+            text.extend_from_slice(&line);
+            text.push(b'\n');
+        }
+        expected.reverse();
+        assert_eq!(rev_all(&text).0, expected);
+    }
+}
