@@ -578,7 +578,12 @@ fn summary(stderr: &str) -> String {
 }
 
 fn snapshot_filters() -> Vec<(&'static str, &'static str)> {
-    vec![(r"[0-9A-HJKMNP-TV-Z]{26}", "[ULID]"), (r"\b\d+\.\d+s\b", "[DUR]"), (r"\b\d+m\d\ds\b", "[DUR]")]
+    vec![
+        (r"[0-9A-HJKMNP-TV-Z]{26}", "[ULID]"),
+        (r"\b\d+\.\d+s\b", "[DUR]"),
+        (r"\b\d+m\d\ds\b", "[DUR]"),
+        (r"\b\d+ ms\b", "[MS]"),
+    ]
 }
 
 #[test]

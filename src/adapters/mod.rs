@@ -86,7 +86,10 @@ pub trait Adapter: Send + Sync {
     /// What runs in `region` now.
     fn current(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<Live, Error>;
 
-    /// Returns `regions` to `to_version`; `None` asks the platform to undo its last change
+    /// Returns `regions` to `to_version`. `vars` describe what is being left (`version` is the
+    /// version the regions run now); the adapter renders its commands with `version` =
+    /// `to_version` and `previous_version` = the version being left. `None` asks the platform
+    /// to undo its last change
     /// (`kubectl rollout undo`) where it can, and is an error where it cannot.
     fn rollback(
         &self,

@@ -41,7 +41,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         return Ok(exit_code::SUCCESS);
     }
 
-    let ledger = super::open_ledger(&config)?;
+    let ledger = crate::ledger::Ledger::open_for(&config)?;
     let invocation = actor::detect(resolved.commit.as_deref());
     let signals = Signals::install();
     let info = lock::LockInfo {

@@ -28,11 +28,6 @@ pub fn run(cli: Cli, output: &Output) -> Result<i32, Error> {
     }
 }
 
-pub(crate) fn not_implemented(what: &str) -> Error {
-    Error::usage(format!("`shipgate {what}` is not implemented yet"))
-        .with_hint("nothing was changed")
-}
-
 /// Loads the pipeline file and installs its secrets into the redactor.
 pub fn load_config(global: &crate::cli::GlobalArgs) -> Result<Config, Error> {
     let config = crate::config::load(&global.config, global.state_dir.as_deref())?;
@@ -44,13 +39,4 @@ pub fn load_config(global: &crate::cli::GlobalArgs) -> Result<Config, Error> {
         }
     }
     Ok(config)
-}
-
-/// Opens the state store the config names.
-pub fn open_ledger(config: &Config) -> Result<crate::ledger::Ledger, Error> {
-    if config.state.store == crate::config::StoreKind::Git {
-        return Err(Error::usage("the git state store is not implemented yet")
-            .with_hint("use [state].store = \"file\""));
-    }
-    crate::ledger::Ledger::open(&config.state.dir)
 }

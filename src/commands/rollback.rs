@@ -20,7 +20,7 @@ use crate::version;
 pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<i32, Error> {
     let config = super::load_config(global)?;
     let regions = select_regions(&config, &args.regions, args.stage.as_deref())?;
-    let ledger = super::open_ledger(&config)?;
+    let ledger = crate::ledger::Ledger::open_for(&config)?;
     if let Some(to) = &args.to {
         version::check(to, "--to")?;
         if !args.force && !ledger.has_successful_deploy(to)? {

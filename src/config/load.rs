@@ -101,9 +101,17 @@ pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Close by Jaro-Winkler (shared prefix), or one or two edits away (a transposition such as
+    // `lrh` for `lhr` counts as one).
+    let max_edits = (word.chars().count() / 3).clamp(1, 2);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .map(|c| {
+            let jw = strsim::jaro_winkler(word, c);
+            let edits = strsim::osa_distance(word, c);
+            let score = if edits <= max_edits { jw.max(0.85) } else { jw };
+            (score, c)
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

@@ -401,7 +401,7 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
             deploy_status::PARTIAL,
             code,
             format!(
-                "partial: {} failed, the other regions run {}",
+                "{} failed, the other regions run {}",
                 failed_regions.join(", "),
                 engine.version
             ),
@@ -622,7 +622,14 @@ fn publish_event(engine: &Engine<'_>, event_type: &str, result: &RunResult) {
     if !result.status.is_empty() {
         metadata.insert("outcome".into(), result.status.clone().into());
     }
-    if let Some(w) = crate::events::publish_deploy_event(engine.config, engine.ledger, kind, &engine.deploy_id, &engine.version, metadata) {
+    if let Some(w) = crate::events::publish_deploy_event(
+        engine.config,
+        engine.ledger,
+        kind,
+        &engine.deploy_id,
+        &engine.version,
+        metadata,
+    ) {
         engine.reporter.warn(&w);
     }
 }

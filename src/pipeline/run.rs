@@ -319,7 +319,6 @@ impl Engine<'_> {
         }
         let (tx, rx) = mpsc::channel::<Msg>();
         let reporter = self.reporter;
-        let on_line = move |_: crate::exec::Stream, line: &str| reporter.command_output(None, line);
         let probe_ctx = ProbeCtx {
             cwd: self.config.base_dir.clone(),
             cancel,
@@ -350,20 +349,23 @@ impl Engine<'_> {
                     }
                     in_flight_deploys += 1;
                     let tx = tx.clone();
-                    let on_line = &on_line;
                     let remaining = deadline
                         .saturating_duration_since(now)
                         .min(stage.command_timeout);
                     let single = (batch.len() == 1).then(|| batch[0].clone());
                     let prev = single.as_ref().and_then(|r| previous.get(r).cloned());
                     scope.spawn(move || {
+                        let label = batch.join(",");
+                        let on_line = |_: crate::exec::Stream, line: &str| {
+                            reporter.command_output(Some(&label), line)
+                        };
                         let vars = self.vars(
                             Some(&stage.name),
                             single.as_deref(),
                             &self.version,
                             prev.as_deref(),
                         );
-                        let ctx = self.ctx(cancel, remaining, on_line);
+                        let ctx = self.ctx(cancel, remaining, &on_line);
                         let results = self.adapter.deploy(&batch, &vars, &ctx);
                         let _ = tx.send(Msg::Deployed(results));
                     });
@@ -604,7 +606,6 @@ impl Engine<'_> {
         let started = Instant::now();
         let cancel = &self.signals.rollback;
         let reporter = self.reporter;
-        let on_line = move |_: crate::exec::Stream, line: &str| reporter.command_output(None, line);
         for t in targets {
             self.reporter.phase(
                 &t.region,
@@ -637,9 +638,12 @@ impl Engine<'_> {
                     group.iter().map(|t| vec![*t]).collect()
                 };
                 for batch in batches {
-                    let on_line = &on_line;
                     handles.push(s.spawn(move || {
                         let regions: Vec<String> = batch.iter().map(|t| t.region.clone()).collect();
+                        let label = regions.join(",");
+                        let on_line = |_: crate::exec::Stream, line: &str| {
+                            reporter.command_output(Some(&label), line)
+                        };
                         if cancel.is_cancelled() {
                             return regions
                                 .into_iter()
@@ -656,10 +660,10 @@ impl Engine<'_> {
                         let vars = self.vars(
                             Some(stage_name),
                             single.as_deref(),
-                            to.as_deref().unwrap_or(""),
+                            from.as_deref().unwrap_or(""),
                             from.as_deref(),
                         );
-                        let ctx = self.ctx(cancel, timeout, on_line);
+                        let ctx = self.ctx(cancel, timeout, &on_line);
                         self.adapter.rollback(&regions, to.as_deref(), &vars, &ctx)
                     }));
                 }
