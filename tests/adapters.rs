@@ -2,8 +2,7 @@
 //! `kubectl` for its flag parsing). `deploy` is wired separately; these drive the adapters
 //! through the library, with the fakes named by absolute path in the config.
 
-#[path = "common/fakes.rs"]
-mod fakes;
+use crate::common::fakes;
 
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,7 @@ mod adapters;
 mod config;
 mod deploy;
 mod events;
+mod fly;
 mod gates;
 mod history;
 mod notify;

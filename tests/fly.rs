@@ -1,0 +1,308 @@
+//! The seed scenario on Fly.io (fake `flyctl`): canary lhr+nrt → primary ewr → full
+//! ord/fra/sin/bom, with a real HTTP health endpoint on loopback per region.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::common::http::{Reply, Server};
+use crate::common::{code, fakes, Project};
+
+const APP: &str = "nettrace-dashboard";
+const IMAGE: &str = "registry.fly.io/nettrace-dashboard";
+const ALL: &[&str] = &["lhr", "nrt", "ewr", "ord", "fra", "sin", "bom"];
+
+fn config(health_url: &str) -> String {
+    format!(
+        r#"
+[app]
+name = "{APP}"
+
+[target]
+adapter = "fly"
+image = "{IMAGE}:{{version}}"
+
+[target.fly]
+app = "{APP}"
+strategy = "rolling"
+wait_timeout = "5m"
+
+[defaults]
+command_timeout = "30s"
+
+[[stage]]
+name = "canary"
+regions = ["lhr", "nrt"]
+gates = ["api"]
+timeout = "300s"
+on_failure = "rollback"
+
+[[stage]]
+name = "primary"
+regions = ["ewr"]
+gates = ["api"]
+timeout = "600s"
+on_failure = "rollback"
+
+[[stage]]
+name = "full"
+regions = ["ord", "fra", "sin", "bom"]
+gates = ["api"]
+on_failure = "continue"
+
+[gate.api]
+type = "http"
+url = "{health_url}/health"
+headers = {{ "fly-prefer-region" = "{{region}}" }}
+expect_status = [200]
+body_contains = "ok"
+severity = "P0"
+interval = "100ms"
+timeout = "2s"
+"#
+    )
+}
+
+/// A fly app at v1 in seven regions, and a health endpoint that answers 503 for the regions
+/// in the returned set while they run v2.
+fn fly_project() -> (Project, Server, Arc<Mutex<HashSet<String>>>) {
+    let failing: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let root: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+    let (f, r) = (failing.clone(), root.clone());
+    let server = Server::start(move |req| {
+        let region = req.header("fly-prefer-region").unwrap_or("").to_string();
+        let sick = f.lock().unwrap().contains(&region)
+            && r.lock().unwrap().as_ref().is_some_and(|root| {
+                fakes::fly_images(root, APP, &region)
+                    .iter()
+                    .any(|i| i.ends_with(":v2"))
+            });
+        if sick {
+            Reply::new(503, "down")
+        } else {
+            Reply::new(200, "ok")
+        }
+    });
+    let mut p = Project::with_config(&config(&server.url));
+    *root.lock().unwrap() = Some(p.path().to_path_buf());
+    fakes::install(p.path(), "flyctl");
+    let seeds: Vec<(&str, usize)> = ALL.iter().map(|r| (*r, 2)).collect();
+    fakes::fly_seed(p.path(), APP, &format!("{IMAGE}:v1"), &seeds);
+    p.env("SHIPGATE_VERSION", "v2");
+    (p, server, failing)
+}
+
+fn version_in(p: &Project, region: &str) -> String {
+    let images = fakes::fly_images(p.path(), APP, region);
+    let mut tags: Vec<String> = images
+        .iter()
+        .map(|i| i.rsplit(':').next().unwrap().to_string())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags.join("+")
+}
+
+/// The regions each `flyctl deploy` call named, in order.
+fn deploy_calls(p: &Project) -> Vec<(String, String)> {
+    fakes::calls(p.path())
+        .into_iter()
+        .filter(|c| c.get(1).map(String::as_str) == Some("deploy"))
+        .map(|c| {
+            let regions = c
+                .iter()
+                .skip_while(|a| *a != "--regions")
+                .nth(1)
+                .cloned()
+                .unwrap_or_default();
+            let image = c
+                .iter()
+                .skip_while(|a| *a != "--image")
+                .nth(1)
+                .cloned()
+                .unwrap_or_default();
+            (regions, image)
+        })
+        .collect()
+}
+
+#[test]
+fn happy_path_deploys_every_region_in_three_calls() {
+    let (p, server, _) = fly_project();
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    for r in ALL {
+        assert_eq!(version_in(&p, r), "v2", "{r}");
+    }
+    let v2 = format!("{IMAGE}:v2");
+    assert_eq!(
+        deploy_calls(&p),
+        vec![
+            ("lhr,nrt".into(), v2.clone()),
+            ("ewr".into(), v2.clone()),
+            ("ord,fra,sin,bom".into(), v2)
+        ]
+    );
+    let first = fakes::calls(p.path())
+        .into_iter()
+        .find(|c| c[1] == "deploy")
+        .unwrap();
+    assert_eq!(
+        first,
+        [
+            "flyctl",
+            "deploy",
+            "--app",
+            APP,
+            "--image",
+            &format!("{IMAGE}:v2"),
+            "--regions",
+            "lhr,nrt",
+            "--strategy",
+            "rolling",
+            "--wait-timeout",
+            "300",
+            "--yes"
+        ]
+    );
+    // The health endpoint saw every region by its header.
+    let seen: HashSet<String> = server
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("fly-prefer-region").map(str::to_string))
+        .collect();
+    assert_eq!(seen.len(), 7, "{seen:?}");
+}
+
+#[test]
+fn canary_trip_rolls_back_lhr_and_nrt_and_never_touches_ewr() {
+    let (p, _server, failing) = fly_project();
+    failing.lock().unwrap().insert("nrt".into());
+    p.run(&["deploy"]).expect(code::FAILED);
+    assert_eq!(version_in(&p, "lhr"), "v1");
+    assert_eq!(version_in(&p, "nrt"), "v1");
+    assert!(
+        deploy_calls(&p)
+            .iter()
+            .all(|(regions, _)| !regions.contains("ewr")),
+        "{:?}",
+        deploy_calls(&p)
+    );
+    let rollback = fakes::calls(p.path())
+        .into_iter()
+        .filter(|c| c[1] == "deploy")
+        .nth(1)
+        .expect("a rollback deploy");
+    assert!(
+        rollback
+            .windows(2)
+            .any(|w| w[0] == "--strategy" && w[1] == "immediate"),
+        "{rollback:?}"
+    );
+    assert!(rollback.contains(&format!("{IMAGE}:v1")), "{rollback:?}");
+}
+
+#[test]
+fn primary_trip_rolls_back_lhr_nrt_and_ewr() {
+    let (p, _server, failing) = fly_project();
+    failing.lock().unwrap().insert("ewr".into());
+    p.run(&["deploy"]).expect(code::FAILED);
+    for r in ["lhr", "nrt", "ewr"] {
+        assert_eq!(version_in(&p, r), "v1", "{r}");
+    }
+    for r in ["ord", "fra", "sin", "bom"] {
+        assert_eq!(version_in(&p, r), "v1", "{r} was never deployed");
+    }
+    let last = p.kind("deploy").pop().unwrap();
+    assert_eq!(last["status"], "rolled_back");
+}
+
+#[test]
+fn full_region_failure_under_continue_is_partial_with_a_p1_audit() {
+    let (p, _server, failing) = fly_project();
+    failing.lock().unwrap().insert("sin".into());
+    p.run(&["deploy"]).expect(code::PARTIAL);
+    assert_eq!(version_in(&p, "sin"), "v2");
+    for r in ["lhr", "nrt", "ewr", "ord", "fra", "bom"] {
+        assert_eq!(version_in(&p, r), "v2", "{r}");
+    }
+    assert!(
+        p.audit()
+            .iter()
+            .any(|a| a["priority"] == "P1" && a["message"].as_str().unwrap_or("").contains("sin")),
+        "{:?}",
+        p.audit()
+    );
+}
+
+#[test]
+fn failed_rollback_exits_3_with_a_p0_audit_naming_the_regions() {
+    let (p, _server, failing) = fly_project();
+    failing.lock().unwrap().insert("ewr".into());
+    // Once the primary's deploy call has started, every later deploy call (the rollback) fails.
+    let knob_after_two_deploys = || {
+        // Arm the failure once the primary's deploy has run (two deploy calls so far).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while deploy_calls(&p).len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the primary never deployed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        fakes::knob(p.path(), "fail-deploy", "");
+    };
+    let child = p
+        .command(&["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    knob_after_two_deploys();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code::ROLLBACK_FAILED), "{stderr}");
+    let p0 = p
+        .audit()
+        .into_iter()
+        .find(|a| {
+            a["priority"] == "P0"
+                && a["title"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("ROLLBACK FAILED")
+        })
+        .expect("a P0 audit entry");
+    let message = p0["message"].as_str().unwrap();
+    for r in ["lhr", "nrt", "ewr"] {
+        assert!(message.contains(r), "{r} not named in {message}");
+    }
+    assert_eq!(p.kind("deploy").pop().unwrap()["status"], "rollback_failed");
+}
+
+#[test]
+fn fly_api_token_never_prints() {
+    let (mut p, _server, _) = fly_project();
+    fakes::knob(p.path(), "leak-token", "");
+    p.env("FLY_API_TOKEN", "fo1_supersecrettokenvalue");
+    let run = p
+        .run(&["deploy", "--stage", "canary", "--format", "json"])
+        .expect(code::SUCCESS);
+    for text in [
+        &run.stdout,
+        &run.stderr,
+        &p.read(".shipgate/history.jsonl"),
+        &p.read(".shipgate/audit.jsonl"),
+    ] {
+        assert!(
+            !text.contains("fo1_supersecrettokenvalue"),
+            "token leaked:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_shows_the_exact_flyctl_argv() {
+    let (p, _server, _) = fly_project();
+    let run = p.run(&["deploy", "--dry-run"]).expect(code::SUCCESS);
+    assert!(run.stderr.contains(&format!("$ flyctl deploy --app {APP} --image {IMAGE}:v2 --regions lhr,nrt --strategy rolling --wait-timeout 300 --yes")), "{}", run.stderr);
+    assert!(fakes::calls(p.path()).is_empty(), "dry run called flyctl");
+}
