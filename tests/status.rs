@@ -287,3 +287,140 @@ fn force_release_removes_a_live_holders_lock_warns_and_audits() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+mod live_and_check {
+    use crate::common::http::{Reply, Server};
+    use crate::common::pipeline::{exec_project, THREE_STAGES};
+    use crate::common::{code, fakes, Project};
+
+    fn deployed() -> Project {
+        let p = exec_project(THREE_STAGES);
+        p.run(&["deploy"]).expect(code::SUCCESS);
+        p
+    }
+
+    #[test]
+    fn live_agrees_with_history_then_flags_drift() {
+        let p = deployed();
+        let run = p
+            .run(&["status", "--live", "--format", "json"])
+            .expect(code::SUCCESS);
+        let v = run.json();
+        let lhr = v["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["region"] == "lhr")
+            .unwrap();
+        assert_eq!(lhr["live"]["value"], "v2");
+        assert_eq!(lhr["drift"], false);
+        // Someone deployed by hand.
+        p.write("state/ord", "hotfix-1\n");
+        let run = p.run(&["status", "--live"]).expect(code::CHECK_FAILED);
+        assert!(
+            run.stderr
+                .contains("ord: drift: runs hotfix-1, history says v2"),
+            "{}",
+            run.stderr
+        );
+    }
+
+    #[test]
+    fn live_reports_mixed_fly_regions_as_drift() {
+        let app = "web";
+        let config = format!(
+            "[app]\nname = \"{app}\"\n[target]\nadapter = \"fly\"\nimage = \"registry.fly.io/web:{{version}}\"\n[target.fly]\napp = \"{app}\"\n[[stage]]\nname = \"all\"\nregions = [\"lhr\", \"ewr\"]\non_failure = \"continue\"\n"
+        );
+        let mut p = Project::with_config(&config);
+        fakes::install(p.path(), "flyctl");
+        fakes::fly_seed(
+            p.path(),
+            app,
+            "registry.fly.io/web:v1",
+            &[("lhr", 2), ("ewr", 2)],
+        );
+        p.env("SHIPGATE_VERSION", "v2");
+        fakes::knob(p.path(), "partial-deploy-ewr", "");
+        // The deploy notices ewr is mixed and fails it; under `continue` it stays mixed.
+        p.run(&["deploy"]).expect(code::PARTIAL);
+        let run = p
+            .run(&["status", "--live", "--format", "json"])
+            .expect(code::CHECK_FAILED);
+        let v = run.json();
+        let ewr = v["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["region"] == "ewr")
+            .unwrap();
+        assert_eq!(ewr["live"]["state"], "mixed", "{ewr}");
+        assert_eq!(ewr["drift"], true);
+    }
+
+    #[test]
+    fn check_passes_when_every_gate_passes() {
+        let p = deployed();
+        let run = p.run(&["status", "--check"]).expect(code::SUCCESS);
+        assert!(run.stderr.contains("gate health"), "{}", run.stderr);
+        // A check never writes deploy history.
+        let before = p.kind("deploy").len();
+        p.run(&["status", "--check"]).expect(code::SUCCESS);
+        assert_eq!(p.kind("deploy").len(), before);
+    }
+
+    #[test]
+    fn check_exits_6_on_a_failing_local_http_gate_and_notifies() {
+        let sick = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = sick.clone();
+        let health = Server::start(move |_| {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                Reply::new(503, "down")
+            } else {
+                Reply::new(200, "ok")
+            }
+        });
+        let slack = Server::fixed(200, "ok");
+        let config = format!(
+            "{}\n[gate.web]\ntype = \"http\"\nurl = \"{}/health?region={{region}}\"\nseverity = \"P1\"\nfailures = 2\ninterval = \"50ms\"\n\n[notify.slack]\nwebhook_env = \"TEST_SLACK_URL\"\nmin_priority = \"P1\"\n",
+            THREE_STAGES.replace("gates = [\"health\"]\non_failure = \"continue\"", "gates = [\"health\", \"web\"]\non_failure = \"continue\""),
+            health.url
+        );
+        let mut p = exec_project(&config);
+        p.env("TEST_SLACK_URL", &format!("{}/hook", slack.url));
+        p.run(&["deploy"]).expect(code::SUCCESS);
+        sick.store(true, std::sync::atomic::Ordering::SeqCst);
+        let before = health.requests().len();
+        let run = p
+            .run(&["status", "--check", "--notify"])
+            .expect(code::CHECK_FAILED);
+        assert!(run.stderr.contains("HTTP 503"), "{}", run.stderr);
+        // P1 gates are probed up to their failure count: 2 probes for each of ord and fra.
+        let probes: Vec<String> = health.requests()[before..]
+            .iter()
+            .map(|r| r.path.clone())
+            .collect();
+        assert_eq!(probes.len(), 4, "{probes:?}");
+        assert_eq!(
+            probes.iter().filter(|p| p.ends_with("region=fra")).count(),
+            2,
+            "{probes:?}"
+        );
+        let hooks = slack
+            .requests()
+            .into_iter()
+            .filter(|r| r.body.contains("web"))
+            .count();
+        assert_eq!(hooks, 1, "one alert naming the gate");
+        assert!(
+            p.audit().iter().any(|a| a["priority"] == "P1"
+                && a["delivered"] == serde_json::json!(["slack"])
+                && a["message"].as_str().unwrap_or("").contains("web")),
+            "{:?}",
+            p.audit()
+        );
+        // Without --notify nothing more is sent.
+        let sent = slack.requests().len();
+        p.run(&["status", "--check"]).expect(code::CHECK_FAILED);
+        assert_eq!(slack.requests().len(), sent);
+    }
+}

@@ -10,7 +10,6 @@ use crate::error::Error;
 use crate::exit_code;
 use crate::ledger::records::*;
 use crate::report::result::RunResult;
-use crate::report::Phase;
 
 use super::actor::now_rfc3339;
 use super::run::{stage_result, Engine, RollbackOutcome, RollbackTarget};
@@ -191,14 +190,14 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
         );
 
         if failed.is_empty() && !cancelled {
-            update_status(engine, &outcomes, "success");
+            update_status(engine, &outcomes);
         } else if !cancelled {
             let names: Vec<String> = failed.iter().map(|o| o.region.clone()).collect();
             let why: Vec<String> = failed
                 .iter()
                 .map(|o| format!("{}: {}", o.region, o.error().unwrap_or("not finished")))
                 .collect();
-            update_status(engine, &outcomes, "success");
+            update_status(engine, &outcomes);
             match stage.on_failure {
                 OnFailure::Rollback | OnFailure::RollbackStage => {
                     let scope: Vec<String> = if stage.on_failure == OnFailure::Rollback {
@@ -569,14 +568,9 @@ fn notify_rollback(engine: &Engine<'_>, rb: &RollbackOutcome, reason: &str) {
             serde_json::json!({"version": engine.version, "regions": rb.ok, "outcome": "rolled_back", "run_url": engine.invocation.run_url}),
         );
     }
-    for r in &rb.ok {
-        engine
-            .reporter
-            .phase(r, &Phase::RolledBack("previous".into()));
-    }
 }
 
-fn update_status(engine: &Engine<'_>, outcomes: &[super::run::RegionOutcome], _status: &str) {
+fn update_status(engine: &Engine<'_>, outcomes: &[super::run::RegionOutcome]) {
     let now = now_rfc3339();
     if let Err(e) = engine.ledger.update_status(|s| {
         s.app = engine.config.app.name.clone();
