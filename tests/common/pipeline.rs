@@ -6,7 +6,7 @@
 //! - `FAIL_ROLLBACK=lhr`: the rollback of these regions exits 1.
 //! - `FAIL_GATE=ewr`: the health gate fails in these regions while they run `BAD_VERSION`
 //!   (default `v2`), so a rollback's verification passes.
-//! - `DEPLOY_SLEEP=1`: each deploy takes this many seconds.
+//! - `DEPLOY_SLEEP=1`: each deploy takes this many seconds; `ROLLBACK_SLEEP` likewise.
 
 use super::Project;
 
@@ -24,6 +24,7 @@ pub const ROLLBACK: &str = r#"#!/bin/sh
 set -eu
 dir="$(cd "$(dirname "$0")" && pwd)"
 echo "rollback $1 $2 prev=$SHIPGATE_PREVIOUS_VERSION" >> "$dir/state/calls.log"
+sleep "${ROLLBACK_SLEEP:-0}"
 case ",${FAIL_ROLLBACK:-}," in *",$1,"*) echo "rollback of $1 exploded" >&2; exit 1;; esac
 printf '%s\n' "$2" > "$dir/state/$1"
 "#;
