@@ -547,15 +547,27 @@ fn sigterm_mid_stage_rolls_back_and_exits_143() {
 fn a_second_signal_abandons_the_rollback_and_exits_130() {
     let mut p = exec_project(THREE_STAGES);
     p.env("DEPLOY_SLEEP", "1").env("ROLLBACK_SLEEP", "30");
-    let child = p.command(&["deploy"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = p
+        .command(&["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !p.calls().iter().any(|c| c.starts_with("deploy ewr")) {
-        assert!(Instant::now() < deadline, "primary never started: {:?}", p.calls());
+        assert!(
+            Instant::now() < deadline,
+            "primary never started: {:?}",
+            p.calls()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     unsafe { libc_kill(child.id() as i32, 2) };
     while !p.calls().iter().any(|c| c.starts_with("rollback")) {
-        assert!(Instant::now() < deadline, "the rollback never started: {:?}", p.calls());
+        assert!(
+            Instant::now() < deadline,
+            "the rollback never started: {:?}",
+            p.calls()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let started = Instant::now();
@@ -563,13 +575,27 @@ fn a_second_signal_abandons_the_rollback_and_exits_130() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code::SIGINT), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(15), "abandoning took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "abandoning took {:?}",
+        started.elapsed()
+    );
     let last = p.kind("deploy").pop().unwrap();
     assert_eq!(last["status"], "cancelled", "{stderr}");
-    let mixed: Vec<&str> = last["mixed_regions"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(!mixed.is_empty(), "regions left mixed must be listed: {last}");
+    let mixed: Vec<&str> = last["mixed_regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        !mixed.is_empty(),
+        "regions left mixed must be listed: {last}"
+    );
     // The lock is free again.
-    let lock = p.run(&["lock", "status", "--format", "json"]).expect(code::SUCCESS);
+    let lock = p
+        .run(&["lock", "status", "--format", "json"])
+        .expect(code::SUCCESS);
     assert_eq!(lock.json()["held"], false, "{}", lock.stdout);
 }
 

@@ -198,17 +198,29 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
                 .map(|o| format!("{}: {}", o.region, o.error().unwrap_or("not finished")))
                 .collect();
             update_status(engine, &outcomes);
-            match stage.on_failure {
-                OnFailure::Rollback | OnFailure::RollbackStage => {
-                    let scope: Vec<String> = if stage.on_failure == OnFailure::Rollback {
-                        changed.clone()
-                    } else {
-                        outcomes
-                            .iter()
-                            .filter(|o| o.changed)
-                            .map(|o| o.region.clone())
-                            .collect()
-                    };
+            // Which regions go back, and whether the deploy stops (SPEC §3 "On failure").
+            let rollback_scope: Option<(Vec<String>, bool)> = match stage.on_failure {
+                OnFailure::Rollback => Some((changed.clone(), true)),
+                OnFailure::RollbackStage => Some((
+                    outcomes
+                        .iter()
+                        .filter(|o| o.changed)
+                        .map(|o| o.region.clone())
+                        .collect(),
+                    true,
+                )),
+                OnFailure::RollbackRegion => Some((
+                    failed
+                        .iter()
+                        .filter(|o| o.changed)
+                        .map(|o| o.region.clone())
+                        .collect(),
+                    false,
+                )),
+                OnFailure::Continue => None,
+            };
+            match rollback_scope {
+                Some((scope, stops)) => {
                     let reason = format!("stage {} failed ({})", stage.name, why.join("; "));
                     engine.reporter.line(&format!(
                         "stage {} failed: rolling back {}",
@@ -222,37 +234,18 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
                         true,
                     );
                     mark_rolled_back(&mut detail, &rb);
-                    stage_status = "rolled_back";
                     apply_rollback_rows(&mut result, &mut stage_rows, &rb, &previous);
                     notify_rollback(engine, &rb, &reason);
                     rollback_outcomes.push(rb);
-                    stopped_by = Some(reason);
+                    if stops {
+                        stage_status = "rolled_back";
+                        stopped_by = Some(reason);
+                    } else {
+                        stage_status = "partial";
+                        failed_regions.extend(names);
+                    }
                 }
-                OnFailure::RollbackRegion => {
-                    let reason = format!(
-                        "regions failed in stage {} ({})",
-                        stage.name,
-                        why.join("; ")
-                    );
-                    let scope: Vec<String> = failed
-                        .iter()
-                        .filter(|o| o.changed)
-                        .map(|o| o.region.clone())
-                        .collect();
-                    let rb = engine.rollback(
-                        &targets(&scope, &previous, &engine.version),
-                        &reason,
-                        true,
-                        true,
-                    );
-                    mark_rolled_back(&mut detail, &rb);
-                    stage_status = "partial";
-                    apply_rollback_rows(&mut result, &mut stage_rows, &rb, &previous);
-                    notify_rollback(engine, &rb, &reason);
-                    rollback_outcomes.push(rb);
-                    failed_regions.extend(names);
-                }
-                OnFailure::Continue => {
+                None => {
                     stage_status = "partial";
                     engine.reporter.warn(&format!(
                         "stage {}: {} failed; continuing (on_failure = \"continue\")",
