@@ -1,6 +1,6 @@
-//! `status.json` rebuilt from history, and interrupted deploys: pure functions over records.
+//! `status.json` rebuilt from history: a pure function over records.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use super::records::*;
 
@@ -72,24 +72,6 @@ pub fn rebuild_status(records: impl IntoIterator<Item = Stored<HistoryRecord>>) 
     }
     status.updated_at = last_ts;
     status
-}
-
-/// Deploys that started but never finished, from deploy records fed **newest first**: a deploy
-/// whose newest record is `started` or `cancelling`.
-pub fn interrupted(
-    records: impl IntoIterator<Item = Stored<DeployRecord>>,
-) -> Vec<Stored<DeployRecord>> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for r in records {
-        if !seen.insert(r.body.deploy_id.clone()) {
-            continue;
-        }
-        if !deploy_status::FINAL.contains(&r.body.status.as_str()) {
-            out.push(r);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -191,29 +173,5 @@ mod tests {
             ("d2", "rolled_back")
         );
         assert_eq!(s.updated_at, "7");
-    }
-
-    #[test]
-    fn a_started_deploy_without_a_final_record_is_interrupted() {
-        let d = |id: &str, status: &str| Stored {
-            schema: SCHEMA,
-            id: String::new(),
-            ts: String::new(),
-            prev: String::new(),
-            body: DeployRecord {
-                deploy_id: id.into(),
-                status: status.into(),
-                ..Default::default()
-            },
-        };
-        // newest first
-        let out = interrupted(vec![
-            d("d3", "cancelling"),
-            d("d2", "success"),
-            d("d2", "started"),
-            d("d1", "started"),
-        ]);
-        let ids: Vec<_> = out.iter().map(|r| r.body.deploy_id.as_str()).collect();
-        assert_eq!(ids, vec!["d3", "d1"]);
     }
 }
