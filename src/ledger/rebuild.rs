@@ -1,16 +1,38 @@
 //! `status.json` rebuilt from history: a pure function over records.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use super::records::*;
+
+/// The actors of the most recent deploys.
+#[derive(Default)]
+struct Actors(VecDeque<(String, String)>);
+
+impl Actors {
+    const KEEP: usize = 64;
+    fn insert(&mut self, id: String, actor: String) {
+        if let Some(e) = self.0.iter_mut().find(|e| e.0 == id) {
+            e.1 = actor;
+            return;
+        }
+        if self.0.len() == Self::KEEP {
+            self.0.pop_front();
+        }
+        self.0.push_back((id, actor));
+    }
+    fn get(&self, id: &str) -> Option<&String> {
+        self.0.iter().rev().find(|e| e.0 == id).map(|e| &e.1)
+    }
+}
 
 /// Folds history records, **oldest first**, into the current state. A region's version comes
 /// from the last stage record where it succeeded or the last successful rollback to it; its
 /// status is the outcome of the last deploy or rollback that touched it.
 pub fn rebuild_status(records: impl IntoIterator<Item = Stored<HistoryRecord>>) -> StatusFile {
     let mut status = StatusFile::default();
-    // deploy id → actor, for stage records (which carry none).
-    let mut actors: BTreeMap<String, String> = BTreeMap::new();
+    // deploy id → actor, for stage records (which carry none). Deploys run one at a time, so
+    // only the most recent ones matter: the map stays small over years of history.
+    let mut actors: Actors = Actors::default();
     let mut last_ts = String::new();
     for r in records {
         last_ts = r.ts.clone();

@@ -1,7 +1,7 @@
 //! `history --stats`: success and rollback rates, durations per stage, deploy frequency and gate
-//! pass rates, accumulated over the records of a window in one streaming pass (newest first).
+//! pass rates, accumulated over the records of a window in streaming passes over the file.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -69,60 +69,64 @@ pub struct Stats {
     pub gates: BTreeMap<String, BTreeMap<String, GateCounts>>,
 }
 
-/// Accumulates [`Stats`] from records fed newest first.
+/// Accumulates [`Stats`] from records in any order: each record comes with its byte offset in
+/// the file, and for a deploy the record furthest into the file carries its final state. So
+/// parts of a file can be read in parallel and their builders merged.
 #[derive(Default)]
 pub struct StatsBuilder {
-    seen: HashSet<String>,
-    stats: Stats,
-    deploy_durations: Vec<f64>,
+    /// deploy id → (offset, final status or `None`, duration) of its latest record.
+    deploys: HashMap<String, (u64, Option<&'static str>, Option<f64>)>,
+    manual_rollbacks: u64,
+    gates: BTreeMap<String, BTreeMap<String, GateCounts>>,
     stage_durations: BTreeMap<String, Vec<f64>>,
-    /// `ts` of the newest and oldest record seen (parsed once, at the end).
-    newest: Option<String>,
-    oldest: String,
+    /// (offset, `ts`) of the newest and oldest record seen (parsed once, at the end).
+    newest: Option<(u64, String)>,
+    oldest: Option<(u64, String)>,
 }
 
 impl StatsBuilder {
-    pub fn add(&mut self, f: &Facts<'_>) {
-        if self.newest.is_none() {
-            self.newest = Some(f.ts.to_string());
+    pub fn add(&mut self, offset: u64, f: &Facts<'_>) {
+        if self.newest.as_ref().is_none_or(|n| offset > n.0) {
+            self.newest = Some((offset, f.ts.to_string()));
         }
-        self.oldest.clear();
-        self.oldest.push_str(&f.ts);
+        if self.oldest.as_ref().is_none_or(|o| offset < o.0) {
+            self.oldest = Some((offset, f.ts.to_string()));
+        }
         match f.kind.as_ref() {
             "deploy" => {
                 let id = f.deploy_id.as_deref().unwrap_or(&f.id);
-                // Newest first: the first record of a deploy carries its final state.
-                if !self.seen.insert(id.to_string()) {
-                    return;
-                }
-                self.stats.deploys += 1;
                 let status = f.status.as_deref().unwrap_or("");
-                if deploy_status::FINAL.contains(&status) {
-                    self.stats.finished += 1;
-                    *self.stats.by_status.entry(status.to_string()).or_default() += 1;
-                    if let Some(d) = f.duration_seconds {
-                        self.deploy_durations.push(d);
+                let status = deploy_status::FINAL.iter().find(|s| **s == status).copied();
+                let entry = (offset, status, f.duration_seconds);
+                match self.deploys.get_mut(id) {
+                    Some(e) if e.0 < offset => *e = entry,
+                    Some(_) => {}
+                    None => {
+                        self.deploys.insert(id.to_string(), entry);
                     }
                 }
             }
             "stage" => {
                 if let (Some(stage), Some(d)) = (&f.stage, f.duration_seconds) {
-                    self.stage_durations
-                        .entry(stage.to_string())
-                        .or_default()
-                        .push(d);
+                    match self.stage_durations.get_mut(stage.as_ref()) {
+                        Some(v) => v.push(d),
+                        None => {
+                            self.stage_durations.insert(stage.to_string(), vec![d]);
+                        }
+                    }
                 }
             }
             "gate" => {
                 let region = f.region.as_deref().unwrap_or("");
                 let gate = f.gate.as_deref().unwrap_or("");
-                let counts = self
-                    .stats
-                    .gates
-                    .entry(region.to_string())
-                    .or_default()
-                    .entry(gate.to_string())
-                    .or_default();
+                if !self.gates.contains_key(region) {
+                    self.gates.insert(region.to_string(), BTreeMap::new());
+                }
+                let gates = self.gates.get_mut(region).expect("inserted above");
+                if !gates.contains_key(gate) {
+                    gates.insert(gate.to_string(), GateCounts::default());
+                }
+                let counts = gates.get_mut(gate).expect("inserted above");
                 match f.result.as_deref() {
                     Some("pass") => counts.pass += 1,
                     Some("fail") => counts.fail += 1,
@@ -130,14 +134,67 @@ impl StatsBuilder {
                     _ => {}
                 }
             }
-            "rollback" if f.automatic == Some(false) => self.stats.manual_rollbacks += 1,
+            "rollback" if f.automatic == Some(false) => self.manual_rollbacks += 1,
             _ => {}
+        }
+    }
+
+    /// Adds what another builder saw (another part of the same file).
+    pub fn merge(&mut self, other: StatsBuilder) {
+        for (id, e) in other.deploys {
+            match self.deploys.get_mut(&id) {
+                Some(mine) if mine.0 >= e.0 => {}
+                Some(mine) => *mine = e,
+                None => {
+                    self.deploys.insert(id, e);
+                }
+            }
+        }
+        self.manual_rollbacks += other.manual_rollbacks;
+        for (region, gates) in other.gates {
+            let mine = self.gates.entry(region).or_default();
+            for (gate, c) in gates {
+                let m = mine.entry(gate).or_default();
+                m.pass += c.pass;
+                m.fail += c.fail;
+                m.tripped += c.tripped;
+            }
+        }
+        for (stage, mut d) in other.stage_durations {
+            self.stage_durations
+                .entry(stage)
+                .or_default()
+                .append(&mut d);
+        }
+        if let Some(n) = other.newest {
+            if self.newest.as_ref().is_none_or(|m| n.0 > m.0) {
+                self.newest = Some(n);
+            }
+        }
+        if let Some(o) = other.oldest {
+            if self.oldest.as_ref().is_none_or(|m| o.0 < m.0) {
+                self.oldest = Some(o);
+            }
         }
     }
 
     /// The statistics; `since` (the window's start, when given) sets the window for the rate.
     pub fn finish(mut self, since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Stats {
-        let s = &mut self.stats;
+        let mut stats = Stats {
+            deploys: self.deploys.len() as u64,
+            manual_rollbacks: self.manual_rollbacks,
+            gates: std::mem::take(&mut self.gates),
+            ..Stats::default()
+        };
+        let mut deploy_durations = Vec::new();
+        for (_, status, duration) in self.deploys.values() {
+            if let Some(status) = status {
+                stats.finished += 1;
+                *stats.by_status.entry(status.to_string()).or_default() += 1;
+                deploy_durations.extend(*duration);
+            }
+        }
+        let s = &mut stats;
         let rate = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         let count = |k: &str| s.by_status.get(k).copied().unwrap_or(0);
         s.success_rate = rate(count(deploy_status::SUCCESS), s.finished);
@@ -145,7 +202,7 @@ impl StatsBuilder {
             count(deploy_status::ROLLED_BACK) + count(deploy_status::ROLLBACK_FAILED),
             s.finished,
         );
-        s.deploy_duration = Durations::of(&mut self.deploy_durations);
+        s.deploy_duration = Durations::of(&mut deploy_durations);
         s.stage_durations = self
             .stage_durations
             .iter_mut()
@@ -161,8 +218,8 @@ impl StatsBuilder {
                 .ok()
                 .map(|t| t.with_timezone(&Utc))
         };
-        let newest = self.newest.as_deref().and_then(parse);
-        let oldest = parse(&self.oldest);
+        let newest = self.newest.as_ref().and_then(|n| parse(&n.1));
+        let oldest = self.oldest.as_ref().and_then(|o| parse(&o.1));
         let start = since.or(oldest);
         let end = if since.is_some() { Some(now) } else { newest };
         if let (Some(a), Some(b)) = (start, end) {
@@ -173,13 +230,44 @@ impl StatsBuilder {
         }
         s.first = oldest.map(|t| t.to_rfc3339());
         s.last = newest.map(|t| t.to_rfc3339());
-        self.stats
+        stats
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_and_parts_do_not_change_the_result() {
+        let lines = [
+            r#"{"ts":"2026-01-01T00:00:00Z","kind":"deploy","deploy_id":"a","status":"started"}"#,
+            r#"{"ts":"2026-01-01T00:01:00Z","kind":"gate","region":"lhr","gate":"api","result":"pass"}"#,
+            r#"{"ts":"2026-01-01T00:02:00Z","kind":"stage","stage":"canary","duration_seconds":5}"#,
+            r#"{"ts":"2026-01-01T00:03:00Z","kind":"deploy","deploy_id":"a","status":"success","duration_seconds":9}"#,
+            r#"{"ts":"2026-01-03T00:00:00Z","kind":"deploy","deploy_id":"b","status":"started"}"#,
+        ];
+        let facts: Vec<(u64, Facts)> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64 * 100, serde_json::from_str(l).unwrap()))
+            .collect();
+        let now = Utc::now();
+        let mut forward = StatsBuilder::default();
+        facts.iter().for_each(|(o, f)| forward.add(*o, f));
+        let mut backward = StatsBuilder::default();
+        facts.iter().rev().for_each(|(o, f)| backward.add(*o, f));
+        let (mut head, mut tail) = (StatsBuilder::default(), StatsBuilder::default());
+        facts[..3].iter().for_each(|(o, f)| head.add(*o, f));
+        facts[3..].iter().for_each(|(o, f)| tail.add(*o, f));
+        tail.merge(head);
+        let a = forward.finish(None, now);
+        assert_eq!(a, backward.finish(None, now));
+        assert_eq!(a, tail.finish(None, now));
+        assert_eq!((a.deploys, a.finished, a.success_rate), (2, 1, Some(1.0)));
+        assert_eq!(a.window_days, Some(2.0));
+        assert_eq!(a.deploy_duration.unwrap().mean_seconds, 9.0);
+    }
 
     #[test]
     fn p95_is_the_nearest_rank() {
