@@ -69,13 +69,32 @@ pub struct Stats {
     pub gates: BTreeMap<String, BTreeMap<String, GateCounts>>,
 }
 
+/// What the statistics keep of a deploy, packed (16 bytes): the offset of its latest record,
+/// its duration in milliseconds (`u32::MAX`: none) and its status (an index into [`deploy_status::FINAL`] + 1; 0 when
+/// it has not finished).
+#[derive(Clone, Copy)]
+struct DeployFact {
+    offset: u64,
+    duration_ms: u32,
+    status: u8,
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
 /// Accumulates [`Stats`] from records in any order: each record comes with its byte offset in
 /// the file, and for a deploy the record furthest into the file carries its final state. So
 /// parts of a file can be read in parallel and their builders merged.
 #[derive(Default)]
 pub struct StatsBuilder {
-    /// deploy id → (offset, final status or `None`, duration) of its latest record.
-    deploys: HashMap<String, (u64, Option<&'static str>, Option<f64>)>,
+    /// Hash of a deploy id → (offset, final status or `None`, duration) of its latest record.
+    /// Hashed to 64 bits so years of deploys fit in a few MB; a collision (odds ~1e-10 at 100k
+    /// deploys) would merge two deploys in the counts, nothing worse.
+    deploys: HashMap<u64, DeployFact>,
     manual_rollbacks: u64,
     gates: BTreeMap<String, BTreeMap<String, GateCounts>>,
     stage_durations: BTreeMap<String, Vec<f64>>,
@@ -96,14 +115,20 @@ impl StatsBuilder {
             "deploy" => {
                 let id = f.deploy_id.as_deref().unwrap_or(&f.id);
                 let status = f.status.as_deref().unwrap_or("");
-                let status = deploy_status::FINAL.iter().find(|s| **s == status).copied();
-                let entry = (offset, status, f.duration_seconds);
-                match self.deploys.get_mut(id) {
-                    Some(e) if e.0 < offset => *e = entry,
-                    Some(_) => {}
-                    None => {
-                        self.deploys.insert(id.to_string(), entry);
-                    }
+                let status = deploy_status::FINAL
+                    .iter()
+                    .position(|s| *s == status)
+                    .map_or(0, |i| i as u8 + 1);
+                let entry = DeployFact {
+                    offset,
+                    duration_ms: f.duration_seconds.map_or(u32::MAX, |d| {
+                        (d * 1000.0).round().clamp(0.0, (u32::MAX - 1) as f64) as u32
+                    }),
+                    status,
+                };
+                let e = self.deploys.entry(id_hash(id)).or_insert(entry);
+                if e.offset < offset {
+                    *e = entry;
                 }
             }
             "stage" => {
@@ -140,14 +165,14 @@ impl StatsBuilder {
     }
 
     /// Adds what another builder saw (another part of the same file).
-    pub fn merge(&mut self, other: StatsBuilder) {
+    pub fn merge(&mut self, mut other: StatsBuilder) {
+        if self.deploys.len() < other.deploys.len() {
+            std::mem::swap(&mut self.deploys, &mut other.deploys);
+        }
         for (id, e) in other.deploys {
-            match self.deploys.get_mut(&id) {
-                Some(mine) if mine.0 >= e.0 => {}
-                Some(mine) => *mine = e,
-                None => {
-                    self.deploys.insert(id, e);
-                }
+            let mine = self.deploys.entry(id).or_insert(e);
+            if mine.offset < e.offset {
+                *mine = e;
             }
         }
         self.manual_rollbacks += other.manual_rollbacks;
@@ -187,11 +212,14 @@ impl StatsBuilder {
             ..Stats::default()
         };
         let mut deploy_durations = Vec::new();
-        for (_, status, duration) in self.deploys.values() {
-            if let Some(status) = status {
+        for d in self.deploys.values() {
+            if d.status > 0 {
+                let status = deploy_status::FINAL[d.status as usize - 1];
                 stats.finished += 1;
                 *stats.by_status.entry(status.to_string()).or_default() += 1;
-                deploy_durations.extend(*duration);
+                if d.duration_ms != u32::MAX {
+                    deploy_durations.push(f64::from(d.duration_ms) / 1000.0);
+                }
             }
         }
         let s = &mut stats;
