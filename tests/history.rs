@@ -841,3 +841,54 @@ fn a_writer_killed_in_a_tight_append_loop_leaves_at_most_one_torn_line() {
         }
     );
 }
+
+#[test]
+fn stats_read_in_parallel_parts_equal_the_sequential_scan() {
+    let p = Project::new();
+    let mut records = Vec::new();
+    for copy in 0..300 {
+        for mut r in fixture() {
+            let id = r["deploy_id"].as_str().unwrap_or("").to_string();
+            r["deploy_id"] = json!(format!("{id}-{copy}"));
+            records.push(r);
+        }
+    }
+    write_chain(&p.state_dir().join("history.jsonl"), &records);
+    assert!(
+        std::fs::metadata(p.state_dir().join("history.jsonl"))
+            .unwrap()
+            .len()
+            > 1 << 20
+    );
+    let parallel = run(&p, &["history", "--stats", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    // --since takes the sequential path, newest first.
+    let sequential = run(
+        &p,
+        &[
+            "history",
+            "--stats",
+            "--since",
+            "2000-01-01",
+            "--format",
+            "json",
+        ],
+    )
+    .expect(code::SUCCESS)
+    .json();
+    for key in [
+        "deploys",
+        "finished",
+        "by_status",
+        "success_rate",
+        "deploy_duration",
+        "stage_durations",
+        "gates",
+    ] {
+        assert_eq!(parallel[key], sequential[key], "{key}");
+    }
+    assert_eq!(parallel["deploys"], 1200);
+    assert_eq!(parallel["finished"], 900);
+    assert_eq!(parallel["gates"]["lhr"]["api"]["tripped"], 300);
+}

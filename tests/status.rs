@@ -60,8 +60,15 @@ fn status_is_rebuilt_from_history_when_status_json_is_missing() {
     assert_eq!(ewr["deployed_at"], "2026-01-11T10:03:00.000Z");
     assert_eq!(ewr["status"], "success");
     assert_eq!(v["last_deploy"]["deploy_id"], "d4");
-    // status never writes
-    assert!(!p.state_dir().join("status.json").exists());
+    // The rebuilt state is kept, so the next reader need not rebuild it.
+    let saved: Value = serde_json::from_str(&p.read(".shipgate/status.json")).unwrap();
+    assert_eq!(saved["regions"]["ewr"]["version"], "v2");
+    assert_eq!(
+        p.run(&["status", "--format", "json"])
+            .expect(code::SUCCESS)
+            .json(),
+        v
+    );
 }
 
 #[test]

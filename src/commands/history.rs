@@ -159,7 +159,17 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
     };
     let mut warnings = Vec::new();
     let mut matched = 0usize;
+    // Statistics over the whole file: read its parts in parallel (order does not matter).
+    let whole_file_stats = args.stats && filter.since.is_none() && args.last.is_none();
+    if whole_file_stats {
+        let (builder, w) = parallel_stats(&ledger.path(kind), file, &filter, &prefilter)?;
+        sink = Sink::Stats(Box::new(builder));
+        warnings = w;
+    }
     let result = (|| -> std::io::Result<()> {
+        if whole_file_stats {
+            return Ok(());
+        }
         if let Sink::Json { .. } = sink {
             out.write_all(b"[")?;
         }
@@ -227,7 +237,7 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
                     };
                     writeln!(err, "{}", redactor.redact(&row))?;
                 }
-                Sink::Stats(b) => b.add(&facts),
+                Sink::Stats(b) => b.add(offset, &facts),
             }
         }
         Ok(())
@@ -267,6 +277,61 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
         ));
     }
     Ok(exit_code::SUCCESS)
+}
+
+/// Runs the statistics over every part of the file on its own thread and merges them.
+fn parallel_stats(
+    path: &std::path::Path,
+    file: &str,
+    filter: &Filter,
+    prefilter: &Prefilter,
+) -> Result<(StatsBuilder, Vec<String>), Error> {
+    let parts = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        // Small files are not worth a thread.
+        Ok(m) if m.len() < 4 * jsonl::BLOCK as u64 => 1,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+    };
+    let ranges = jsonl::split_at_lines(path, parts)
+        .map_err(|e| Error::failed(format!("cannot read `{file}`")).caused_by(e))?;
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(start, end)| {
+                scope.spawn(move || {
+                    let mut builder = StatsBuilder::default();
+                    let mut warnings = Vec::new();
+                    let read =
+                        jsonl::for_each_line_in(path, start, end, |offset, line, complete| {
+                            if !complete {
+                                warnings.push(crate::ledger::torn_warning(file));
+                            } else if prefilter.may_match(line) {
+                                match serde_json::from_slice::<Facts>(line) {
+                                    Ok(f) if filter.matches(&f) => builder.add(offset, &f),
+                                    Ok(_) => {}
+                                    Err(e) => warnings.push(format!(
+                                        "{file}: skipped an unreadable line at byte {offset}: {e}"
+                                    )),
+                                }
+                            }
+                        });
+                    read.map(|()| (builder, warnings))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a stats thread panicked"))
+            .collect()
+    });
+    let mut all = StatsBuilder::default();
+    let mut warnings = Vec::new();
+    for r in results {
+        let (b, w) = r.map_err(|e| Error::failed(format!("cannot read `{file}`")).caused_by(e))?;
+        all.merge(b);
+        warnings.extend(w);
+    }
+    Ok((all, warnings))
 }
 
 /// Cuts `s` to `width` characters, marking a cut with `…`, and pads it.

@@ -94,7 +94,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
         None => None,
     };
     let mut warnings = Vec::new();
-    let state = ledger.status(&mut warnings)?;
+    let state = ledger.status_restored(&mut warnings)?;
     let holder = lock::holder(ledger.dir())?;
     // A deploy that holds the lock is running, not interrupted.
     let running = holder.as_ref().map(|h| h.deploy_id.clone());

@@ -215,6 +215,63 @@ impl Lines {
     }
 }
 
+/// Splits a file into up to `parts` byte ranges, each starting at the start of a line, for
+/// reading in parallel.
+pub fn split_at_lines(path: &Path, parts: usize) -> std::io::Result<Vec<(u64, u64)>> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut bounds = vec![0u64];
+    let mut buf = [0u8; 4096];
+    for k in 1..parts.max(1) as u64 {
+        let mut pos = (size * k / parts as u64).max(*bounds.last().unwrap_or(&0));
+        file.seek(SeekFrom::Start(pos))?;
+        // The next line starts after the next newline.
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                pos = size;
+                break;
+            }
+            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+                pos += i as u64 + 1;
+                break;
+            }
+            pos += n as u64;
+        }
+        if pos > *bounds.last().unwrap_or(&0) && pos < size {
+            bounds.push(pos);
+        }
+    }
+    bounds.push(size);
+    Ok(bounds.windows(2).map(|w| (w[0], w[1])).collect())
+}
+
+/// Calls `each(offset, line, complete)` for every line in `[start, end)` of a file, reading
+/// forwards with a fixed-size buffer. `start` must be the start of a line.
+pub fn for_each_line_in(
+    path: &Path,
+    start: u64,
+    end: u64,
+    mut each: impl FnMut(u64, &[u8], bool),
+) -> std::io::Result<()> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut reader = BufReader::with_capacity(BLOCK, file.take(end - start));
+    let mut line = Vec::with_capacity(1024);
+    let mut offset = start;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let complete = line.last() == Some(&b'\n');
+        let text = if complete { &line[..n - 1] } else { &line[..] };
+        each(offset, text, complete);
+        offset += n as u64;
+    }
+}
+
 /// Which file a chain check reads: the body field every record must carry differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -375,6 +432,29 @@ mod tests {
         assert!(torn);
         assert_eq!(lines, vec![(2, b"bb".to_vec()), (0, b"a".to_vec())]);
         assert_eq!(rev_all(b"").0, vec![]);
+    }
+
+    #[test]
+    fn parallel_parts_cover_every_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let text: String = (0..1000)
+            .map(|i| format!("line {i} {}\n", "x".repeat(i % 50)))
+            .collect();
+        std::fs::write(&p, format!("{text}torn")).unwrap();
+        for parts in [1, 2, 3, 7, 5000] {
+            let mut seen = Vec::new();
+            for (a, b) in split_at_lines(&p, parts).unwrap() {
+                for_each_line_in(&p, a, b, |off, l, complete| {
+                    seen.push((off, String::from_utf8(l.to_vec()).unwrap(), complete))
+                })
+                .unwrap();
+            }
+            assert_eq!(seen.len(), 1001, "{parts} parts");
+            assert_eq!(seen[5].1, "line 5 xxxxx");
+            assert_eq!(seen[1000], (text.len() as u64, "torn".to_string(), false));
+            assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! - [`jsonl`]: locked single-write appends, the reverse reader, the streaming chain check.
 //! - [`query`] and [`stats`]: `shipgate history` filters and statistics over raw lines.
-//! - [`rebuild`]: `status.json` and interrupted deploys as pure functions over records.
+//! - [`rebuild`]: `status.json` rebuilt from history, a pure function over records.
 //! - [`lock`]: the deploy lock.
 //!
 //! The store is a seam: only the file store exists; `[state].store = "git"` is refused in one
@@ -207,6 +207,17 @@ impl Ledger {
     /// Reads, changes and atomically rewrites `status.json` (temp, fsync, rename, fsync dir),
     /// under a lock so concurrent updates never lose one another.
     pub fn update_status(&self, change: impl FnOnce(&mut StatusFile)) -> Result<(), Error> {
+        self.write_status(change, true)
+    }
+
+    fn update_status_keeping_time(
+        &self,
+        change: impl FnOnce(&mut StatusFile),
+    ) -> Result<(), Error> {
+        self.write_status(change, false)
+    }
+
+    fn write_status(&self, change: impl FnOnce(&mut StatusFile), touch: bool) -> Result<(), Error> {
         let lock_path = self.dir.join("status.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -217,8 +228,11 @@ impl Ledger {
         lock.lock()
             .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
         let mut status = self.status(&mut Vec::new())?;
+        if touch {
+            status.updated_at =
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        }
         change(&mut status);
-        status.updated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut value = serde_json::to_value(&status).context("cannot encode status")?;
         crate::redact::redact_json(&mut value);
         let mut text = serde_json::to_vec_pretty(&value).context("cannot encode status")?;
@@ -283,27 +297,70 @@ impl Ledger {
     }
 
     /// Deploys that started but never finished (newest first): their newest deploy record is
-    /// `started` or `cancelling`. Reads only deploy lines (substring pre-filter), backwards.
+    /// `started` or `cancelling`. Reads backwards and parses only deploy lines, and of those only
+    /// `deploy_id` and `status` unless the deploy turns out to be interrupted.
     pub fn interrupted_deploys(&self) -> Result<Vec<Stored<DeployRecord>>, Error> {
-        let mut records = self.history_rev_checked()?;
-        records.prefilter = Some(query::Prefilter::new(vec![b"\"deploy\"".to_vec()]));
-        let deploys = records.filter_map(|r| match r {
-            Ok(Stored {
+        #[derive(serde::Deserialize)]
+        struct Brief<'a> {
+            #[serde(borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(borrow, default)]
+            deploy_id: std::borrow::Cow<'a, str>,
+            #[serde(borrow, default)]
+            status: std::borrow::Cow<'a, str>,
+        }
+        let Some(mut lines) = self.rev_lines(FileKind::History)? else {
+            return Ok(Vec::new());
+        };
+        let needle = memchr::memmem::Finder::new(b"\"deploy\"");
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        while let Some((_, line)) = lines.next_line().context("cannot read history")? {
+            if needle.find(line).is_none() {
+                continue;
+            }
+            let Ok(brief) = serde_json::from_slice::<Brief>(line) else {
+                continue;
+            };
+            if brief.kind != "deploy" || !seen.insert(brief.deploy_id.to_string()) {
+                continue;
+            }
+            if deploy_status::FINAL.contains(&brief.status.as_ref()) {
+                continue;
+            }
+            if let Ok(Stored {
                 schema,
                 id,
                 ts,
                 prev,
                 body: HistoryRecord::Deploy(body),
-            }) => Some(Stored {
-                schema,
-                id,
-                ts,
-                prev,
-                body,
-            }),
-            _ => None,
-        });
-        Ok(rebuild::interrupted(deploys))
+            }) = parse_history_line(line)
+            {
+                out.push(Stored {
+                    schema,
+                    id,
+                    ts,
+                    prev,
+                    body,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Ledger::status`], and when `status.json` is missing, the rebuilt state is written (under
+    /// the same lock as [`Ledger::update_status`]) so the next reader does not rebuild again. A
+    /// read-only state directory is fine: the rebuilt state is returned all the same.
+    pub fn status_restored(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
+        if self.dir.join(STATUS_FILE).exists() {
+            return self.status(warnings);
+        }
+        let mut rebuilt = None;
+        let saved = self.update_status_keeping_time(|s| rebuilt = Some(s.clone()));
+        match (saved, rebuilt) {
+            (Ok(()), Some(s)) => Ok(s),
+            _ => self.status(warnings),
+        }
     }
 }
 
@@ -548,12 +605,16 @@ mod tests {
         ledger.append_history(&deploy("d0", "started")).unwrap();
         ledger.append_history(&deploy("d1", "started")).unwrap();
         ledger.append_history(&deploy("d1", "success")).unwrap();
+        ledger.append_history(&deploy("d2", "started")).unwrap();
+        ledger.append_history(&deploy("d2", "cancelling")).unwrap();
+        ledger.append_history(&deploy("d3", "started")).unwrap();
+        ledger.append_history(&deploy("d3", "cancelled")).unwrap();
         let ids: Vec<_> = ledger
             .interrupted_deploys()
             .unwrap()
             .into_iter()
             .map(|r| r.body.deploy_id)
             .collect();
-        assert_eq!(ids, vec!["d0"]);
+        assert_eq!(ids, vec!["d2", "d0"]);
     }
 }

@@ -1,16 +1,38 @@
-//! `status.json` rebuilt from history, and interrupted deploys: pure functions over records.
+//! `status.json` rebuilt from history: a pure function over records.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::VecDeque;
 
 use super::records::*;
+
+/// The actors of the most recent deploys.
+#[derive(Default)]
+struct Actors(VecDeque<(String, String)>);
+
+impl Actors {
+    const KEEP: usize = 64;
+    fn insert(&mut self, id: String, actor: String) {
+        if let Some(e) = self.0.iter_mut().find(|e| e.0 == id) {
+            e.1 = actor;
+            return;
+        }
+        if self.0.len() == Self::KEEP {
+            self.0.pop_front();
+        }
+        self.0.push_back((id, actor));
+    }
+    fn get(&self, id: &str) -> Option<&String> {
+        self.0.iter().rev().find(|e| e.0 == id).map(|e| &e.1)
+    }
+}
 
 /// Folds history records, **oldest first**, into the current state. A region's version comes
 /// from the last stage record where it succeeded or the last successful rollback to it; its
 /// status is the outcome of the last deploy or rollback that touched it.
 pub fn rebuild_status(records: impl IntoIterator<Item = Stored<HistoryRecord>>) -> StatusFile {
     let mut status = StatusFile::default();
-    // deploy id → actor, for stage records (which carry none).
-    let mut actors: BTreeMap<String, String> = BTreeMap::new();
+    // deploy id → actor, for stage records (which carry none). Deploys run one at a time, so
+    // only the most recent ones matter: the map stays small over years of history.
+    let mut actors: Actors = Actors::default();
     let mut last_ts = String::new();
     for r in records {
         last_ts = r.ts.clone();
@@ -72,24 +94,6 @@ pub fn rebuild_status(records: impl IntoIterator<Item = Stored<HistoryRecord>>) 
     }
     status.updated_at = last_ts;
     status
-}
-
-/// Deploys that started but never finished, from deploy records fed **newest first**: a deploy
-/// whose newest record is `started` or `cancelling`.
-pub fn interrupted(
-    records: impl IntoIterator<Item = Stored<DeployRecord>>,
-) -> Vec<Stored<DeployRecord>> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for r in records {
-        if !seen.insert(r.body.deploy_id.clone()) {
-            continue;
-        }
-        if !deploy_status::FINAL.contains(&r.body.status.as_str()) {
-            out.push(r);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -191,29 +195,5 @@ mod tests {
             ("d2", "rolled_back")
         );
         assert_eq!(s.updated_at, "7");
-    }
-
-    #[test]
-    fn a_started_deploy_without_a_final_record_is_interrupted() {
-        let d = |id: &str, status: &str| Stored {
-            schema: SCHEMA,
-            id: String::new(),
-            ts: String::new(),
-            prev: String::new(),
-            body: DeployRecord {
-                deploy_id: id.into(),
-                status: status.into(),
-                ..Default::default()
-            },
-        };
-        // newest first
-        let out = interrupted(vec![
-            d("d3", "cancelling"),
-            d("d2", "success"),
-            d("d2", "started"),
-            d("d1", "started"),
-        ]);
-        let ids: Vec<_> = out.iter().map(|r| r.body.deploy_id.as_str()).collect();
-        assert_eq!(ids, vec!["d3", "d1"]);
     }
 }
