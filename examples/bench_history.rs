@@ -8,7 +8,19 @@
 //!
 //! Each deploy writes 15 records (deploy started, per stage its gate records and a stage record,
 //! deploy finished) over three stages and seven regions; one deploy in 20 fails a gate in the
-//! primary stage and rolls back. Measured numbers are in the README (see the ledger section).
+//! primary stage and rolls back.
+//!
+//! Measured on 1,000,008 records (67,568 deploys, 439 MB), release build, warm page cache, a 2-core
+//! VM shared with other builds (hyperfine; peak RSS from `/usr/bin/time -v`):
+//!
+//! | command                                   | time            | peak RSS | reference                          |
+//! | ----------------------------------------- | --------------- | -------- | ---------------------------------- |
+//! | `history --last 20 --format jsonl`        | 1.5 ms          | 4.0 MB   | `tail -n 20`: 0.9 ms (1.6×)        |
+//! | `history --status failed --format jsonl`  | 128 ms          | 4.2 MB   | `jq -c 'select(.status=="failed")'`: 8.65 s (68× slower) |
+//! | `history --stats`                         | 0.70 s (2 threads, 1.27 s CPU) | 14.2 MB |                      |
+//! | `history verify` (both chains)            | 1.43 s          | 3.8 MB   |                                    |
+//! | `status` (status.json present)            | 283 ms          | 11.6 MB  | scans deploy lines for interrupted deploys |
+//! | `status` (status.json missing: rebuild)   | 1.73 s, once    | 11.7 MB  | the rebuilt file is kept           |
 
 use std::collections::BTreeMap;
 use std::io::Write;
