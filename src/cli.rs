@@ -177,14 +177,19 @@ pub struct PublishEventArgs {
     /// Status text (default from the type: started, deployed, failed, in_progress)
     #[arg(long, value_name = "S")]
     pub status: Option<String>,
+    /// Branch that was deployed (metadata.branch)
     #[arg(long, value_name = "B")]
     pub branch: Option<String>,
+    /// Commit that was deployed (metadata.commit_sha)
     #[arg(long, value_name = "SHA")]
     pub commit_sha: Option<String>,
+    /// Where the deploy can be seen (metadata.deploy_url)
     #[arg(long, value_name = "URL")]
     pub deploy_url: Option<String>,
+    /// The platform's deploy id (metadata.deploy_id)
     #[arg(long, value_name = "ID")]
     pub deploy_id: Option<String>,
+    /// Free text (metadata.message)
     #[arg(long, value_name = "M")]
     pub message: Option<String>,
     /// Extra metadata (repeatable)
@@ -215,8 +220,10 @@ pub struct HistoryArgs {
     /// deploy | stage | gate | rollback | event
     #[arg(long, value_name = "K")]
     pub kind: Option<String>,
+    /// Only records of this stage
     #[arg(long, value_name = "S")]
     pub stage: Option<String>,
+    /// Only records naming this region
     #[arg(long, value_name = "R")]
     pub region: Option<String>,
     #[arg(long, value_name = "S")]

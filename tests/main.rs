@@ -6,6 +6,7 @@ mod common;
 mod adapters;
 mod config;
 mod deploy;
+mod engine_regressions;
 mod events;
 mod fly;
 mod gates;

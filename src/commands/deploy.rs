@@ -52,14 +52,21 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         started_at: actor::now_rfc3339(),
         command: "deploy".into(),
     };
-    let _guard = lock::acquire(ledger.dir(), &info, args.lock_wait)?;
+    let _guard = lock::acquire_until(ledger.dir(), &info, args.lock_wait, || signals.cancelled())
+        .map_err(|e| {
+        if signals.cancelled() {
+            Error::new(signals.exit_code(), e.message)
+        } else {
+            e
+        }
+    })?;
     if signals.cancelled() {
         return Err(Error::new(
             signals.exit_code(),
             "interrupted while waiting for the lock; nothing was changed",
         ));
     }
-    let notifier = Notifier::from_config(&config);
+    let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
     let reporter = Reporter::new(output);
     reporter.line(&format!(
         "deploying {} {} ({}; deploy {deploy_id})",
@@ -69,7 +76,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         config: &config,
         adapter: adapter.as_ref(),
         ledger: &ledger,
-        notifier: &notifier,
+        notify: &notify,
         reporter: &reporter,
         signals: &signals,
         invocation: &invocation,
@@ -84,9 +91,14 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     };
     let result = deploy(&engine, &opts);
     reporter.finish();
-    let result = result?;
-    finish(output, &result);
-    Ok(result.exit_code)
+    if let Ok(result) = &result {
+        finish(output, result);
+    }
+    // The outcome is decided and shown; now let queued notifications finish and be recorded.
+    for w in notify.finish() {
+        output.warn(format!("notification: {w}"));
+    }
+    Ok(result?.exit_code)
 }
 
 /// Prints the result and writes the GitHub step summary and outputs.

@@ -40,14 +40,21 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         started_at: actor::now_rfc3339(),
         command: "rollback".into(),
     };
-    let _guard = lock::acquire(ledger.dir(), &info, args.lock_wait)?;
-    let notifier = Notifier::from_config(&config);
+    let _guard = lock::acquire_until(ledger.dir(), &info, args.lock_wait, || signals.cancelled())
+        .map_err(|e| {
+        if signals.cancelled() {
+            Error::new(signals.exit_code(), e.message)
+        } else {
+            e
+        }
+    })?;
+    let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
     let reporter = Reporter::new(output);
     let engine = Engine {
         config: &config,
         adapter: adapter.as_ref(),
         ledger: &ledger,
-        notifier: &notifier,
+        notify: &notify,
         reporter: &reporter,
         signals: &signals,
         invocation: &invocation,
@@ -196,9 +203,14 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
     result.version = tos.join(",");
     result.duration_seconds = started.elapsed().as_secs_f64();
     let ctx = serde_json::json!({"regions": targets.iter().map(|t| &t.region).collect::<Vec<_>>(), "to_version": result.version, "reason": reason, "run_url": invocation.run_url});
-    if outcome.failed.is_empty() && !signals.cancelled() {
+    if outcome.failed.is_empty() {
         result.status = "success".into();
-        result.exit_code = exit_code::SUCCESS;
+        // Finished despite a signal: report the interruption, but as a success.
+        result.exit_code = if signals.cancelled() {
+            signals.exit_code()
+        } else {
+            exit_code::SUCCESS
+        };
         result.message = format!(
             "rolled back {} to {}",
             outcome.ok.join(", "),
@@ -217,16 +229,21 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         failed.dedup();
         result.mixed_regions = failed.clone();
         result.status = "failed".into();
-        result.exit_code = if signals.abandoned()
-            && outcome.failed.keys().all(|r| outcome.abandoned.contains(r))
-        {
+        let only_abandoned = outcome.failed.keys().all(|r| outcome.abandoned.contains(r));
+        result.exit_code = if signals.abandoned() && only_abandoned {
             signals.exit_code()
         } else {
             exit_code::ROLLBACK_FAILED
         };
+        let why: Vec<String> = outcome
+            .failed
+            .iter()
+            .map(|(r, e)| format!("{r}: {}", e.lines().next().unwrap_or("")))
+            .collect();
         result.message = format!(
-            "rollback failed in {}: they may run an unknown or mixed version",
-            failed.join(", ")
+            "rollback failed in {} ({}): a human must look at what they run",
+            failed.join(", "),
+            why.join("; ")
         );
         engine.notify(
             Priority::P0,
@@ -239,6 +256,9 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         );
     }
     super::deploy::finish(output, &result);
+    for w in notify.finish() {
+        output.warn(format!("notification: {w}"));
+    }
     Ok(result.exit_code)
 }
 
@@ -255,6 +275,23 @@ fn previous_version(
         .find(|v| Some(v.as_str()) != current)
     {
         return Ok(Some(v));
+    }
+    // The first shipgate deploy over an app that ran before: its record says what ran.
+    if let Some(current) = current {
+        let mut warnings = Vec::new();
+        for r in engine.ledger.history_rev(&mut warnings)? {
+            if let crate::ledger::HistoryRecord::Deploy(d) = &r.body {
+                if d.version == current {
+                    if let Some(v) = d
+                        .previous_versions
+                        .get(region)
+                        .filter(|v| v.as_str() != current)
+                    {
+                        return Ok(Some(v.clone()));
+                    }
+                }
+            }
+        }
     }
     let stage = engine.config.stage_of(region);
     let vars = engine.vars(

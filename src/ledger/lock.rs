@@ -113,6 +113,17 @@ impl Drop for LockGuard {
 /// Takes the lock, waiting up to `wait` (polling every 250 ms) when another process holds it.
 /// Held by another: exit code 5 with the holder's pid, host, actor, deploy id and start time.
 pub fn acquire(dir: &Path, info: &LockInfo, wait: Option<Duration>) -> Result<LockGuard, Error> {
+    acquire_until(dir, info, wait, || false)
+}
+
+/// [`acquire`], giving up as soon as `interrupted()` says so (a signal while waiting with
+/// `--lock-wait`); the caller turns that into its own error.
+pub fn acquire_until(
+    dir: &Path,
+    info: &LockInfo,
+    wait: Option<Duration>,
+    interrupted: impl Fn() -> bool,
+) -> Result<LockGuard, Error> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create state directory `{}`", dir.display()))?;
     let path = path(dir);
@@ -131,6 +142,11 @@ pub fn acquire(dir: &Path, info: &LockInfo, wait: Option<Duration>) -> Result<Lo
             }
             Err(TryLockError::WouldBlock) => {
                 let now = Instant::now();
+                if interrupted() {
+                    return Err(Error::failed(
+                        "interrupted while waiting for the deploy lock; nothing was changed",
+                    ));
+                }
                 if now >= deadline {
                     return Err(held_error(&read_body(&mut file), wait));
                 }

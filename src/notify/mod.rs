@@ -7,6 +7,7 @@
 
 pub mod delivery;
 mod discord;
+pub mod queue;
 mod slack;
 
 use crate::config::{Config, Priority, SinkConfig};

@@ -219,6 +219,20 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
                 )),
                 OnFailure::Continue => None,
             };
+            // Regions an earlier `rollback-region` already returned stay where they are.
+            let already: Vec<String> = rollback_outcomes
+                .iter()
+                .flat_map(|r| r.ok.iter().cloned())
+                .collect();
+            let rollback_scope = rollback_scope.map(|(scope, stops)| {
+                (
+                    scope
+                        .into_iter()
+                        .filter(|r| !already.contains(r))
+                        .collect::<Vec<_>>(),
+                    stops,
+                )
+            });
             match rollback_scope {
                 Some((scope, stops)) => {
                     let reason = format!("stage {} failed ({})", stage.name, why.join("; "));
@@ -237,11 +251,14 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
                     apply_rollback_rows(&mut result, &mut stage_rows, &rb, &previous);
                     notify_rollback(engine, &rb, &reason);
                     rollback_outcomes.push(rb);
+                    let rollback_ok = rollback_outcomes
+                        .last()
+                        .is_some_and(|rb| rb.failed.is_empty());
                     if stops {
-                        stage_status = "rolled_back";
+                        stage_status = if rollback_ok { "rolled_back" } else { "failed" };
                         stopped_by = Some(reason);
                     } else {
-                        stage_status = "partial";
+                        stage_status = if rollback_ok { "partial" } else { "failed" };
                         failed_regions.extend(names);
                     }
                 }
@@ -257,7 +274,8 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
             }
         }
         if cancelled {
-            stage_status = "cancelled";
+            // SPEC §4 stage statuses have no "cancelled": the regions' details say it.
+            stage_status = "failed";
         }
         stage_rows.status = stage_status.into();
         engine.record(HistoryRecord::Stage(StageRecord {
@@ -372,10 +390,18 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
         (
             deploy_status::ROLLBACK_FAILED,
             exit_code::ROLLBACK_FAILED,
-            format!(
-                "rollback failed in {}: they may run an unknown or mixed version",
-                rollback_failed.join(", ")
-            ),
+            {
+                let why: Vec<String> = rollback_outcomes
+                    .iter()
+                    .flat_map(|r| r.failed.iter())
+                    .map(|(region, e)| format!("{region}: {}", e.lines().next().unwrap_or("")))
+                    .collect();
+                format!(
+                    "rollback failed in {} ({}): a human must look at what they run",
+                    rollback_failed.join(", "),
+                    why.join("; ")
+                )
+            },
         )
     } else if let Some(reason) = &stopped_by {
         (
@@ -419,10 +445,19 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
         failed_regions: failed_regions.clone(),
         ..base
     };
-    engine
+    // The outcome stands even when it cannot be recorded: say so loudly, keep the exit code.
+    if let Err(e) = engine
         .ledger
         .append_history(&HistoryRecord::Deploy(final_record))
-        .map_err(|e| Error::failed("cannot write the deploy's final record").caused_by(e))?;
+    {
+        engine.reporter.error(
+            "history",
+            &format!("cannot write the deploy's final `{status}` record: {e}"),
+        );
+        result
+            .warnings
+            .push(format!("the final record is missing from history: {e}"));
+    }
     let (last_status, last_end) = (status.to_string(), now_rfc3339());
     if let Err(e) = engine.ledger.update_status(|s| {
         s.app = config.app.name.clone();

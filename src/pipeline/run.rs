@@ -14,7 +14,8 @@ use crate::exec::Cancel;
 use crate::gates::{self, GateEvent, ProbeCtx, ProbeKey, ProbeResult, RegionVerdict, StageWatch};
 use crate::ledger::records::*;
 use crate::ledger::Ledger;
-use crate::notify::{Notification, Notifier};
+use crate::notify::queue::Queue;
+use crate::notify::Notification;
 use crate::report::result::{RegionResult, RunResult, StageResult};
 use crate::report::{Phase, Reporter};
 
@@ -26,7 +27,8 @@ pub struct Engine<'a> {
     pub config: &'a Config,
     pub adapter: &'a dyn Adapter,
     pub ledger: &'a Ledger,
-    pub notifier: &'a Notifier,
+    /// Notifications are queued, never delivered on the deploy's path.
+    pub notify: &'a Queue,
     pub reporter: &'a Reporter,
     pub signals: &'a Signals,
     pub invocation: &'a Invocation,
@@ -183,9 +185,7 @@ impl Engine<'_> {
             context,
             deploy_id: Some(self.deploy_id.clone()),
         };
-        if let Some(w) = self.notifier.send(self.ledger, &n) {
-            self.reporter.warn(&format!("notification: {w}"));
-        }
+        self.notify.send(n);
     }
 
     /// Reads what runs in each region now, in parallel. Regions whose read fails are returned
@@ -195,6 +195,27 @@ impl Engine<'_> {
         regions: &[String],
         cancel: &Cancel,
     ) -> BTreeMap<String, Result<Live, Error>> {
+        if !self.adapter.reads_live_version() {
+            // No way to ask the platform (exec without `current`): history says what runs.
+            let status = self.ledger.status(&mut Vec::new()).unwrap_or_default();
+            return regions
+                .iter()
+                .map(|r| {
+                    let recorded = status
+                        .regions
+                        .get(r)
+                        .map(|s| s.version.clone())
+                        .filter(|v| !v.is_empty() && v != "unknown");
+                    let v = recorded.or_else(|| {
+                        self.ledger
+                            .successful_versions(r)
+                            .ok()
+                            .and_then(|v| v.into_iter().next())
+                    });
+                    (r.clone(), Ok(v.map(Live::Version).unwrap_or(Live::Absent)))
+                })
+                .collect();
+        }
         let on_line = |_: crate::exec::Stream, _: &str| {};
         std::thread::scope(|s| {
             let handles: Vec<_> = regions
@@ -401,10 +422,14 @@ impl Engine<'_> {
                 }
                 // Verdicts.
                 for (region, o) in outcomes.iter_mut() {
-                    if o.result.is_some() || o.started.is_none() {
+                    // A healthy region is still watched while the stage runs: a later trip
+                    // fails it (SPEC §3: a tripped gate fails its region).
+                    if o.started.is_none() || matches!(o.result, Some(Err(_))) {
                         continue;
                     }
+                    let already_healthy = o.healthy();
                     match watch.verdict(region, now) {
+                        RegionVerdict::Healthy if already_healthy => {}
                         RegionVerdict::Healthy => {
                             o.result = Some(Ok(()));
                             o.finished = Some(now);
@@ -421,6 +446,7 @@ impl Engine<'_> {
                                 stop_new = true;
                             }
                         }
+                        RegionVerdict::Watching { .. } if already_healthy => {}
                         RegionVerdict::Watching {
                             passed,
                             total,
@@ -480,8 +506,10 @@ impl Engine<'_> {
                 }
                 // Wait for the next message or the next thing due.
                 let mut wake = now + Duration::from_millis(250);
-                if let Some(w) = watch.next_wake(now) {
-                    wake = wake.min(w);
+                if !stop_new {
+                    if let Some(w) = watch.next_wake(now) {
+                        wake = wake.min(w);
+                    }
                 }
                 if !timed_out {
                     wake = wake.min(deadline);
@@ -532,6 +560,11 @@ impl Engine<'_> {
                     }
                     Ok(Msg::Probed(key, result)) => {
                         in_flight_probes -= 1;
+                        // A probe cut short by a signal or the stage deadline says nothing
+                        // about the region's health: never count it as a failure.
+                        if cancel.is_cancelled() {
+                            continue;
+                        }
                         let events = watch.record(&key, &result, Instant::now());
                         for ev in events {
                             self.gate_event(stage, &ev, &mut outcomes);
@@ -606,73 +639,89 @@ impl Engine<'_> {
         let started = Instant::now();
         let cancel = &self.signals.rollback;
         let reporter = self.reporter;
+        // A region that ran nothing before this deploy has nothing to go back to: it keeps
+        // the version it runs, and a human decides (the deploy ends with exit 3).
+        let mut kept: BTreeMap<String, String> = BTreeMap::new();
+        let mut jobs: BTreeMap<(String, String), Vec<&RollbackTarget>> = BTreeMap::new();
         for t in targets {
-            self.reporter.phase(
-                &t.region,
-                &Phase::RollingBack(
-                    t.to.clone()
-                        .unwrap_or_else(|| "the platform's previous release".into()),
-                ),
-            );
-        }
-        // Group by (stage, target version): fly rolls a group back in one call.
-        let mut groups: BTreeMap<(String, Option<String>), Vec<&RollbackTarget>> = BTreeMap::new();
-        for t in targets {
-            let stage = self
-                .config
-                .stage_of(&t.region)
-                .map(|s| s.name.clone())
-                .unwrap_or_default();
-            groups.entry((stage, t.to.clone())).or_default().push(t);
-        }
-        let results: Vec<(String, Result<(), Error>)> = std::thread::scope(|s| {
-            let mut handles = Vec::new();
-            for ((stage_name, to), group) in &groups {
-                let stage = self.config.stage(stage_name);
-                let timeout = stage
-                    .map(|s| s.command_timeout)
-                    .unwrap_or(self.config.defaults.command_timeout);
-                let batches: Vec<Vec<&RollbackTarget>> = if self.adapter.batches_regions() {
-                    vec![group.clone()]
-                } else {
-                    group.iter().map(|t| vec![*t]).collect()
-                };
-                for batch in batches {
-                    handles.push(s.spawn(move || {
-                        let regions: Vec<String> = batch.iter().map(|t| t.region.clone()).collect();
-                        let label = regions.join(",");
-                        let on_line = |_: crate::exec::Stream, line: &str| {
-                            reporter.command_output(Some(&label), line)
-                        };
-                        if cancel.is_cancelled() {
-                            return regions
-                                .into_iter()
-                                .map(|r| {
-                                    (
-                                        r,
-                                        Err(Error::failed("rollback abandoned by a second signal")),
-                                    )
-                                })
-                                .collect::<Vec<_>>();
-                        }
-                        let single = (regions.len() == 1).then(|| regions[0].clone());
-                        let from = batch.first().and_then(|t| t.from.clone());
-                        let vars = self.vars(
-                            Some(stage_name),
-                            single.as_deref(),
-                            from.as_deref().unwrap_or(""),
-                            from.as_deref(),
-                        );
-                        let ctx = self.ctx(cancel, timeout, &on_line);
-                        self.adapter.rollback(&regions, to.as_deref(), &vars, &ctx)
-                    }));
+            match &t.to {
+                None => {
+                    let now_runs = t.from.clone().unwrap_or_else(|| "unknown".into());
+                    let msg = format!("nothing ran here before, so there is nothing to roll back to: it still runs {now_runs}");
+                    self.reporter
+                        .error(&format!("rollback impossible in {}", t.region), &msg);
+                    self.reporter
+                        .phase(&t.region, &Phase::RollbackFailed(msg.clone()));
+                    outcome.failed.insert(t.region.clone(), msg);
+                    kept.insert(t.region.clone(), now_runs);
+                }
+                Some(to) => {
+                    self.reporter
+                        .phase(&t.region, &Phase::RollingBack(to.clone()));
+                    // fly rolls a whole group back in one call, one call at a time per app.
+                    let stage = if self.adapter.batches_regions() {
+                        String::new()
+                    } else {
+                        self.config
+                            .stage_of(&t.region)
+                            .map(|s| s.name.clone())
+                            .unwrap_or_default()
+                    };
+                    jobs.entry((stage, to.clone())).or_default().push(t);
                 }
             }
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("rollback thread panicked"))
+        }
+        let run_job = |to: &str, batch: &[&RollbackTarget]| -> Vec<(String, Result<(), Error>)> {
+            let regions: Vec<String> = batch.iter().map(|t| t.region.clone()).collect();
+            if cancel.is_cancelled() {
+                return regions
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r,
+                            Err(Error::failed("rollback abandoned by a second signal")),
+                        )
+                    })
+                    .collect();
+            }
+            let label = regions.join(",");
+            let on_line =
+                |_: crate::exec::Stream, line: &str| reporter.command_output(Some(&label), line);
+            let stage = self.config.stage_of(&regions[0]);
+            let timeout = stage
+                .map(|s| s.command_timeout)
+                .unwrap_or(self.config.defaults.command_timeout);
+            let single = (regions.len() == 1).then(|| regions[0].clone());
+            let from = batch.first().and_then(|t| t.from.clone());
+            let vars = self.vars(
+                stage.map(|s| s.name.as_str()),
+                single.as_deref(),
+                from.as_deref().unwrap_or(""),
+                from.as_deref(),
+            );
+            let ctx = self.ctx(cancel, timeout, &on_line);
+            self.adapter.rollback(&regions, Some(to), &vars, &ctx)
+        };
+        let results: Vec<(String, Result<(), Error>)> = if self.adapter.batches_regions() {
+            jobs.iter()
+                .flat_map(|((_, to), batch)| run_job(to, batch))
                 .collect()
-        });
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = jobs
+                    .iter()
+                    .flat_map(|((_, to), group)| group.iter().map(move |t| (to, *t)))
+                    .map(|(to, t)| {
+                        let run_job = &run_job;
+                        s.spawn(move || run_job(to, &[t]))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("rollback thread panicked"))
+                    .collect()
+            })
+        };
         let mut rolled: BTreeMap<String, String> = BTreeMap::new();
         for (region, result) in results {
             let to = targets
@@ -796,7 +845,10 @@ impl Engine<'_> {
             for region in failed.keys() {
                 let entry = s.regions.entry(region.clone()).or_default();
                 entry.status = "rollback_failed".into();
-                entry.version = "unknown".into();
+                entry.version = kept
+                    .get(region)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into());
                 entry.deploy_id = deploy_id.clone();
                 entry.deployed_at = now.clone();
                 entry.actor = actor.clone();

@@ -64,9 +64,13 @@ impl Signals {
 
     /// What a received signal does.
     pub fn receive(&self, sig: i32) {
+        // Which signal came first is stored before the count says "cancelled", so no reader
+        // sees a cancellation without its signal.
+        let _ = self
+            .first
+            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
-            self.first.store(sig, Ordering::SeqCst);
             self.work.cancel();
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
             eprintln!("\nshipgate: {name} received: stopping new work and rolling back what this run changed (send it again to abandon the rollback)");

@@ -6,7 +6,10 @@
 //! - `FAIL_ROLLBACK=lhr`: the rollback of these regions exits 1.
 //! - `FAIL_GATE=ewr`: the health gate fails in these regions while they run `BAD_VERSION`
 //!   (default `v2`), so a rollback's verification passes.
-//! - `DEPLOY_SLEEP=1`: each deploy takes this many seconds; `ROLLBACK_SLEEP` likewise.
+//! - `DEPLOY_SLEEP=1`: each deploy takes this many seconds; `ROLLBACK_SLEEP` likewise;
+//!   `SLOW_REGIONS=nrt`: these regions' deploys take 3 s more; `HEALTH_SLEEP=2`: each probe.
+//! - a file `state/<region>.bad` holding a version makes the health gate fail in that region
+//!   while it runs that version.
 
 use super::Project;
 
@@ -16,6 +19,7 @@ dir="$(cd "$(dirname "$0")" && pwd)"
 echo "deploy $1 $2 stage=$SHIPGATE_STAGE prev=$SHIPGATE_PREVIOUS_VERSION id=$SHIPGATE_DEPLOY_ID" >> "$dir/state/calls.log"
 case ",${FAIL_DEPLOY:-}," in *",$1,"*) echo "deploy of $1 exploded" >&2; exit 1;; esac
 sleep "${DEPLOY_SLEEP:-0}"
+case ",${SLOW_REGIONS:-}," in *",$1,"*) sleep 3;; esac
 printf '%s\n' "$2" > "$dir/state/$1"
 echo "$1 now runs $2"
 "#;
@@ -38,6 +42,8 @@ exit 0
 pub const HEALTH: &str = r#"#!/bin/sh
 dir="$(cd "$(dirname "$0")" && pwd)"
 v="$(cat "$dir/state/$1" 2>/dev/null)"
+sleep "${HEALTH_SLEEP:-0}"
+if [ -f "$dir/state/$1.bad" ] && [ "$(cat "$dir/state/$1.bad")" = "$v" ]; then echo "$1: HTTP 500 (bad flag)" >&2; exit 1; fi
 case ",${FAIL_GATE:-}," in *",$1,"*) if [ "$v" = "${BAD_VERSION:-v2}" ]; then echo "$1: HTTP 503" >&2; exit 1; fi;; esac
 echo "$1 ok at $v"
 "#;

@@ -1,0 +1,261 @@
+//! Regression tests for engine bugs found in review, named after what broke.
+
+use std::time::{Duration, Instant};
+
+use crate::common::code;
+use crate::common::pipeline::{exec_project, THREE_STAGES};
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+const P0_GATE: &str = "severity = \"P1\"\nfailures = 2";
+
+#[test]
+fn a_gate_tripping_after_its_region_was_healthy_fails_the_stage() {
+    let mut p = exec_project(&THREE_STAGES.replace(P0_GATE, "severity = \"P0\""));
+    p.env("SLOW_REGIONS", "nrt");
+    let child = p
+        .command(&["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // lhr is healthy while nrt still deploys; then lhr's health goes bad.
+    wait_until("lhr to pass its gate", || {
+        p.kind("gate")
+            .iter()
+            .any(|g| g["region"] == "lhr" && g["result"] == "pass")
+    });
+    p.write("state/lhr.bad", "v2");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code::FAILED), "{stderr}");
+    assert_eq!(p.live("lhr"), "v1");
+    assert_eq!(p.live("nrt"), "v1");
+    assert_eq!(p.kind("deploy").pop().unwrap()["status"], "rolled_back");
+}
+
+#[test]
+fn probes_cut_short_by_a_signal_are_not_gate_failures() {
+    let mut p = exec_project(&THREE_STAGES.replace(P0_GATE, "severity = \"P0\""));
+    p.env("HEALTH_SLEEP", "4");
+    let child = p
+        .command(&["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the canary deploys", || {
+        p.calls().len() >= 2 && p.live("lhr") == "v2" && p.live("nrt") == "v2"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code::SIGINT),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tripped: Vec<_> = p
+        .kind("gate")
+        .into_iter()
+        .filter(|g| g["result"] != "pass")
+        .collect();
+    assert!(
+        tripped.is_empty(),
+        "cancelled probes recorded as failures: {tripped:?}"
+    );
+    assert!(
+        !p.audit()
+            .iter()
+            .any(|a| a["title"].as_str().unwrap_or("").contains("tripped")),
+        "false P0 page: {:?}",
+        p.audit()
+    );
+}
+
+#[test]
+fn a_dead_webhook_never_delays_the_rollback() {
+    // A webhook that accepts connections and never answers.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", blackhole.local_addr().unwrap());
+    let _hold = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in blackhole.incoming().flatten() {
+            conns.push(c);
+        }
+    });
+    let mut p = exec_project(&format!(
+        "{THREE_STAGES}\n[notify.slack]\nwebhook_env = \"TEST_SLACK_URL\"\nmin_priority = \"P3\"\n"
+    ));
+    p.env("TEST_SLACK_URL", &url)
+        .env("FAIL_GATE", "lhr")
+        .env("SHIPGATE_HTTP_TIMEOUT_MS", "1500")
+        .env("SHIPGATE_RETRY_BASE_MS", "1");
+    let start = Instant::now();
+    let child = p
+        .command(&["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the rollback", || {
+        p.calls().iter().any(|c| c.starts_with("rollback lhr"))
+    });
+    let to_rollback = start.elapsed();
+    assert!(
+        to_rollback < Duration::from_secs(4),
+        "the rollback waited for the webhook: {to_rollback:?}"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code::FAILED),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every notification is still an audit record, with its failure.
+    let audit = p.audit();
+    assert!(audit.len() >= 3, "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .all(|a| a["failed"].as_array().is_some_and(|f| !f.is_empty())),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn a_signal_while_waiting_for_the_lock_exits_at_once() {
+    let mut p = exec_project(THREE_STAGES);
+    p.env("DEPLOY_SLEEP", "10");
+    let mut holder = p.command(&["deploy", "--stage", "canary"]).spawn().unwrap();
+    wait_until("the first deploy", || {
+        p.read(".shipgate/history.jsonl").contains("\"started\"")
+    });
+    let waiter = p
+        .command(&["deploy", "--stage", "canary", "--lock-wait", "60s"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let start = Instant::now();
+    unsafe { kill(waiter.id() as i32, 15) };
+    let out = waiter.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(code::SIGTERM),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was changed"));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn a_manual_rollback_that_finishes_after_a_signal_is_not_a_failure() {
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy", "--stage", "canary"])
+        .expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3");
+    p.run(&["deploy", "--stage", "canary"])
+        .expect(code::SUCCESS);
+    p.env("ROLLBACK_SLEEP", "2");
+    let child = p
+        .command(&["rollback", "--stage", "canary", "--yes"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the rollback", || {
+        p.calls().iter().any(|c| c.starts_with("rollback"))
+    });
+    unsafe { kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code::SIGINT), "{stderr}");
+    assert!(!stderr.contains("rollback failed"), "{stderr}");
+    assert_eq!(p.kind("rollback").pop().unwrap()["status"], "success");
+    assert!(
+        !p.audit().iter().any(|a| a["priority"] == "P0"),
+        "{:?}",
+        p.audit()
+    );
+}
+
+#[test]
+fn exec_without_a_current_command_deploys_and_rolls_back_from_history() {
+    let config = THREE_STAGES.replace("current = [\"./current.sh\", \"{region}\"]\n", "");
+    assert_ne!(config, THREE_STAGES);
+    let mut p = exec_project(&config);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("FAIL_GATE", "ewr")
+        .env("BAD_VERSION", "v3");
+    p.run(&["deploy"]).expect(code::FAILED);
+    assert_eq!(
+        p.live("lhr"),
+        "v2",
+        "rolled back to the version history recorded"
+    );
+    assert_eq!(p.live("ewr"), "v2");
+}
+
+#[test]
+fn a_first_deploy_that_fails_keeps_its_known_version_and_exits_3() {
+    let mut p = exec_project(THREE_STAGES);
+    for r in ["lhr", "nrt"] {
+        std::fs::remove_file(p.path().join("state").join(r)).unwrap();
+    }
+    p.env("FAIL_GATE", "lhr");
+    let run = p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+    assert!(
+        run.stderr.contains("nothing ran here before"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !p.calls().iter().any(|c| c.starts_with("rollback")),
+        "{:?}",
+        p.calls()
+    );
+    let status: serde_json::Value = serde_json::from_str(&p.read(".shipgate/status.json")).unwrap();
+    assert_eq!(status["regions"]["lhr"]["version"], "v2", "{status}");
+    let stage = p.kind("stage").pop().unwrap();
+    assert_eq!(
+        stage["status"], "failed",
+        "a stage whose rollback failed is not rolled_back: {stage}"
+    );
+}
+
+#[test]
+fn a_region_rolled_back_by_rollback_region_is_not_rolled_back_twice() {
+    let config = THREE_STAGES.replacen(
+        "on_failure = \"rollback\"",
+        "on_failure = \"rollback-region\"",
+        1,
+    );
+    let mut p = exec_project(&config);
+    p.env("FAIL_GATE", "lhr,ewr");
+    p.run(&["deploy"]).expect(code::FAILED);
+    let lhr_rollbacks = p
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("rollback lhr"))
+        .count();
+    assert_eq!(lhr_rollbacks, 1, "{:?}", p.calls());
+    assert_eq!(p.live("nrt"), "v1");
+    assert_eq!(p.live("ewr"), "v1");
+}
