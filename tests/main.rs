@@ -11,6 +11,7 @@ mod events;
 mod fly;
 mod gates;
 mod history;
+mod kubernetes;
 mod notify;
 mod rollback;
 mod status;

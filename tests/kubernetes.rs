@@ -1,0 +1,114 @@
+//! `shipgate deploy` on Kubernetes end to end (fake `kubectl`, one context per region).
+
+use crate::common::{code, fakes, Project};
+
+const CONFIG: &str = r#"
+[app]
+name = "api"
+
+[target]
+adapter = "kubernetes"
+image = "ghcr.io/acme/api:{version}"
+
+[target.kubernetes]
+deployment = "api"
+container = "app"
+namespace = "prod"
+context = "gke-{region}"
+
+[defaults]
+command_timeout = "30s"
+
+[[stage]]
+name = "canary"
+regions = ["eu"]
+on_failure = "rollback"
+
+[[stage]]
+name = "primary"
+regions = ["us", "asia"]
+on_failure = "rollback"
+"#;
+
+fn kube_project() -> Project {
+    let mut p = Project::with_config(CONFIG);
+    fakes::install(p.path(), "kubectl");
+    for r in ["eu", "us", "asia"] {
+        fakes::kube_seed(
+            p.path(),
+            &format!("gke-{r}"),
+            "prod",
+            Some(("api", "app", "ghcr.io/acme/api:v1")),
+        );
+    }
+    p.env("SHIPGATE_VERSION", "v2");
+    p
+}
+
+fn image(p: &Project, region: &str) -> String {
+    fakes::kube_image(p.path(), &format!("gke-{region}"), "prod", "api", "app")
+}
+
+#[test]
+fn deploys_each_context_with_set_image_annotate_and_rollout_status() {
+    let p = kube_project();
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    for r in ["eu", "us", "asia"] {
+        assert_eq!(image(&p, r), "ghcr.io/acme/api:v2", "{r}");
+    }
+    let eu: Vec<Vec<String>> = fakes::calls(p.path())
+        .into_iter()
+        .filter(|c| c.contains(&"gke-eu".to_string()))
+        .collect();
+    let verbs: Vec<String> = eu.iter().map(|c| c[5..].join(" ")).collect();
+    assert_eq!(verbs[0], "get deployment api -o json", "{verbs:?}");
+    assert_eq!(
+        verbs[1], "set image deployment/api app=ghcr.io/acme/api:v2",
+        "{verbs:?}"
+    );
+    assert!(
+        verbs[2].starts_with("annotate deployment/api kubernetes.io/change-cause="),
+        "{verbs:?}"
+    );
+    assert!(
+        verbs[3].starts_with("rollout status deployment/api --timeout="),
+        "{verbs:?}"
+    );
+    assert_eq!(
+        &eu[1][..5],
+        &["kubectl", "--context", "gke-eu", "--namespace", "prod"]
+    );
+}
+
+#[test]
+fn a_failed_rollout_in_the_primary_returns_every_changed_context() {
+    let p = kube_project();
+    fakes::knob(p.path(), "fail-rollout-status-gke-us", "1");
+    let run = p.run(&["deploy"]).expect(code::FAILED);
+    for r in ["eu", "us", "asia"] {
+        assert_eq!(image(&p, r), "ghcr.io/acme/api:v1", "{r}: {}", run.stderr);
+    }
+    assert!(
+        run.stderr.contains("gke-us"),
+        "the failed command is shown: {}",
+        run.stderr
+    );
+    let rb = p.kind("rollback").pop().unwrap();
+    assert_eq!(rb["status"], "success");
+    assert_eq!(rb["to_version"]["us"], "v1");
+}
+
+#[test]
+fn a_rollback_whose_rollout_fails_too_exits_3_naming_the_context() {
+    let p = kube_project();
+    fakes::knob(p.path(), "fail-rollout-status-gke-us", "");
+    let run = p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+    assert_eq!(image(&p, "eu"), "ghcr.io/acme/api:v1");
+    let last = p.kind("deploy").pop().unwrap();
+    assert_eq!(
+        last["mixed_regions"],
+        serde_json::json!(["us"]),
+        "{}",
+        run.stderr
+    );
+}
