@@ -9,10 +9,19 @@ fn main() {
             let text = shipgate::redact::redact(&err.render(output.color));
             eprint!("{text}");
             if output.github {
-                println!(
-                    "::error title=shipgate::{}",
-                    shipgate::output::github_escape(&shipgate::redact::redact(&err.to_string()))
+                let message = shipgate::redact::redact(&err.to_string());
+                shipgate::report::github::command(
+                    &output,
+                    &format!(
+                        "::error title=shipgate::{}",
+                        shipgate::output::github_escape(&message)
+                    ),
                 );
+                // Later workflow steps read the outcome even when shipgate stopped early.
+                let _ = shipgate::report::github::write_outputs(&[
+                    ("status", "error".to_string()),
+                    ("exit_code", err.exit_code().to_string()),
+                ]);
             }
             err.exit_code()
         }

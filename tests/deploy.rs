@@ -661,3 +661,29 @@ fn human_summary_of_a_rolled_back_deploy() {
         insta::assert_snapshot!(summary(&run.stderr));
     });
 }
+
+#[test]
+fn github_outputs_are_written_on_an_early_error() {
+    let mut p = exec_project(THREE_STAGES);
+    let out = p.path().join("gh-output");
+    p.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", out.to_str().unwrap());
+    p.run(&["deploy", "--version", "bad version"])
+        .expect(code::USAGE);
+    let outputs = std::fs::read_to_string(&out).unwrap();
+    assert!(outputs.lines().any(|l| l == "status=error"), "{outputs}");
+    assert!(outputs.lines().any(|l| l == "exit_code=2"), "{outputs}");
+}
+
+#[test]
+fn quiet_prints_only_the_verdict() {
+    let p = exec_project(THREE_STAGES);
+    let run = p.run(&["deploy", "-q"]).expect(code::SUCCESS);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].starts_with("deploy success: v2 runs on lhr, nrt, ewr, ord, fra (exit 0"),
+        "{}",
+        run.stderr
+    );
+}

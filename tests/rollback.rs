@@ -132,3 +132,48 @@ fn failed_verification_exits_3() {
     p.run(&["rollback", "--region", "nrt", "--no-verify"])
         .expect(code::SUCCESS);
 }
+
+#[test]
+fn rollback_after_a_rolled_back_deploy_never_returns_to_the_bad_version() {
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS); // v2 everywhere
+    p.env("TEST_VERSION", "v3")
+        .env("FAIL_GATE", "ewr")
+        .env("BAD_VERSION", "v3");
+    p.run(&["deploy"]).expect(code::FAILED); // canary passed on v3, primary failed: back to v2
+    assert_eq!(p.live("lhr"), "v2");
+    // The canary's v3 passed its gates, but its deploy was rolled back: not a rollback target.
+    // The version before v2 is v1, from the first deploy's record.
+    p.run(&["rollback", "--region", "lhr", "--yes"])
+        .expect(code::SUCCESS);
+    assert_eq!(p.live("lhr"), "v1");
+    assert!(
+        !p.calls().iter().any(|c| c.starts_with("rollback lhr v3")),
+        "{:?}",
+        p.calls()
+    );
+    // Nor is it a valid --to without --force.
+    let run = p
+        .run(&["rollback", "--to", "v3", "--region", "lhr"])
+        .expect(code::USAGE);
+    assert!(
+        run.stderr.contains("no successful deploy of `v3`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_manual_rollback_is_not_undone_by_the_next_one() {
+    let p = deployed_twice(); // v2 then v3
+    p.run(&["rollback", "--region", "lhr"])
+        .expect(code::SUCCESS); // v3 → v2
+                                // The next plain rollback must not offer v3 (the version just rolled back from).
+    let run = p.run(&["rollback", "--region", "lhr"]);
+    assert!(
+        !p.calls().iter().any(|c| c == "rollback lhr v3 prev=v2"),
+        "{}\n{:?}",
+        run.stderr,
+        p.calls()
+    );
+}

@@ -107,6 +107,8 @@ pub fn finish(output: &Output, result: &crate::report::result::RunResult) {
         Format::Human => {
             if !output.quiet || result.exit_code != 0 {
                 eprint!("{}", crate::redact::redact(&result.render_human()));
+            } else {
+                eprintln!("{}", crate::redact::redact(&result.verdict()));
             }
         }
         _ => output.json(&serde_json::to_value(result).unwrap_or_default()),

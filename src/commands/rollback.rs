@@ -345,9 +345,10 @@ fn select_regions(
                     .map(|s| format!("stage `{s}`"))
                     .unwrap_or_else(|| "the pipeline".into())
             ));
-            if let Some(s) = crate::config::did_you_mean(r, all.iter().copied()) {
-                err = err.with_hint(format!("did you mean `{s}`?"));
-            }
+            err = match crate::config::did_you_mean(r, pool.iter().map(String::as_str)) {
+                Some(s) => err.with_hint(format!("did you mean `{s}`?")),
+                None => err.with_hint(format!("regions: {}", pool.join(", "))),
+            };
             return Err(err);
         }
     }

@@ -295,6 +295,14 @@ fn check_gates(
             .as_ref()
             .and_then(|l| l.version().map(str::to_string))
             .unwrap_or_else(|| row.recorded.version.clone());
+        if version.is_empty() {
+            // Nothing recorded and nothing read: gates would probe `{version}` as "".
+            eprintln!(
+                "note: {}: no deploy recorded, gates not checked (add --live to read what runs)",
+                row.region
+            );
+            continue;
+        }
         let vars = region_vars(config, row, &version);
         for name in &stage.gates {
             let Some(gate) = config.gates.get(name) else {

@@ -255,28 +255,45 @@ impl Ledger {
         Ok(())
     }
 
-    /// Versions successfully deployed to (or rolled back to in) `region`, newest first,
-    /// consecutive duplicates collapsed. For `rollback` without `--to`.
+    /// Versions known good in `region`, newest first, consecutive duplicates collapsed: a
+    /// stage that passed its gates there, of a deploy that did not end rolled back, failed or
+    /// cancelled, or a rollback that returned the region there. A version the region was later
+    /// rolled back from no longer counts (unless deployed successfully again afterwards).
+    /// For `rollback` without `--to`.
     pub fn successful_versions(&self, region: &str) -> Result<Vec<String>, Error> {
         let mut out: Vec<String> = Vec::new();
-        let mut records = self.history_rev_checked()?;
-        records.prefilter = prefilter_for(region);
-        for r in records.filter_map(Result::ok) {
+        let mut bad_deploys = std::collections::HashSet::new();
+        let mut rolled_back_from = std::collections::HashSet::new();
+        for r in self.history_rev_checked()?.filter_map(Result::ok) {
             let v = match &r.body {
+                HistoryRecord::Deploy(d) => {
+                    if is_bad_outcome(&d.status) {
+                        bad_deploys.insert(d.deploy_id.clone());
+                    }
+                    None
+                }
                 HistoryRecord::Stage(s)
-                    if s.regions_detail
-                        .get(region)
-                        .is_some_and(|d| d.status == "success") =>
+                    if !bad_deploys.contains(&s.deploy_id)
+                        && s.regions_detail
+                            .get(region)
+                            .is_some_and(|d| d.status == "success") =>
                 {
                     Some(s.version.clone())
                 }
-                HistoryRecord::Rollback(rb) if rb.status == "success" => {
-                    rb.to_version.get(region).cloned()
-                }
+                // `to_version` lists only the regions that really went back (and verified).
+                HistoryRecord::Rollback(rb) => match rb.to_version.get(region) {
+                    Some(to) => {
+                        if let Some(from) = rb.from_version.get(region) {
+                            rolled_back_from.insert(from.clone());
+                        }
+                        Some(to.clone())
+                    }
+                    None => None,
+                },
                 _ => None,
             };
             if let Some(v) = v {
-                if out.last() != Some(&v) {
+                if !rolled_back_from.contains(&v) && out.last() != Some(&v) {
                     out.push(v);
                 }
             }
@@ -284,16 +301,29 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Whether `version` was ever deployed successfully to any region (for `rollback --to`).
+    /// Whether `version` is known good somewhere (for `rollback --to`): a stage of a deploy
+    /// that did not end badly passed its gates with it, or a rollback returned a region to it.
     pub fn has_successful_deploy(&self, version: &str) -> Result<bool, Error> {
-        let mut records = self.history_rev_checked()?;
-        records.prefilter = prefilter_for(version);
-        Ok(records.filter_map(Result::ok).any(|r| match &r.body {
-            HistoryRecord::Stage(s) => {
-                s.version == version && s.regions_detail.values().any(|d| d.status == "success")
+        let mut bad_deploys = std::collections::HashSet::new();
+        for r in self.history_rev_checked()?.filter_map(Result::ok) {
+            match &r.body {
+                HistoryRecord::Deploy(d) if is_bad_outcome(&d.status) => {
+                    bad_deploys.insert(d.deploy_id.clone());
+                }
+                HistoryRecord::Stage(s)
+                    if s.version == version
+                        && !bad_deploys.contains(&s.deploy_id)
+                        && s.regions_detail.values().any(|d| d.status == "success") =>
+                {
+                    return Ok(true)
+                }
+                HistoryRecord::Rollback(rb) if rb.to_version.values().any(|v| v == version) => {
+                    return Ok(true)
+                }
+                _ => {}
             }
-            _ => false,
-        }))
+        }
+        Ok(false)
     }
 
     /// Deploys that started but never finished (newest first): their newest deploy record is
@@ -367,15 +397,6 @@ impl Ledger {
 /// Whether a raw line is of this kind (`"kind":"gate"`, as the ledger writes it).
 fn is_kind(line: &[u8], kind: &str) -> bool {
     memchr::memmem::find(line, format!("\"kind\":\"{kind}\"").as_bytes()).is_some()
-}
-
-fn prefilter_for(value: &str) -> Option<query::Prefilter> {
-    let f = query::Filter {
-        version: Some(value.to_string()),
-        ..Default::default()
-    };
-    let needles = f.needles();
-    (!needles.is_empty()).then(|| query::Prefilter::new(needles))
 }
 
 /// Parses one history line. Same result as `serde_json::from_slice::<Stored<HistoryRecord>>`,
@@ -474,6 +495,18 @@ impl<T> Iterator for RevRecords<T> {
             }));
         }
     }
+}
+
+/// Deploy outcomes whose stages do not make a version a rollback target.
+fn is_bad_outcome(status: &str) -> bool {
+    matches!(
+        status,
+        deploy_status::ROLLED_BACK
+            | deploy_status::ROLLBACK_FAILED
+            | deploy_status::FAILED
+            | deploy_status::CANCELLED
+            | deploy_status::CANCELLING
+    )
 }
 
 #[cfg(test)]

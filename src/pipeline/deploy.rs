@@ -333,6 +333,15 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
             true,
             true,
         );
+        // The summary shows where each region ended, not where it was when the signal came.
+        let mut none = crate::report::result::StageResult::default();
+        apply_rollback_rows(&mut result, &mut none, &rb, &previous);
+        for row in result.stages.iter_mut().flat_map(|s| s.regions.iter_mut()) {
+            if rb.abandoned.contains(&row.region) {
+                row.status = "cancelled".into();
+                row.version = None;
+            }
+        }
         cancelled_rollback = Some(rb);
     }
 

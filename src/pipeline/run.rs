@@ -541,7 +541,13 @@ impl Engine<'_> {
                                 Ok(()) => {}
                                 Err(e) => {
                                     let text = crate::redact::redact(&e.render(false));
-                                    if o.result.is_none() {
+                                    if o.result.is_none() && outer.is_cancelled() {
+                                        // Terminated by the signal: not a platform failure.
+                                        self.reporter
+                                            .phase(&region, &Phase::Failed("cancelled".into()));
+                                        o.result = Some(Err("deploy cancelled by a signal".into()));
+                                        o.finished = Some(at);
+                                    } else if o.result.is_none() {
                                         self.reporter
                                             .error(&format!("deploy failed in {region}"), &text);
                                         self.reporter.phase(

@@ -46,8 +46,9 @@ impl Phase {
                 failing,
                 baking,
             } => {
-                let mut s = if *baking {
-                    format!("baking, gates {passed}/{total} passed")
+                // "baking" once every gate has passed and only the bake time is left.
+                let mut s = if *baking && passed == total {
+                    format!("gates {passed}/{total} passed, baking")
                 } else {
                     format!("gates {passed}/{total} passed")
                 };
@@ -106,11 +107,15 @@ impl Reporter {
     /// A warning, even when quiet; a `::warning::` annotation under GitHub Actions.
     pub fn warn(&self, text: &str) {
         let text = redact(text);
-        match &self.multi {
-            Some(m) => {
+        match (&self.multi, self.output.progress) {
+            (Some(m), _) => {
                 let _ = m.println(format!("warning: {text}"));
             }
-            None => eprintln!("warning: {text}"),
+            (None, ProgressMode::Lines) => eprintln!(
+                "{} warning: {text}",
+                chrono::Utc::now().format("%H:%M:%S%.3f")
+            ),
+            (None, _) => eprintln!("warning: {text}"),
         }
         if self.output.github {
             github::command(
@@ -122,7 +127,8 @@ impl Reporter {
 
     /// An `::error title=…::` annotation under GitHub Actions (and a line for people).
     pub fn error(&self, title: &str, text: &str) {
-        let text = redact(text);
+        let text = redact(text.trim_end());
+        let text = text.strip_prefix("error: ").unwrap_or(&text).to_string();
         self.line(&format!("error: {title}: {text}"));
         if self.output.github {
             github::command(

@@ -56,6 +56,19 @@ fn secs(d: f64) -> String {
 }
 
 impl RunResult {
+    /// One line: what happened and the exit code (all that `--quiet` prints on success).
+    pub fn verdict(&self) -> String {
+        format!(
+            "{} {}: {} (exit {}, {}, deploy {})",
+            self.command,
+            self.status,
+            self.message,
+            self.exit_code,
+            secs(self.duration_seconds),
+            self.deploy_id
+        )
+    }
+
     /// The human summary table (stderr).
     pub fn render_human(&self) -> String {
         let mut s = String::new();
@@ -82,17 +95,7 @@ impl RunResult {
             }
         }
         writeln!(s).ok();
-        writeln!(
-            s,
-            "{} {}: {} (exit {}, {}, deploy {})",
-            self.command,
-            self.status,
-            self.message,
-            self.exit_code,
-            secs(self.duration_seconds),
-            self.deploy_id
-        )
-        .ok();
+        writeln!(s, "{}", self.verdict()).ok();
         if !self.mixed_regions.is_empty() {
             writeln!(
                 s,
