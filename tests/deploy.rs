@@ -409,7 +409,7 @@ fn github_actions_annotations_summary_and_outputs() {
     assert!(outputs.contains("deploy_id="));
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(
-        md.contains("| Stage | Region | From | To | Outcome | Duration |"),
+        md.contains("| Stage | Region | Before | Now runs | Outcome | Duration |"),
         "{md}"
     );
     assert!(md.contains("| full | fra | v1 | v2 | failed |"), "{md}");

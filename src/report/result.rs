@@ -76,7 +76,7 @@ impl RunResult {
         writeln!(
             s,
             "{:<10} {:<10} {:<16} {:<16} {:<16} {:>8}",
-            "STAGE", "REGION", "FROM", "TO", "OUTCOME", "TIME"
+            "STAGE", "REGION", "BEFORE", "NOW RUNS", "OUTCOME", "TIME"
         )
         .ok();
         for stage in &self.stages {
@@ -122,7 +122,7 @@ impl RunResult {
         )
         .ok();
         writeln!(s).ok();
-        writeln!(s, "| Stage | Region | From | To | Outcome | Duration |").ok();
+        writeln!(s, "| Stage | Region | Before | Now runs | Outcome | Duration |").ok();
         writeln!(s, "| --- | --- | --- | --- | --- | --- |").ok();
         for stage in &self.stages {
             for r in &stage.regions {
