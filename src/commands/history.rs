@@ -418,7 +418,8 @@ fn history_row(f: &Facts<'_>) -> String {
         f.previous_versions.join(",")
     };
     let status = match (&f.gate, f.kind.as_ref()) {
-        (Some(g), "gate") => format!("{g} {}", f.result.as_deref().unwrap_or("")),
+        // The result first, so a narrow column cuts the gate's name, never pass/fail/tripped.
+        (Some(g), "gate") => format!("{} {g}", f.result.as_deref().unwrap_or("")),
         _ => f.outcome().unwrap_or("").to_string(),
     };
     let kind = match (f.kind.as_ref(), &f.event) {

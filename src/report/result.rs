@@ -122,7 +122,11 @@ impl RunResult {
         )
         .ok();
         writeln!(s).ok();
-        writeln!(s, "| Stage | Region | Before | Now runs | Outcome | Duration |").ok();
+        writeln!(
+            s,
+            "| Stage | Region | Before | Now runs | Outcome | Duration |"
+        )
+        .ok();
         writeln!(s, "| --- | --- | --- | --- | --- | --- |").ok();
         for stage in &self.stages {
             for r in &stage.regions {
