@@ -494,6 +494,12 @@ fn a_sigkilled_holder_frees_the_lock() {
         .map(|d| d["status"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(statuses, vec!["started", "started", "success"]);
+    // A later finished deploy makes the interrupted one history, not the current state.
+    let status = p2
+        .run(&["status", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(status["interrupted"], serde_json::json!([]), "{status}");
 }
 
 #[test]

@@ -102,6 +102,16 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
         .interrupted_deploys()?
         .into_iter()
         .filter(|r| Some(&r.body.deploy_id) != running.as_ref())
+        // One that a later finished deploy followed is history, not the current state.
+        .filter(|r| match &state.last_deploy {
+            Some(last)
+                if last.deploy_id != r.body.deploy_id
+                    && crate::ledger::deploy_status::FINAL.contains(&last.status.as_str()) =>
+            {
+                r.body.start_time > last.start_time
+            }
+            _ => true,
+        })
         .map(Interrupted::from)
         .collect();
 
