@@ -170,6 +170,9 @@ pub struct DryRunStage {
     pub max_parallel: usize,
     /// Each deploy command's argv.
     pub commands: Vec<Vec<String>>,
+    /// The commands that would return these regions if the stage fails (to `<previous>`, the
+    /// version each region runs before the deploy, read at run time).
+    pub rollback_commands: Vec<Vec<String>>,
     pub gates: Vec<DryRunGate>,
 }
 
@@ -243,6 +246,25 @@ pub fn dry_run(
                     }
                 }
             }
+            let mut rollback_commands = Vec::new();
+            let groups: Vec<Vec<String>> = if adapter.batches_regions() {
+                vec![stage.regions.clone()]
+            } else {
+                stage.regions.iter().map(|r| vec![r.clone()]).collect()
+            };
+            for group in groups {
+                let single = (group.len() == 1).then(|| group[0].as_str());
+                let mut vars = vars_for(&stage.name, single);
+                vars.set("previous_version", version);
+                for c in adapter.rollback_commands(
+                    &group,
+                    Some("<previous>"),
+                    &vars,
+                    stage.command_timeout,
+                ) {
+                    rollback_commands.push(redact_argv(&c.argv));
+                }
+            }
             let gates = stage
                 .gates
                 .iter()
@@ -286,6 +308,7 @@ pub fn dry_run(
                 bake: human(stage.bake),
                 max_parallel: stage.max_parallel,
                 commands,
+                rollback_commands,
                 gates,
             }
         })
@@ -325,6 +348,9 @@ pub fn render_dry_run(p: &DryRun, output: &Output) -> String {
         .ok();
         for c in &st.commands {
             writeln!(s, "    $ {}", crate::redact::display_argv(c)).ok();
+        }
+        for c in &st.rollback_commands {
+            writeln!(s, "    on failure: $ {}", crate::redact::display_argv(c)).ok();
         }
         for g in &st.gates {
             for (region, probe) in &g.probes {
