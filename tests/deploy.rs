@@ -312,6 +312,12 @@ fn dry_run_prints_exact_commands_and_changes_nothing() {
     );
     assert!(
         run.stderr
+            .contains("on failure: $ ./rollback.sh lhr '<previous>'"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
             .contains("gate health [P1, trips after 2] ewr: run ./health.sh ewr"),
         "{}",
         run.stderr
