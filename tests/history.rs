@@ -666,34 +666,6 @@ fn a_torn_final_line_is_skipped_reported_and_never_swallows_the_next_append() {
     );
 }
 
-#[test]
-fn the_git_store_is_refused() {
-    let p = Project::with_config(
-        r#"
-[app]
-name = "web"
-[target]
-adapter = "exec"
-[target.exec]
-deploy = ["true"]
-[state]
-store = "git"
-[[stage]]
-name = "one"
-regions = ["a"]
-"#,
-    );
-    let r = p.run(&["history"]).expect(code::USAGE);
-    assert!(
-        r.stderr
-            .contains("the git state store is not implemented yet"),
-        "{}",
-        r.stderr
-    );
-    p.run(&["status"]).expect(code::USAGE);
-    p.run(&["lock", "status"]).expect(code::USAGE);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Several processes. The test binary re-executes itself running one `#[ignore]`d helper test,
 // told what to do through the environment (the helpers do nothing when run without it).

@@ -52,14 +52,15 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         started_at: actor::now_rfc3339(),
         command: "deploy".into(),
     };
-    let _guard = lock::acquire_until(ledger.dir(), &info, args.lock_wait, || signals.cancelled())
+    let _guard = ledger
+        .acquire_lock(&info, args.lock_wait, || signals.cancelled())
         .map_err(|e| {
-        if signals.cancelled() {
-            Error::new(signals.exit_code(), e.message)
-        } else {
-            e
-        }
-    })?;
+            if signals.cancelled() {
+                Error::new(signals.exit_code(), e.message)
+            } else {
+                e
+            }
+        })?;
     if signals.cancelled() {
         return Err(Error::new(
             signals.exit_code(),

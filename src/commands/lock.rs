@@ -9,16 +9,15 @@ use crate::output::Output;
 
 pub fn run(global: &GlobalArgs, args: &LockArgs, output: &Output) -> Result<i32, Error> {
     let (_, ledger) = super::history::open_ledger(global)?;
-    let dir = ledger.dir();
     match args.action {
         LockAction::Status => {
-            let state = lock::state(dir)?;
+            let state = ledger.lock_state()?;
             if output.format != Format::Human {
                 output.json(&serde_json::json!({
                     "held": state.held,
                     "holder": if state.held { state.info.clone() } else { None },
                     "stale": if state.held { None } else { state.info.clone() },
-                    "path": lock::path(dir),
+                    "path": ledger.lock_location(),
                 }));
             } else {
                 match (&state.held, &state.info) {
@@ -34,7 +33,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs, output: &Output) -> Result<i32,
             Ok(exit_code::SUCCESS)
         }
         LockAction::Release { force } => {
-            let released = lock::release(dir, force)?;
+            let released = ledger.release_lock(force)?;
             match &released {
                 Released::NotHeld => output.info("the deploy lock is not held; nothing to release"),
                 Released::Stale { info } => output.info(format!(

@@ -31,7 +31,7 @@ pub fn run(global: &GlobalArgs, args: &PublishEventArgs, output: &Output) -> Res
     };
     let event = build_event(args, payload.as_ref().map(|(s, t)| (*s, t.as_str())))?;
     let config = super::load_config(global)?;
-    let ledger = Ledger::open(&config.state.dir)?;
+    let ledger = Ledger::open_for(&config)?;
     let deploy_id = event
         .metadata
         .get("deploy_id")

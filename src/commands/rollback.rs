@@ -40,14 +40,15 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         started_at: actor::now_rfc3339(),
         command: "rollback".into(),
     };
-    let _guard = lock::acquire_until(ledger.dir(), &info, args.lock_wait, || signals.cancelled())
+    let _guard = ledger
+        .acquire_lock(&info, args.lock_wait, || signals.cancelled())
         .map_err(|e| {
-        if signals.cancelled() {
-            Error::new(signals.exit_code(), e.message)
-        } else {
-            e
-        }
-    })?;
+            if signals.cancelled() {
+                Error::new(signals.exit_code(), e.message)
+            } else {
+                e
+            }
+        })?;
     let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
     let reporter = Reporter::new(output);
     let engine = Engine {

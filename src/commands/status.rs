@@ -95,7 +95,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
     };
     let mut warnings = Vec::new();
     let state = ledger.status_restored(&mut warnings)?;
-    let holder = lock::holder(ledger.dir())?;
+    let holder = ledger.lock_holder()?;
     // A deploy that holds the lock is running, not interrupted.
     let running = holder.as_ref().map(|h| h.deploy_id.clone());
     let interrupted: Vec<Interrupted> = ledger

@@ -53,6 +53,27 @@ pub fn append(path: &Path, body: serde_json::Value) -> Result<Appended, Error> {
         Some(line) => hash_line(line),
         None => GENESIS.to_string(),
     };
+    let (appended, buf) = encode_line(body, prev, torn)?;
+    // One write of the whole line (O_APPEND): concurrent readers never see half of it unless
+    // the machine dies mid-write, which leaves the torn line handled above.
+    file.write_all(&buf)
+        .with_context(|| format!("cannot append to `{}`", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot fsync `{}`", path.display()))?;
+    if !existed {
+        sync_dir(path.parent().unwrap_or(Path::new(".")));
+    }
+    Ok(appended)
+}
+
+/// The bytes one append writes: the envelope (`schema`, `id`, `ts`, `prev`) and `body`,
+/// redacted, as one line; after a torn final line (`torn`), a newline first so the record starts
+/// a line of its own. Shared by the file store and the git store.
+pub fn encode_line(
+    body: serde_json::Value,
+    prev: String,
+    torn: bool,
+) -> Result<(Appended, Vec<u8>), Error> {
     let id = ulid::Ulid::new().to_string();
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut obj = serde_json::Map::new();
@@ -83,16 +104,23 @@ pub fn append(path: &Path, body: serde_json::Value) -> Result<Appended, Error> {
     }
     serde_json::to_writer(&mut buf, &value).context("cannot encode record")?;
     buf.push(b'\n');
-    // One write of the whole line (O_APPEND): concurrent readers never see half of it unless
-    // the machine dies mid-write, which leaves the torn line handled above.
-    file.write_all(&buf)
-        .with_context(|| format!("cannot append to `{}`", path.display()))?;
-    file.sync_all()
-        .with_context(|| format!("cannot fsync `{}`", path.display()))?;
-    if !existed {
-        sync_dir(path.parent().unwrap_or(Path::new(".")));
+    Ok((Appended { id, ts }, buf))
+}
+
+/// The last line of an in-memory file (without its newline) and whether it is torn (no trailing
+/// newline); `None` for an empty file.
+pub fn last_line_of(bytes: &[u8]) -> (Option<&[u8]>, bool) {
+    if bytes.is_empty() {
+        return (None, false);
     }
-    Ok(Appended { id, ts })
+    let torn = bytes.last() != Some(&b'\n');
+    let body = if torn {
+        bytes
+    } else {
+        &bytes[..bytes.len() - 1]
+    };
+    let start = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
+    (Some(&body[start..]), torn)
 }
 
 /// Fsyncs a directory so a created or renamed entry survives a crash (best effort).

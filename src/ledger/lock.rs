@@ -92,21 +92,32 @@ pub fn path(dir: &Path) -> PathBuf {
 
 /// Holds the lock until dropped.
 pub struct LockGuard {
-    file: File,
-    path: PathBuf,
+    held: Held,
+}
+
+enum Held {
+    File {
+        file: File,
+    },
+    /// The git store's lease: released (and its heartbeat stopped) when dropped.
+    Git(#[allow(dead_code)] super::git::Lease),
 }
 
 impl LockGuard {
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub(super) fn git(lease: super::git::Lease) -> LockGuard {
+        LockGuard {
+            held: Held::Git(lease),
+        }
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        // Empty the body first, so no one reads us as the holder after the unlock.
-        let _ = self.file.set_len(0);
-        let _ = self.file.unlock();
+        if let Held::File { file } = &mut self.held {
+            // Empty the body first, so no one reads us as the holder after the unlock.
+            let _ = file.set_len(0);
+            let _ = file.unlock();
+        }
     }
 }
 
@@ -138,7 +149,9 @@ pub fn acquire_until(
                 }
                 write_body(&mut file, info)
                     .with_context(|| format!("cannot write the lock body `{}`", path.display()))?;
-                return Ok(LockGuard { file, path });
+                return Ok(LockGuard {
+                    held: Held::File { file },
+                });
             }
             Err(TryLockError::WouldBlock) => {
                 let now = Instant::now();
@@ -199,7 +212,7 @@ fn read_body(file: &mut File) -> Option<LockInfo> {
     Some(serde_json::from_str(&text).unwrap_or_default())
 }
 
-fn held_error(holder: &Option<LockInfo>, waited: Option<Duration>) -> Error {
+pub(super) fn held_error(holder: &Option<LockInfo>, waited: Option<Duration>) -> Error {
     let who = match holder {
         Some(info) => info.describe(),
         None => "another process (it has not written its details yet)".to_string(),
@@ -299,17 +312,7 @@ pub fn release(dir: &Path, force: bool) -> Result<Released, Error> {
         Err(TryLockError::WouldBlock) => {
             let info = read_body(&mut file).unwrap_or_default();
             if !force {
-                return Err(Error::new(
-                    exit_code::LOCKED,
-                    format!(
-                        "the deploy lock is held by a live process: {}",
-                        info.describe()
-                    ),
-                )
-                .with_hint(
-                    "wait for it to finish; if it is stuck, `shipgate lock release --force` \
-                     (that process may still be changing your regions)",
-                ));
+                return Err(live_holder_error(&info));
             }
             std::fs::remove_file(&path)
                 .with_context(|| format!("cannot remove `{}`", path.display()))?;
@@ -319,6 +322,21 @@ pub fn release(dir: &Path, force: bool) -> Result<Released, Error> {
             Err(Error::failed(format!("cannot lock `{}`", path.display())).caused_by(e))
         }
     }
+}
+
+/// `lock release` without `--force` while a live process holds the lock.
+pub(super) fn live_holder_error(info: &LockInfo) -> Error {
+    Error::new(
+        exit_code::LOCKED,
+        format!(
+            "the deploy lock is held by a live process: {}",
+            info.describe()
+        ),
+    )
+    .with_hint(
+        "wait for it to finish; if it is stuck, `shipgate lock release --force` \
+         (that process may still be changing your regions)",
+    )
 }
 
 #[cfg(test)]

@@ -5,10 +5,12 @@
 //! - [`query`] and [`stats`]: `shipgate history` filters and statistics over raw lines.
 //! - [`rebuild`]: `status.json` rebuilt from history, a pure function over records.
 //! - [`lock`]: the deploy lock.
+//! - [`git`]: the git store: the same files on a branch of the project's remote, the lock a ref.
 //!
-//! The store is a seam: only the file store exists; `[state].store = "git"` is refused in one
-//! place, [`Ledger::open_for`].
+//! The store is a seam: with the git store, `[state].dir` is a cache of the branch that readers
+//! read as plain files; only appends, `status.json` writes and the lock differ.
 
+pub mod git;
 pub mod jsonl;
 pub mod lock;
 pub mod query;
@@ -18,6 +20,8 @@ pub mod stats;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Config, StoreKind};
 use crate::error::{Context, Error};
@@ -31,11 +35,12 @@ pub const HISTORY_FILE: &str = "history.jsonl";
 pub const AUDIT_FILE: &str = "audit.jsonl";
 pub const STATUS_FILE: &str = "status.json";
 
-/// Where the ledger lives. Only the file store is implemented; the git store (SPEC §4) plugs in
-/// here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the ledger lives (SPEC §4).
+#[derive(Debug, Clone)]
 enum Store {
     File,
+    /// `[state].dir` is the cache of the remote branch.
+    Git(Arc<git::GitStore>),
 }
 
 /// The state directory: `history.jsonl`, `audit.jsonl`, `status.json`, `lock`.
@@ -57,12 +62,69 @@ impl Ledger {
         })
     }
 
-    /// Opens the store the config names. The one place that refuses the git store.
+    /// Opens the store the config names. The git store fetches its branch into the cache
+    /// directory first (exit 2, nothing changed, when the repository, remote or branch is
+    /// unusable).
     pub fn open_for(config: &Config) -> Result<Ledger, Error> {
         match config.state.store {
             StoreKind::File => Ledger::open(&config.state.dir),
-            StoreKind::Git => Err(Error::usage("the git state store is not implemented yet")
-                .with_hint("set `[state].store = \"file\"` in the pipeline file")),
+            StoreKind::Git => {
+                let store = git::GitStore::open(config)?;
+                store.open_cache(&config.state.dir)?;
+                Ok(Ledger {
+                    dir: config.state.dir.clone(),
+                    store: Store::Git(Arc::new(store)),
+                })
+            }
+        }
+    }
+
+    /// Takes the deploy lock (SPEC §3) of this store, waiting up to `wait`; exit 5 with the
+    /// holder when it stays held, an error as soon as `interrupted()` says so.
+    pub fn acquire_lock(
+        &self,
+        info: &lock::LockInfo,
+        wait: Option<Duration>,
+        interrupted: impl Fn() -> bool,
+    ) -> Result<lock::LockGuard, Error> {
+        match &self.store {
+            Store::File => lock::acquire_until(&self.dir, info, wait, interrupted),
+            Store::Git(git) => Ok(lock::LockGuard::git(git::acquire(
+                git,
+                info,
+                wait,
+                interrupted,
+            )?)),
+        }
+    }
+
+    /// Whether the deploy lock is held, and by whom.
+    pub fn lock_state(&self) -> Result<lock::LockState, Error> {
+        match &self.store {
+            Store::File => lock::state(&self.dir),
+            Store::Git(git) => git::state(git),
+        }
+    }
+
+    /// The deploy lock's holder, if it is held now.
+    pub fn lock_holder(&self) -> Result<Option<lock::LockInfo>, Error> {
+        let s = self.lock_state()?;
+        Ok(s.held.then(|| s.info.unwrap_or_default()))
+    }
+
+    /// `shipgate lock release [--force]`.
+    pub fn release_lock(&self, force: bool) -> Result<lock::Released, Error> {
+        match &self.store {
+            Store::File => lock::release(&self.dir, force),
+            Store::Git(git) => git::release(git, force),
+        }
+    }
+
+    /// Where the lock lives, for `lock status`: the lock file, or the ref on the remote.
+    pub fn lock_location(&self) -> String {
+        match &self.store {
+            Store::File => lock::path(&self.dir).display().to_string(),
+            Store::Git(git) => git.lock_location(),
         }
     }
 
@@ -78,8 +140,15 @@ impl Ledger {
     }
 
     fn append(&self, kind: FileKind, body: serde_json::Value) -> Result<Appended, Error> {
-        match self.store {
+        match &self.store {
             Store::File => jsonl::append(&self.path(kind), body),
+            Store::Git(git) => {
+                let file = match kind {
+                    FileKind::History => HISTORY_FILE,
+                    FileKind::Audit => AUDIT_FILE,
+                };
+                git.append(&self.dir, file, body)
+            }
         }
     }
 
@@ -218,15 +287,36 @@ impl Ledger {
     }
 
     fn write_status(&self, change: impl FnOnce(&mut StatusFile), touch: bool) -> Result<(), Error> {
-        let lock_path = self.dir.join("status.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+        match &self.store {
+            Store::File => {
+                let lock_path = self.dir.join("status.lock");
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
+                lock.lock()
+                    .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+                let text = self.changed_status(change, touch)?;
+                self.replace_status_file(&text)
+            }
+            Store::Git(git) => {
+                // The cache is the branch tip now; a later change to `status.json` by someone
+                // else is overwritten (see `GitStore::replace`).
+                git.sync(&self.dir)?;
+                let text = self.changed_status(change, touch)?;
+                git.replace(&self.dir, STATUS_FILE, text)
+            }
+        }
+    }
+
+    /// The current state with `change` applied, encoded (redacted) as `status.json`.
+    fn changed_status(
+        &self,
+        change: impl FnOnce(&mut StatusFile),
+        touch: bool,
+    ) -> Result<Vec<u8>, Error> {
         let mut status = self.status(&mut Vec::new())?;
         if touch {
             status.updated_at =
@@ -237,13 +327,18 @@ impl Ledger {
         crate::redact::redact_json(&mut value);
         let mut text = serde_json::to_vec_pretty(&value).context("cannot encode status")?;
         text.push(b'\n');
+        Ok(text)
+    }
+
+    /// Atomically rewrites the file store's `status.json` (temp, fsync, rename, fsync dir).
+    fn replace_status_file(&self, text: &[u8]) -> Result<(), Error> {
         let tmp = self
             .dir
             .join(format!(".{STATUS_FILE}.{}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = File::create(&tmp)?;
-            f.write_all(&text)?;
+            f.write_all(text)?;
             f.sync_all()?;
             std::fs::rename(&tmp, self.dir.join(STATUS_FILE))
         };

@@ -1,0 +1,722 @@
+//! The git store (SPEC §4): `history.jsonl`, `audit.jsonl` and `status.json` live on branch
+//! `[state].branch` of `[state].remote`, and the deploy lock is the ref `refs/shipgate/lock`
+//! there. Everything goes through git2 objects and refs; nothing is checked out into the work
+//! tree and no local ref is touched (fetches and pushes go through an anonymous remote with the
+//! named remote's URLs, so not even a remote-tracking ref moves).
+//!
+//! `[state].dir` is a cache of the branch's files, refreshed on open and after every write, so
+//! every reader works on plain files exactly as with the file store.
+//!
+//! **Appends.** Each append is a commit on the remote tip, pushed without force. A rejected push
+//! means someone else appended first: fetch the new tip, re-apply the line on it (recomputing
+//! `prev`), push again after a random pause, up to [`MAX_TRIES`] times.
+//!
+//! **Compare-and-swap.** A non-force push is a compare-and-swap on smart transports (the server
+//! checks the old value). libgit2's transport for a remote that is a local path checks the old
+//! value only when it connects and then overwrites the ref, so pushes to such a remote hold an
+//! `flock` on `shipgate-push.lock` in the remote repository for the whole push.
+//!
+//! **Lock.** `refs/shipgate/lock` points at a chain of commits whose tree holds `lock.json`
+//! (state, holder, lease expiry). Taking the lock pushes a "held" commit: a root commit when the
+//! ref does not exist, else a child of a "released" or expired tip — a fast-forward, so only one
+//! taker wins. A heartbeat thread renews the lease every third of its length; dropping the guard
+//! pushes a "released" child.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use git2::{Commit, Oid, Repository, Tree};
+use serde::{Deserialize, Serialize};
+
+use super::jsonl::{self, Appended};
+use super::lock::{self, LockInfo, LockState, Released};
+use super::{AUDIT_FILE, HISTORY_FILE, STATUS_FILE};
+use crate::config::Config;
+use crate::error::Error;
+
+/// How many times a rejected push is re-applied and retried.
+pub const MAX_TRIES: u32 = 20;
+
+/// The lock's ref on the remote.
+pub const LOCK_REF: &str = "refs/shipgate/lock";
+
+/// How long a lease lasts without a heartbeat.
+const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+
+/// For tests only: the lease length in seconds (so an expired lease can be taken over quickly).
+pub const LEASE_ENV: &str = "SHIPGATE_GIT_LEASE_SECS";
+
+/// Marks `[state].dir` as the git store's cache (so it may be overwritten from the branch).
+const CACHE_MARKER: &str = ".git-store-cache";
+
+const FILES: [&str; 3] = [HISTORY_FILE, AUDIT_FILE, STATUS_FILE];
+
+/// The remote branch and lock ref of one project repository.
+#[derive(Debug)]
+pub struct GitStore {
+    git_dir: PathBuf,
+    /// `[state].remote`, for messages.
+    remote: String,
+    url: String,
+    push_url: String,
+    branch: String,
+    /// This process's writes, one at a time (the engine appends from several threads).
+    writing: Mutex<()>,
+}
+
+enum Pushed {
+    Yes,
+    /// Someone else moved the ref first (or created it).
+    Rejected,
+}
+
+impl GitStore {
+    /// Finds the project's repository and `[state].remote`. Exit 2 for a missing repository,
+    /// remote or invalid branch name: nothing has changed yet.
+    pub fn open(config: &Config) -> Result<GitStore, Error> {
+        let state = &config.state;
+        let repo = Repository::discover(&config.base_dir).map_err(|e| {
+            Error::usage(format!(
+                "the git state store needs a git repository, and `{}` is not inside one",
+                config.base_dir.display()
+            ))
+            .caused_by(e.message())
+            .with_hint("run shipgate in the project's clone, or set `[state].store = \"file\"`")
+        })?;
+        let remote = repo.find_remote(&state.remote).map_err(|e| {
+            let known: Vec<String> = repo
+                .remotes()
+                .map(|r| r.iter().flatten().map(str::to_string).collect())
+                .unwrap_or_default();
+            Error::usage(format!(
+                "the repository has no remote `{}` (`[state].remote`)",
+                state.remote
+            ))
+            .caused_by(e.message())
+            .with_hint(if known.is_empty() {
+                "add one with `git remote add origin URL`, or set `[state].remote`".to_string()
+            } else {
+                format!("set `[state].remote` to one of: {}", known.join(", "))
+            })
+        })?;
+        let url = remote.url().map(str::to_string).ok_or_else(|| {
+            Error::usage(format!(
+                "remote `{}` (`[state].remote`) has no usable URL",
+                state.remote
+            ))
+        })?;
+        let push_url = remote.pushurl().map(str::to_string).unwrap_or(url.clone());
+        if !git2::Reference::is_valid_name(&format!("refs/heads/{}", state.branch)) {
+            return Err(Error::usage(format!(
+                "`[state].branch` `{}` is not a valid branch name",
+                state.branch
+            )));
+        }
+        Ok(GitStore {
+            git_dir: repo.path().to_path_buf(),
+            remote: state.remote.clone(),
+            url,
+            push_url,
+            branch: state.branch.clone(),
+            writing: Mutex::new(()),
+        })
+    }
+
+    fn branch_ref(&self) -> String {
+        format!("refs/heads/{}", self.branch)
+    }
+
+    fn repo(&self) -> Result<Repository, Error> {
+        Repository::open(&self.git_dir).map_err(|e| {
+            Error::failed(format!("cannot open `{}`", self.git_dir.display()))
+                .caused_by(e.message())
+        })
+    }
+
+    /// `[state].remote` and `[state].branch` for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "branch `{}` (`[state].branch`) of remote `{}` (`[state].remote`, {})",
+            self.branch, self.remote, self.url
+        )
+    }
+
+    /// Where the lock lives, for `lock status`.
+    pub fn lock_location(&self) -> String {
+        format!("{LOCK_REF} on {} ({})", self.remote, self.url)
+    }
+
+    /// Opens the cache: refuses a directory that holds a file-store ledger (it would be
+    /// replaced), then fetches the branch and writes its files there. Exit 2 when the remote
+    /// cannot be read: nothing has changed.
+    pub fn open_cache(&self, dir: &Path) -> Result<(), Error> {
+        let has_ledger = FILES.iter().any(|f| dir.join(f).exists());
+        if has_ledger && !dir.join(CACHE_MARKER).exists() {
+            return Err(Error::usage(format!(
+                "`{}` holds a file-store ledger, and the git store keeps its cache there",
+                dir.display()
+            ))
+            .with_hint(
+                "move its files away (or set `[state].dir` to another directory) before \
+                 switching to `[state].store = \"git\"`",
+            ));
+        }
+        self.sync(dir).map_err(|e| {
+            let mut err = Error::usage(format!("cannot read {}", self.describe()));
+            err.causes.push(e.message);
+            err.causes.extend(e.causes);
+            err.with_hint(
+                "check `[state].remote` and `[state].branch` and that the remote is reachable \
+                 (credentials: a git credential helper, or SHIPGATE_GIT_TOKEN / GITHUB_TOKEN)",
+            )
+        })
+    }
+
+    /// Refreshes the cache from the remote tip.
+    pub fn sync(&self, dir: &Path) -> Result<(), Error> {
+        let repo = self.repo()?;
+        let tip = self.fetch_tip(&repo, &self.branch_ref())?;
+        let tree = match tip {
+            Some(oid) => Some(
+                repo.find_commit(oid)
+                    .and_then(|c| c.tree())
+                    .map_err(|e| git_failed("cannot read the ledger branch", e))?,
+            ),
+            None => None,
+        };
+        materialise(&repo, tree.as_ref(), dir)
+    }
+
+    /// Appends one record to `file` as a commit pushed to the branch, then refreshes the cache.
+    pub fn append(
+        &self,
+        dir: &Path,
+        file: &'static str,
+        body: serde_json::Value,
+    ) -> Result<Appended, Error> {
+        let kind = body
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("record")
+            .to_string();
+        let mut appended = None;
+        self.commit_retrying(dir, |repo, tree| {
+            let mut bytes = read_file(repo, tree, file)?.unwrap_or_default();
+            let (last, torn) = jsonl::last_line_of(&bytes);
+            let prev = last.map_or_else(|| jsonl::GENESIS.to_string(), jsonl::hash_line);
+            let (a, line) = jsonl::encode_line(body.clone(), prev, torn)?;
+            let message = format!("shipgate: append {kind} {} to {file}", a.id);
+            appended = Some(a);
+            bytes.extend_from_slice(&line);
+            Ok((vec![(file, bytes)], message))
+        })?;
+        Ok(appended.expect("a successful commit appended"))
+    }
+
+    /// Replaces `file` (`status.json`) in a commit pushed to the branch. A concurrent change to
+    /// the same file is overwritten (writers of `status.json` hold the deploy lock, or restore
+    /// it from the same history); concurrent appends to the other files are kept.
+    pub fn replace(&self, dir: &Path, file: &'static str, bytes: Vec<u8>) -> Result<(), Error> {
+        self.commit_retrying(dir, |_, _| {
+            Ok((
+                vec![(file, bytes.clone())],
+                format!("shipgate: update {file}"),
+            ))
+        })
+    }
+
+    /// Commits `edit`'s files on the remote tip and pushes; on a rejected push, fetches the new
+    /// tip and calls `edit` again on it. Refreshes the cache after success.
+    fn commit_retrying(
+        &self,
+        dir: &Path,
+        mut edit: impl FnMut(
+            &Repository,
+            Option<&Tree>,
+        ) -> Result<(Vec<(&'static str, Vec<u8>)>, String), Error>,
+    ) -> Result<(), Error> {
+        let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let repo = self.repo()?;
+        let refname = self.branch_ref();
+        for attempt in 1..=MAX_TRIES {
+            let tip = self.fetch_tip(&repo, &refname)?;
+            let parent = tip
+                .map(|oid| repo.find_commit(oid))
+                .transpose()
+                .map_err(|e| git_failed("cannot read the ledger branch", e))?;
+            let base = parent
+                .as_ref()
+                .map(Commit::tree)
+                .transpose()
+                .map_err(|e| git_failed("cannot read the ledger branch", e))?;
+            let (files, message) = edit(&repo, base.as_ref())?;
+            let oid = commit(&repo, parent.as_ref(), base.as_ref(), &files, &message)?;
+            match self.push(&repo, &format!("{oid}:{refname}"))? {
+                Pushed::Yes => {
+                    let tree = repo
+                        .find_commit(oid)
+                        .and_then(|c| c.tree())
+                        .map_err(|e| git_failed("cannot read the new commit", e))?;
+                    return materialise(&repo, Some(&tree), dir);
+                }
+                Pushed::Rejected => std::thread::sleep(jitter(attempt)),
+            }
+        }
+        Err(Error::failed(format!(
+            "cannot write to {}: the push was rejected {MAX_TRIES} times (other writers kept \
+             moving the branch)",
+            self.describe()
+        ))
+        .with_hint("try again; nothing of this write was recorded"))
+    }
+
+    /// The remote's tip of `refname`, fetched into the object database, or `None` when the
+    /// remote has no such ref. The fetch goes to a ref of this call's own, deleted at once (so
+    /// concurrent processes never contend for a ref, and no ref of the user's moves).
+    fn fetch_tip(&self, repo: &Repository, refname: &str) -> Result<Option<Oid>, Error> {
+        let what = || format!("cannot fetch `{refname}` from {}", self.url);
+        let scratch = format!(
+            "refs/shipgate/fetching/{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        let mut remote = repo
+            .remote_anonymous(&self.url)
+            .map_err(|e| git_failed(what(), e))?;
+        let mut opts = git2::FetchOptions::new();
+        opts.remote_callbacks(callbacks(repo))
+            .update_fetchhead(false)
+            .download_tags(git2::AutotagOption::None);
+        remote
+            .fetch(&[&format!("+{refname}:{scratch}")], Some(&mut opts), None)
+            .map_err(|e| git_failed(what(), e))?;
+        Ok(match repo.find_reference(&scratch) {
+            Ok(mut r) => {
+                let tip = r.target();
+                let _ = r.delete();
+                tip
+            }
+            Err(_) => None,
+        })
+    }
+
+    /// Pushes `refspec` (`<oid>:<ref>`) without force.
+    fn push(&self, repo: &Repository, refspec: &str) -> Result<Pushed, Error> {
+        let what = || format!("cannot push to {}", self.push_url);
+        let _serialised = local_push_lock(&self.push_url);
+        let mut remote = repo
+            .remote_anonymous(&self.push_url)
+            .map_err(|e| git_failed(what(), e))?;
+        let rejected = RefCell::new(None::<String>);
+        let result = {
+            let mut cb = callbacks(repo);
+            cb.push_update_reference(|_, status| {
+                if let Some(msg) = status {
+                    *rejected.borrow_mut() = Some(msg.to_string());
+                }
+                Ok(())
+            });
+            let mut opts = git2::PushOptions::new();
+            opts.remote_callbacks(cb);
+            remote.push(&[refspec], Some(&mut opts))
+        };
+        match result {
+            Ok(()) if rejected.borrow().is_none() => Ok(Pushed::Yes),
+            Ok(()) => Ok(Pushed::Rejected),
+            Err(e) if e.code() == git2::ErrorCode::NotFastForward => Ok(Pushed::Rejected),
+            Err(e) => Err(git_failed(what(), e)),
+        }
+    }
+
+    // ----- the lock -----
+
+    /// The lock ref's tip and its body, `None` when the ref does not exist.
+    fn read_lock(&self, repo: &Repository) -> Result<Option<(Oid, LockBody)>, Error> {
+        let Some(oid) = self.fetch_tip(repo, LOCK_REF)? else {
+            return Ok(None);
+        };
+        let tree = repo
+            .find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(|e| git_failed("cannot read the lock ref", e))?;
+        let body = read_file(repo, Some(&tree), LOCK_FILE)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(Some((oid, body)))
+    }
+
+    /// Pushes a lock commit on `parent`; `Ok(None)` when someone moved the ref first.
+    fn push_lock(
+        &self,
+        repo: &Repository,
+        parent: Option<Oid>,
+        body: &LockBody,
+    ) -> Result<Option<Oid>, Error> {
+        let parent = parent
+            .map(|oid| repo.find_commit(oid))
+            .transpose()
+            .map_err(|e| git_failed("cannot read the lock ref", e))?;
+        let json = serde_json::to_vec_pretty(body).unwrap_or_default();
+        let message = format!(
+            "shipgate lock: {} by {}",
+            body.state,
+            body.holder.describe()
+        );
+        let oid = commit(repo, parent.as_ref(), None, &[(LOCK_FILE, json)], &message)?;
+        Ok(match self.push(repo, &format!("{oid}:{LOCK_REF}"))? {
+            Pushed::Yes => Some(oid),
+            Pushed::Rejected => None,
+        })
+    }
+}
+
+/// Takes the lock ref, waiting up to `wait` when another holds an unexpired lease. Held:
+/// exit 5 with the holder, as with the file lock.
+pub fn acquire(
+    store: &Arc<GitStore>,
+    info: &LockInfo,
+    wait: Option<Duration>,
+    interrupted: impl Fn() -> bool,
+) -> Result<Lease, Error> {
+    let lease = lease_length();
+    let deadline = Instant::now() + wait.unwrap_or_default();
+    let repo = store.repo()?;
+    loop {
+        let current = store.read_lock(&repo)?;
+        let holder = match &current {
+            Some((_, body)) if body.is_live() => Some(body.holder.clone()),
+            _ => None,
+        };
+        if holder.is_none() {
+            let body = LockBody::held(info, lease);
+            if let Some(tip) = store.push_lock(&repo, current.map(|(oid, _)| oid), &body)? {
+                return Ok(Lease::start(store.clone(), info.clone(), tip, lease));
+            }
+            // Someone else took it first: look again.
+            continue;
+        }
+        if interrupted() {
+            return Err(Error::failed(
+                "interrupted while waiting for the deploy lock; nothing was changed",
+            ));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(lock::held_error(&holder, wait));
+        }
+        std::thread::sleep(lock::POLL.min(deadline - now));
+    }
+}
+
+/// The lock's state: held (an unexpired "held" tip), or what an expired holder left.
+pub fn state(store: &GitStore) -> Result<LockState, Error> {
+    let repo = store.repo()?;
+    Ok(match store.read_lock(&repo)? {
+        Some((_, body)) if body.state == HELD => LockState {
+            held: body.is_live(),
+            info: Some(body.holder),
+        },
+        _ => LockState::default(),
+    })
+}
+
+/// Releases the lock ref: an expired lease is cleared; a live one is refused (exit 5) unless
+/// `force`. Either way by pushing a "released" child.
+pub fn release(store: &GitStore, force: bool) -> Result<Released, Error> {
+    let repo = store.repo()?;
+    for _ in 0..MAX_TRIES {
+        let Some((tip, body)) = store.read_lock(&repo)? else {
+            return Ok(Released::NotHeld);
+        };
+        if body.state != HELD {
+            return Ok(Released::NotHeld);
+        }
+        let live = body.is_live();
+        if live && !force {
+            return Err(lock::live_holder_error(&body.holder));
+        }
+        let released = LockBody::released(&body.holder);
+        if store.push_lock(&repo, Some(tip), &released)?.is_some() {
+            let info = body.holder;
+            return Ok(if live {
+                Released::Forced { info }
+            } else {
+                Released::Stale { info }
+            });
+        }
+    }
+    Err(Error::failed(format!(
+        "cannot release {LOCK_REF}: it kept moving"
+    )))
+}
+
+/// A held lease: a heartbeat thread renews it; dropping it stops the heartbeat and pushes a
+/// "released" commit (unless someone force-released or took over the lock meanwhile).
+pub struct Lease {
+    store: Arc<GitStore>,
+    info: LockInfo,
+    tip: Arc<Mutex<Option<Oid>>>,
+    stop: Option<mpsc::Sender<()>>,
+    heartbeat: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lease {
+    fn start(store: Arc<GitStore>, info: LockInfo, tip: Oid, lease: Duration) -> Lease {
+        let tip = Arc::new(Mutex::new(Some(tip)));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let heartbeat = {
+            let (store, info, tip) = (store.clone(), info.clone(), tip.clone());
+            std::thread::spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(lease / 3) {
+                    let mut tip = tip.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(parent) = *tip else { return };
+                    let Ok(repo) = store.repo() else { continue };
+                    match store.push_lock(&repo, Some(parent), &LockBody::held(&info, lease)) {
+                        Ok(Some(next)) => *tip = Some(next),
+                        Ok(None) => {
+                            eprintln!(
+                                "warning: lost the deploy lock ({LOCK_REF}): it was \
+                                 force-released or taken over"
+                            );
+                            *tip = None;
+                            return;
+                        }
+                        // A network hiccup: try again at the next beat.
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        Lease {
+            store,
+            info,
+            tip,
+            stop: Some(stop),
+            heartbeat: Some(heartbeat),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
+        }
+        let tip = *self.tip.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tip) = tip else { return };
+        let released = self.store.repo().and_then(|repo| {
+            self.store
+                .push_lock(&repo, Some(tip), &LockBody::released(&self.info))
+        });
+        if !matches!(released, Ok(Some(_))) {
+            eprintln!(
+                "warning: could not release the deploy lock ({LOCK_REF}); it frees itself when \
+                 the lease expires, or run `shipgate lock release --force`"
+            );
+        }
+    }
+}
+
+const LOCK_FILE: &str = "lock.json";
+const HELD: &str = "held";
+const RELEASED: &str = "released";
+
+/// `lock.json` on the lock ref.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct LockBody {
+    /// `held` or `released`.
+    state: String,
+    holder: LockInfo,
+    /// RFC 3339 UTC; a held lease after this is free to take over.
+    expires_at: String,
+}
+
+impl LockBody {
+    fn held(info: &LockInfo, lease: Duration) -> LockBody {
+        let expires =
+            chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        LockBody {
+            state: HELD.into(),
+            holder: info.clone(),
+            expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+
+    fn released(info: &LockInfo) -> LockBody {
+        LockBody {
+            state: RELEASED.into(),
+            holder: info.clone(),
+            expires_at: String::new(),
+        }
+    }
+
+    /// Held and not yet expired.
+    fn is_live(&self) -> bool {
+        self.state == HELD
+            && chrono::DateTime::parse_from_rfc3339(&self.expires_at)
+                .is_ok_and(|t| chrono::Utc::now() < t)
+    }
+}
+
+fn lease_length() -> Duration {
+    std::env::var(LEASE_ENV)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map_or(DEFAULT_LEASE, Duration::from_secs_f64)
+}
+
+// ----- helpers -----
+
+fn git_failed(what: impl Into<String>, e: git2::Error) -> Error {
+    Error::failed(what).caused_by(e.message())
+}
+
+fn jitter(attempt: u32) -> Duration {
+    Duration::from_millis(fastrand::u64(10..=20 + 30 * u64::from(attempt.min(10))))
+}
+
+/// Credentials: `SHIPGATE_GIT_TOKEN` / `GITHUB_TOKEN` as an HTTPS token, else git's credential
+/// helper; SSH through the agent. Local paths need none.
+fn callbacks(repo: &Repository) -> git2::RemoteCallbacks<'static> {
+    let config = repo.config().ok();
+    let token = ["SHIPGATE_GIT_TOKEN", "GITHUB_TOKEN"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+    let mut tries = 0;
+    let mut cb = git2::RemoteCallbacks::new();
+    cb.credentials(move |url, username, allowed| {
+        tries += 1;
+        if tries > 4 {
+            return Err(git2::Error::from_str(
+                "authentication failed (tried SHIPGATE_GIT_TOKEN / GITHUB_TOKEN and the git \
+                 credential helper)",
+            ));
+        }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+            if let (Some(token), 1) = (&token, tries) {
+                return git2::Cred::userpass_plaintext("x-access-token", token);
+            }
+            if let Some(config) = &config {
+                if let Ok(cred) = git2::Cred::credential_helper(config, url, username) {
+                    return Ok(cred);
+                }
+            }
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
+        }
+        if allowed.contains(git2::CredentialType::DEFAULT) {
+            return git2::Cred::default();
+        }
+        Err(git2::Error::from_str("no credentials for this remote"))
+    });
+    cb
+}
+
+/// For a remote that is a local path: an exclusive `flock` on `shipgate-push.lock` in it, held
+/// for one push (see the module docs). `None` for network remotes or when it cannot be taken.
+fn local_push_lock(url: &str) -> Option<std::fs::File> {
+    let path = if let Some(p) = url.strip_prefix("file://") {
+        PathBuf::from(p)
+    } else if url.contains("://") || url.split_once(':').is_some_and(|(h, _)| !h.contains('/')) {
+        return None;
+    } else {
+        PathBuf::from(url)
+    };
+    if !path.is_dir() {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.join("shipgate-push.lock"))
+        .ok()?;
+    file.lock().ok()?;
+    Some(file)
+}
+
+fn signature() -> Result<git2::Signature<'static>, Error> {
+    git2::Signature::now("shipgate", "shipgate@localhost")
+        .map_err(|e| git_failed("cannot make a commit signature", e))
+}
+
+/// A commit of `base` with `files` replaced, on `parent` (a root commit without one).
+fn commit(
+    repo: &Repository,
+    parent: Option<&Commit>,
+    base: Option<&Tree>,
+    files: &[(&str, Vec<u8>)],
+    message: &str,
+) -> Result<Oid, Error> {
+    let fail = |e| git_failed("cannot write a commit to the local repository", e);
+    let mut builder = repo.treebuilder(base).map_err(fail)?;
+    for (name, bytes) in files {
+        let blob = repo.blob(bytes).map_err(fail)?;
+        builder.insert(name, blob, 0o100644).map_err(fail)?;
+    }
+    let tree = repo
+        .find_tree(builder.write().map_err(fail)?)
+        .map_err(fail)?;
+    let sig = signature()?;
+    let parents: Vec<&Commit> = parent.into_iter().collect();
+    repo.commit(None, &sig, &sig, message, &tree, &parents)
+        .map_err(fail)
+}
+
+/// A file's bytes in `tree`, `None` when absent.
+fn read_file(repo: &Repository, tree: Option<&Tree>, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    let Some(entry) = tree.and_then(|t| t.get_name(name)) else {
+        return Ok(None);
+    };
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(|e| git_failed(format!("cannot read `{name}` from the ledger branch"), e))?;
+    Ok(Some(blob.content().to_vec()))
+}
+
+/// Writes the branch's files into the cache directory (each atomically: temp, rename) and
+/// removes those the branch does not have.
+fn materialise(repo: &Repository, tree: Option<&Tree>, dir: &Path) -> Result<(), Error> {
+    let io = |e: std::io::Error| {
+        Error::failed(format!("cannot write the state cache `{}`", dir.display())).caused_by(e)
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(
+        dir.join(CACHE_MARKER),
+        b"the git store's cache of [state].branch\n",
+    )
+    .map_err(io)?;
+    for name in FILES {
+        let path = dir.join(name);
+        match read_file(repo, tree, name)? {
+            Some(bytes) => {
+                if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+                    continue;
+                }
+                let tmp = dir.join(format!(
+                    ".{name}.{}.{}.tmp",
+                    std::process::id(),
+                    fastrand::u32(..)
+                ));
+                std::fs::write(&tmp, &bytes)
+                    .and_then(|()| std::fs::rename(&tmp, &path))
+                    .map_err(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        io(e)
+                    })?;
+            }
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
