@@ -223,7 +223,9 @@ fn wait_until_held(remote: &Path) -> serde_json::Value {
 fn the_lock_ref_is_exclusive_across_clones_and_released_after_the_deploy() {
     let remote = bare_remote();
     let (mut a, b) = (clone_of(remote.path()), clone_of(remote.path()));
-    a.env("DEPLOY_SLEEP", "2");
+    // A 1 s lease, renewed by the heartbeat: still held long after its first expiry.
+    a.env("DEPLOY_SLEEP", "2")
+        .env("SHIPGATE_GIT_LEASE_SECS", "1");
     let running = a
         .command(&["deploy"])
         .stdout(std::process::Stdio::null())
@@ -232,6 +234,7 @@ fn the_lock_ref_is_exclusive_across_clones_and_released_after_the_deploy() {
         .unwrap();
     let lock = wait_until_held(remote.path());
     let holder = &lock["holder"];
+    std::thread::sleep(Duration::from_millis(1500));
 
     let r = b.run(&["deploy"]).expect(code::LOCKED);
     assert!(
