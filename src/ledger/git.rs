@@ -62,6 +62,8 @@ pub struct GitStore {
     remote: String,
     url: String,
     push_url: String,
+    /// `url` without credentials, for messages.
+    shown_url: String,
     branch: String,
     /// This process's writes, one at a time (the engine appends from several threads).
     writing: Mutex<()>,
@@ -118,6 +120,7 @@ impl GitStore {
         Ok(GitStore {
             git_dir: repo.path().to_path_buf(),
             remote: state.remote.clone(),
+            shown_url: without_credentials(&url),
             url,
             push_url,
             branch: state.branch.clone(),
@@ -140,13 +143,13 @@ impl GitStore {
     pub fn describe(&self) -> String {
         format!(
             "branch `{}` (`[state].branch`) of remote `{}` (`[state].remote`, {})",
-            self.branch, self.remote, self.url
+            self.branch, self.remote, self.shown_url
         )
     }
 
     /// Where the lock lives, for `lock status`.
     pub fn lock_location(&self) -> String {
-        format!("{LOCK_REF} on {} ({})", self.remote, self.url)
+        format!("{LOCK_REF} on {} ({})", self.remote, self.shown_url)
     }
 
     /// Opens the cache: refuses a directory that holds a file-store ledger (it would be
@@ -277,7 +280,7 @@ impl GitStore {
     /// remote has no such ref. The fetch goes to a ref of this call's own, deleted at once (so
     /// concurrent processes never contend for a ref, and no ref of the user's moves).
     fn fetch_tip(&self, repo: &Repository, refname: &str) -> Result<Option<Oid>, Error> {
-        let what = || format!("cannot fetch `{refname}` from {}", self.url);
+        let what = || format!("cannot fetch `{refname}` from {}", self.shown_url);
         let scratch = format!(
             "refs/shipgate/fetching/{}-{:08x}",
             std::process::id(),
@@ -305,7 +308,7 @@ impl GitStore {
 
     /// Pushes `refspec` (`<oid>:<ref>`) without force.
     fn push(&self, repo: &Repository, refspec: &str) -> Result<Pushed, Error> {
-        let what = || format!("cannot push to {}", self.push_url);
+        let what = || format!("cannot push to {}", without_credentials(&self.push_url));
         let _serialised = local_push_lock(&self.push_url);
         let mut remote = repo
             .remote_anonymous(&self.push_url)
@@ -573,6 +576,20 @@ fn lease_length() -> Duration {
 
 // ----- helpers -----
 
+/// A URL without the `user:password@` a remote URL may carry, for messages.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
 fn git_failed(what: impl Into<String>, e: git2::Error) -> Error {
     Error::failed(what).caused_by(e.message())
 }
@@ -719,4 +736,35 @@ fn materialise(repo: &Repository, tree: Option<&Tree>, dir: &Path) -> Result<(),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_messages_carry_no_credentials() {
+        assert_eq!(
+            without_credentials("https://x-access-token:ghp_secret@github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            without_credentials("https://github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            without_credentials("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
+        assert_eq!(without_credentials("/srv/git/r.git"), "/srv/git/r.git");
+    }
+
+    #[test]
+    fn a_lease_is_live_until_it_expires_or_is_released() {
+        let info = LockInfo::current("deploy", "d1", "alice");
+        assert!(LockBody::held(&info, Duration::from_secs(60)).is_live());
+        assert!(!LockBody::held(&info, Duration::from_millis(0)).is_live());
+        assert!(!LockBody::released(&info).is_live());
+        assert!(!LockBody::default().is_live());
+    }
 }

@@ -431,6 +431,15 @@ fn check_line(line: &[u8], kind: FileKind, expected_prev: &str, number: u64) -> 
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_last_line_of_a_buffer_and_whether_it_is_torn() {
+        assert_eq!(last_line_of(b""), (None, false));
+        assert_eq!(last_line_of(b"a\n"), (Some(&b"a"[..]), false));
+        assert_eq!(last_line_of(b"a\nbc\n"), (Some(&b"bc"[..]), false));
+        assert_eq!(last_line_of(b"a\nbc"), (Some(&b"bc"[..]), true));
+        assert_eq!(last_line_of(b"a\n\n"), (Some(&b""[..]), false));
+    }
+
     fn rev_all(bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, bool) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
