@@ -51,6 +51,18 @@ impl Error {
         self.causes.push(cause.to_string());
         self
     }
+    /// This error as the cause of `message`, keeping its exit code, hint and detail.
+    pub fn within(self, message: impl Into<String>) -> Self {
+        let mut causes = vec![self.message];
+        causes.extend(self.causes);
+        Error {
+            code: self.code,
+            message: message.into(),
+            causes,
+            hint: self.hint,
+            detail: self.detail,
+        }
+    }
     pub fn exit_code(&self) -> i32 {
         self.code
     }
@@ -134,5 +146,26 @@ impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
     }
     fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T> {
         self.map_err(|e| Error::failed(f()).caused_by(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_keeps_code_hint_detail_and_the_whole_chain() {
+        let inner = Error::new(exit_code::LOCKED, "refused")
+            .caused_by("lock file exists")
+            .with_hint("remove it")
+            .with_detail("  quoted");
+        let outer = inner.within("cannot record");
+        assert_eq!(outer.exit_code(), exit_code::LOCKED);
+        assert_eq!(outer.causes, ["refused", "lock file exists"]);
+        assert_eq!(
+            outer.render(false),
+            "error: cannot record\n    quoted\n\nCaused by:\n  0: refused\n  1: lock file exists\n\
+             \nhint: remove it\n"
+        );
     }
 }

@@ -202,6 +202,41 @@ fn concurrent_writers_in_two_clones_lose_nothing_and_keep_the_chain() {
     }
 }
 
+/// Records a render success event for commit `sha` in `p`'s history; it must succeed.
+fn publish(p: &crate::common::Project, sha: &str) {
+    p.run(&[
+        "publish-event",
+        "--platform",
+        "render",
+        "--event-type",
+        "success",
+        "--commit-sha",
+        sha,
+    ])
+    .expect(code::SUCCESS);
+}
+
+/// libgit2 rewrites `.git/shallow` through `shallow.lock` after every fetch that downloads a
+/// pack, and fails the fetch when that lock file exists (another process fetching into the same
+/// clone: CI once failed so). The objects are in by then, so a retried fetch needs no pack and
+/// succeeds; the lock file, which is not shipgate's, is left alone.
+#[test]
+fn a_fetch_that_meets_a_git_lock_file_is_retried() {
+    let remote = bare_remote();
+    let (first, second) = (clone_of(remote.path()), clone_of(remote.path()));
+    publish(&first, "first");
+    // The second clone must download the first clone's commit, so its fetch writes `shallow`.
+    let lock = second.path().join(".git/shallow.lock");
+    std::fs::write(&lock, "").unwrap();
+    publish(&second, "second");
+    assert!(lock.exists(), "another process's lock file was removed");
+    let text = remote_file(remote.path(), "history.jsonl");
+    assert!(
+        text.contains("\"first\"") && text.contains("\"second\""),
+        "{text}"
+    );
+}
+
 fn sha256_hex(line: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(line.as_bytes()))
@@ -275,23 +310,89 @@ fn the_lock_ref_is_exclusive_across_clones_and_released_after_the_deploy() {
     b.run(&["history", "verify"]).expect(code::SUCCESS);
 }
 
+/// Runs git in `dir` with `input` on stdin; panics on failure; returns stdout trimmed.
+fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run git");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Points the remote's lock ref at a "held" commit of a holder that is gone (what a SIGKILLed
+/// shipgate leaves behind), its lease ending `expires_in` from now (negative: already expired).
+/// Crafted with git plumbing, so no process has to be killed in the middle of a push.
+fn plant_held_lock(remote: &Path, deploy_id: &str, expires_in: chrono::Duration) -> String {
+    let expires =
+        (chrono::Utc::now() + expires_in).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let body = serde_json::json!({
+        "state": "held",
+        "holder": {
+            "pid": 999_999,
+            "host": "ci-runner-7",
+            "actor": "github:octocat",
+            "deploy_id": deploy_id,
+            "started_at": "2026-11-24T03:00:00.000Z",
+            "command": "deploy",
+        },
+        "expires_at": expires,
+    });
+    let blob = git_with_input(remote, &["hash-object", "-w", "--stdin"], &body.to_string());
+    let tree = git_with_input(
+        remote,
+        &["mktree"],
+        &format!("100644 blob {blob}\tlock.json\n"),
+    );
+    let parent = git_output(
+        remote,
+        &["rev-parse", "--verify", "-q", "refs/shipgate/lock"],
+    );
+    let parent = String::from_utf8_lossy(&parent.stdout).trim().to_string();
+    let mut args = vec![
+        "commit-tree",
+        tree.as_str(),
+        "-m",
+        "held by a crashed holder",
+    ];
+    if !parent.is_empty() {
+        args.extend(["-p", parent.as_str()]);
+    }
+    let commit = git_with_input(remote, &args, "");
+    git(remote, &["update-ref", "refs/shipgate/lock", &commit]);
+    expires
+}
+
 #[test]
 fn an_expired_lease_is_taken_over_and_a_live_one_only_force_released() {
     let remote = bare_remote();
-    let (mut a, mut b) = (clone_of(remote.path()), clone_of(remote.path()));
-    // A holder that dies without releasing: its lease runs out, nobody renews it.
-    a.env("DEPLOY_SLEEP", "30")
-        .env("SHIPGATE_GIT_LEASE_SECS", "2");
-    let mut crashed = a
-        .command(&["deploy"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let lock = wait_until_held(remote.path());
-    crashed.kill().unwrap();
-    crashed.wait().unwrap();
-    b.run(&["deploy"]).expect(code::LOCKED);
-    let expires = chrono::DateTime::parse_from_rfc3339(lock["expires_at"].as_str().unwrap())
+    let (a, b) = (clone_of(remote.path()), clone_of(remote.path()));
+    a.run(&["deploy"]).expect(code::SUCCESS);
+
+    // A holder that died without releasing: refused while its lease runs, free once it ends.
+    let expires = plant_held_lock(remote.path(), "01CRASHED", chrono::Duration::seconds(2));
+    let r = b.run(&["deploy"]).expect(code::LOCKED);
+    assert!(
+        r.stderr.contains("pid 999999 on ci-runner-7"),
+        "{}",
+        r.stderr
+    );
+    let expires = chrono::DateTime::parse_from_rfc3339(&expires)
         .unwrap()
         .with_timezone(&chrono::Utc);
     while chrono::Utc::now() < expires + chrono::Duration::milliseconds(300) {
@@ -302,30 +403,103 @@ fn an_expired_lease_is_taken_over_and_a_live_one_only_force_released() {
         .expect(code::SUCCESS)
         .json();
     assert_eq!(s["held"], false, "{s}");
-    assert_eq!(s["stale"]["deploy_id"], lock["holder"]["deploy_id"]);
+    assert_eq!(s["stale"]["deploy_id"], "01CRASHED", "{s}");
     b.run(&["deploy"]).expect(code::SUCCESS);
     assert_eq!(remote_lock(remote.path()).unwrap()["state"], "released");
 
     // A live holder (long lease) is refused to `release` and freed by `release --force`.
-    b.env("SHIPGATE_GIT_LEASE_SECS", "600")
-        .env("TEST_VERSION", "v3");
-    let mut stuck = b
-        .command(&["deploy"])
-        .env("DEPLOY_SLEEP", "30")
-        .spawn()
-        .unwrap();
-    wait_until_held(remote.path());
-    stuck.kill().unwrap();
-    stuck.wait().unwrap();
+    plant_held_lock(remote.path(), "01STUCK", chrono::Duration::minutes(10));
     a.run(&["deploy"]).expect(code::LOCKED);
     a.run(&["lock", "release"]).expect(code::LOCKED);
     let r = a.run(&["lock", "release", "--force"]).expect(code::SUCCESS);
     assert!(r.stderr.contains("FORCE-RELEASED"), "{}", r.stderr);
     assert_eq!(remote_lock(remote.path()).unwrap()["state"], "released");
-    a.env("SHIPGATE_GIT_LEASE_SECS", "600")
-        .env("DEPLOY_SLEEP", "0");
+    let audit = remote_file(remote.path(), "audit.jsonl");
+    assert!(
+        audit.contains("01STUCK"),
+        "force release not audited: {audit}"
+    );
     a.run(&["deploy"]).expect(code::SUCCESS);
     a.run(&["history", "verify"]).expect(code::SUCCESS);
+}
+
+/// Runs shipgate with a deadline: a refused push must end the command, never spin.
+fn run_within(p: &crate::common::Project, args: &[&str], limit: Duration) -> std::process::Output {
+    let mut child = p
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("shipgate {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A push the remote refuses without anyone else moving the ref (here: a ref lock file a killed
+/// git process left in the remote repository) is an error quoting the remote, not 20 retries
+/// blamed on "other writers", and for the lock ref not an endless loop.
+#[test]
+fn a_push_the_remote_refuses_is_an_error_quoting_it_and_records_nothing() {
+    let remote = bare_remote();
+    let p = clone_of(remote.path());
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    let before = remote_file(remote.path(), "history.jsonl");
+
+    let stale = remote.path().join("refs/heads/shipgate/ledger.lock");
+    std::fs::write(&stale, "").unwrap();
+    let out = run_within(
+        &p,
+        &[
+            "publish-event",
+            "--platform",
+            "render",
+            "--event-type",
+            "success",
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refused to update `refs/heads/shipgate/ledger`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ledger.lock"), "{stderr}");
+    assert!(
+        stderr.contains("hint: a lock file in the remote repository"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("other writers"), "{stderr}");
+    std::fs::remove_file(&stale).unwrap();
+    assert_eq!(remote_file(remote.path(), "history.jsonl"), before);
+
+    let stale = remote.path().join("refs/shipgate/lock.lock");
+    std::fs::write(&stale, "").unwrap();
+    let out = run_within(&p, &["deploy"], Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refused to update `refs/shipgate/lock`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        remote_file(remote.path(), "history.jsonl"),
+        before,
+        "a deploy started"
+    );
+    std::fs::remove_file(&stale).unwrap();
+
+    // With the lock files gone, both work again.
+    publish(&p, "again");
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.run(&["history", "verify"]).expect(code::SUCCESS);
 }
 
 #[test]

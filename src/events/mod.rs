@@ -296,7 +296,7 @@ pub fn publish_with(
     };
     let appended = ledger
         .append_history(&HistoryRecord::Event(record.clone()))
-        .map_err(|e| Error::failed("cannot record the event in history").caused_by(e))?;
+        .map_err(|e| e.within("cannot record the event in history"))?;
     Ok(Published {
         record_id: appended.id,
         event_id,

@@ -40,6 +40,12 @@ use crate::error::Error;
 /// How many times a rejected push is re-applied and retried.
 pub const MAX_TRIES: u32 = 20;
 
+/// How long a git lock file held by another (non-shipgate) process is waited for.
+const FOREIGN_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// How many times a push the remote refuses without anyone moving the ref is tried.
+const REFUSALS: u32 = 3;
+
 /// The lock's ref on the remote.
 pub const LOCK_REF: &str = "refs/shipgate/lock";
 
@@ -257,7 +263,7 @@ impl GitStore {
                 .map_err(|e| git_failed("cannot read the ledger branch", e))?;
             let (files, message) = edit(&repo, base.as_ref())?;
             let oid = commit(&repo, parent.as_ref(), base.as_ref(), &files, &message)?;
-            match self.push(&repo, &format!("{oid}:{refname}"))? {
+            match self.push(&repo, oid, &refname, tip)? {
                 Pushed::Yes => {
                     let tree = repo
                         .find_commit(oid)
@@ -279,23 +285,52 @@ impl GitStore {
     /// The remote's tip of `refname`, fetched into the object database, or `None` when the
     /// remote has no such ref. The fetch goes to a ref of this call's own, deleted at once (so
     /// concurrent processes never contend for a ref, and no ref of the user's moves).
+    ///
+    /// libgit2 rewrites `<git dir>/shallow` (through `shallow.lock`) on every fetch that
+    /// downloads a pack, and prunes the scratch ref's empty directories on delete, so two
+    /// fetches into one repository at once can fail each other. Fetches of shipgate processes
+    /// are therefore serialised by an `flock` on `<git dir>/shipgate-fetch.lock`; a lock file
+    /// held by some other git process is waited out for up to [`FOREIGN_LOCK_WAIT`].
     fn fetch_tip(&self, repo: &Repository, refname: &str) -> Result<Option<Oid>, Error> {
         let what = || format!("cannot fetch `{refname}` from {}", self.shown_url);
+        let _serialised = lock_file(&repo.path().join("shipgate-fetch.lock"));
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            match self.fetch_once(repo, refname) {
+                Err(e)
+                    if e.code() == git2::ErrorCode::Locked
+                        && started.elapsed() < FOREIGN_LOCK_WAIT =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(jitter(attempt));
+                }
+                Err(e) if e.code() == git2::ErrorCode::Locked => {
+                    return Err(git_failed(what(), e).with_hint(format!(
+                        "another git process kept a lock file in {} for {}s; if none is \
+                         running, remove the stale `*.lock` file named above",
+                        repo.path().display(),
+                        FOREIGN_LOCK_WAIT.as_secs()
+                    )));
+                }
+                Err(e) => return Err(git_failed(what(), e)),
+                Ok(tip) => return Ok(tip),
+            }
+        }
+    }
+
+    fn fetch_once(&self, repo: &Repository, refname: &str) -> Result<Option<Oid>, git2::Error> {
         let scratch = format!(
             "refs/shipgate/fetching/{}-{:08x}",
             std::process::id(),
             fastrand::u32(..)
         );
-        let mut remote = repo
-            .remote_anonymous(&self.url)
-            .map_err(|e| git_failed(what(), e))?;
+        let mut remote = repo.remote_anonymous(&self.url)?;
         let mut opts = git2::FetchOptions::new();
         opts.remote_callbacks(callbacks(repo))
             .update_fetchhead(false)
             .download_tags(git2::AutotagOption::None);
-        remote
-            .fetch(&[&format!("+{refname}:{scratch}")], Some(&mut opts), None)
-            .map_err(|e| git_failed(what(), e))?;
+        remote.fetch(&[&format!("+{refname}:{scratch}")], Some(&mut opts), None)?;
         Ok(match repo.find_reference(&scratch) {
             Ok(mut r) => {
                 let tip = r.target();
@@ -306,8 +341,37 @@ impl GitStore {
         })
     }
 
-    /// Pushes `refspec` (`<oid>:<ref>`) without force.
-    fn push(&self, repo: &Repository, refspec: &str) -> Result<Pushed, Error> {
+    /// Pushes `oid` to `refname` without force, expecting the remote's ref at `expected`.
+    ///
+    /// A rejected push is [`Pushed::Rejected`] only when the ref has really moved (someone else
+    /// wrote first). When it has not, the remote refused for another reason (branch
+    /// protection, a hook, a lock file left in a local repository by a killed process): after
+    /// [`REFUSALS`] tries that is an error quoting the remote, never an endless retry.
+    fn push(
+        &self,
+        repo: &Repository,
+        oid: Oid,
+        refname: &str,
+        expected: Option<Oid>,
+    ) -> Result<Pushed, Error> {
+        let mut refusals = 0;
+        loop {
+            let Some(reason) = self.push_once(repo, &format!("{oid}:{refname}"))? else {
+                return Ok(Pushed::Yes);
+            };
+            if self.fetch_tip(repo, refname)? != expected {
+                return Ok(Pushed::Rejected);
+            }
+            refusals += 1;
+            if refusals >= REFUSALS {
+                return Err(self.refused(refname, &reason));
+            }
+            std::thread::sleep(jitter(refusals));
+        }
+    }
+
+    /// One non-force push of `refspec`: `None` when the remote took it, else its reason.
+    fn push_once(&self, repo: &Repository, refspec: &str) -> Result<Option<String>, Error> {
         let what = || format!("cannot push to {}", without_credentials(&self.push_url));
         let _serialised = local_push_lock(&self.push_url);
         let mut remote = repo
@@ -327,10 +391,32 @@ impl GitStore {
             remote.push(&[refspec], Some(&mut opts))
         };
         match result {
-            Ok(()) if rejected.borrow().is_none() => Ok(Pushed::Yes),
-            Ok(()) => Ok(Pushed::Rejected),
-            Err(e) if e.code() == git2::ErrorCode::NotFastForward => Ok(Pushed::Rejected),
+            Ok(()) => Ok(rejected.into_inner()),
+            Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
+                Ok(Some(e.message().to_string()))
+            }
             Err(e) => Err(git_failed(what(), e)),
+        }
+    }
+
+    /// The error for a push the remote refused although nobody else moved the ref.
+    fn refused(&self, refname: &str, reason: &str) -> Error {
+        let err = Error::failed(format!(
+            "{} refused to update `{refname}`",
+            without_credentials(&self.push_url)
+        ))
+        .caused_by(reason.trim());
+        if reason.contains(".lock") {
+            err.with_hint(
+                "a lock file in the remote repository (left behind by a killed git process?) \
+                 blocks every update of this ref: remove it if no git process is using that \
+                 repository; nothing of this write was recorded",
+            )
+        } else {
+            err.with_hint(format!(
+                "check that the credentials may push to `{refname}` and that no branch \
+                 protection or hook refuses it; nothing of this write was recorded"
+            ))
         }
     }
 
@@ -369,10 +455,12 @@ impl GitStore {
             body.holder.describe()
         );
         let oid = commit(repo, parent.as_ref(), None, &[(LOCK_FILE, json)], &message)?;
-        Ok(match self.push(repo, &format!("{oid}:{LOCK_REF}"))? {
-            Pushed::Yes => Some(oid),
-            Pushed::Rejected => None,
-        })
+        Ok(
+            match self.push(repo, oid, LOCK_REF, parent.as_ref().map(Commit::id))? {
+                Pushed::Yes => Some(oid),
+                Pushed::Rejected => None,
+            },
+        )
     }
 }
 
@@ -649,11 +737,18 @@ fn local_push_lock(url: &str) -> Option<std::fs::File> {
     if !path.is_dir() {
         return None;
     }
+    lock_file(&path.join("shipgate-push.lock"))
+}
+
+/// An exclusive `flock` on `path` (created if missing), held until the file is dropped; `None`
+/// when the file cannot be created (a read-only repository: then nothing is serialised, and
+/// libgit2's own lock files still refuse a conflicting write).
+fn lock_file(path: &Path) -> Option<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(path.join("shipgate-push.lock"))
+        .open(path)
         .ok()?;
     file.lock().ok()?;
     Some(file)

@@ -104,10 +104,7 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
     engine
         .ledger
         .append_history(&HistoryRecord::Deploy(base.clone()))
-        .map_err(|e| {
-            Error::failed("cannot write the deploy's `started` record; nothing was changed")
-                .caused_by(e)
-        })?;
+        .map_err(|e| e.within("cannot write the deploy's `started` record; nothing was changed"))?;
     {
         let ledger = engine.ledger.clone();
         let mut rec = base.clone();
