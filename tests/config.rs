@@ -61,6 +61,61 @@ fn unknown_key_names_line_column_and_suggests() {
     assert!(err.contains("hint: did you mean `timeout`?"), "{err}");
 }
 
+/// serde stops at the first unknown key; shipgate reports every one of them, in file order,
+/// together with the errors found after reading the rest.
+#[test]
+fn every_unknown_key_is_reported_with_the_other_errors() {
+    let config = format!(
+        "state.dri = \".x\"{}\n[target.flyy]\napp = \"x\"\n\n[[stages]]\nname = \"late\"\nregions = [\"a\"]\n",
+        MINIMAL
+            .replace("name = \"demo\"", "name = \"demo\"\nverison.pattern = 1")
+            .replace(
+                "gates = [\"api\"]",
+                "gates = [\"apii\"]\ntimout = [\n  1,\n  2,\n]"
+            )
+    );
+    let err = invalid(&config);
+    let expected = [
+        "pipeline.toml:1:7: unknown key `dri`",
+        "hint: did you mean `dir`?",
+        "pipeline.toml:4:1: unknown key `verison`",
+        "hint: did you mean `version`?",
+        "pipeline.toml:15:10: unknown gate `apii` in stage `canary`",
+        "pipeline.toml:16:1: unknown key `timout`",
+        "hint: did you mean `timeout`?",
+        "pipeline.toml:25:9: unknown key `flyy`",
+        "hint: did you mean `fly`?",
+        "pipeline.toml:28:3: unknown key `stages`",
+        "hint: did you mean `stage`?",
+        "6 error(s) in all",
+    ];
+    let mut at = 0;
+    for e in expected {
+        let found = err[at..]
+            .find(e)
+            .unwrap_or_else(|| panic!("`{e}` missing or out of order in\n{err}"));
+        at += found + e.len();
+    }
+}
+
+/// Blanking an unknown key must not shift or invent anything: a wrong type after it is still
+/// reported at its own place (and ends the collection there, as serde gives up on it).
+#[test]
+fn a_type_error_after_an_unknown_key_is_reported_at_its_place() {
+    let err = invalid(
+        &MINIMAL
+            .replace("name = \"demo\"", "name = \"demo\"\nnmae = \"ß✓\"")
+            .replace("regions = [\"lhr\"]", "regions = \"lhr\""),
+    );
+    assert!(
+        err.contains("pipeline.toml:4:1: unknown key `nmae`"),
+        "{err}"
+    );
+    assert!(err.contains("pipeline.toml:14:11: "), "{err}");
+    assert!(err.contains("14 | regions = \"lhr\""), "{err}");
+    assert!(err.contains("2 error(s) in all"), "{err}");
+}
+
 #[test]
 fn unknown_gate_reference_suggests_the_defined_one() {
     let err = invalid(&MINIMAL.replace("gates = [\"api\"]", "gates = [\"apii\"]"));

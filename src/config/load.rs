@@ -137,17 +137,9 @@ pub fn load(path: &Path, state_dir_override: Option<&Path>) -> Result<Config, Er
 /// Checks `text` as the contents of `path`.
 pub fn parse(path: &Path, text: &str, state_dir_override: Option<&Path>) -> Result<Config, Error> {
     let source = Source { path, text };
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let (message, hint) = explain_toml_error(e.message());
-            return Err(source.to_error(vec![Diagnostic {
-                span,
-                message,
-                hint,
-            }]));
-        }
+    let (raw, mut diags) = deserialize(text);
+    let Some(raw) = raw else {
+        return Err(source.to_error(diags));
     };
     let base_dir = path
         .parent()
@@ -162,11 +154,154 @@ pub fn parse(path: &Path, text: &str, state_dir_override: Option<&Path>) -> Resu
         .to_path_buf();
     let mut checker = Checker { diags: Vec::new() };
     let config = checker.build(raw, path, &base_dir, state_dir_override);
-    if checker.diags.is_empty() {
+    diags.append(&mut checker.diags);
+    if diags.is_empty() {
         Ok(config.expect("a config without diagnostics"))
     } else {
-        Err(source.to_error(checker.diags))
+        Err(source.to_error(diags))
     }
+}
+
+/// How many unknown keys are collected before the rest are left for the next run.
+const MAX_UNKNOWN_KEYS: usize = 20;
+
+/// Deserializes `text`, reporting every unknown key rather than only the first: serde stops at
+/// the first one, so each is blanked out (replaced by spaces, which keeps every other span) and
+/// the text read again. Returns the raw config when the rest deserializes, and the diagnostics.
+fn deserialize(text: &str) -> (Option<RawConfig>, Vec<Diagnostic>) {
+    let mut work = text.to_string();
+    let mut diags = Vec::new();
+    loop {
+        let e = match toml::from_str::<RawConfig>(&work) {
+            Ok(raw) => return (Some(raw), diags),
+            Err(e) => e,
+        };
+        let span = e.span().unwrap_or(0..0);
+        let (message, hint) = explain_toml_error(e.message());
+        let unknown = message.starts_with("unknown key");
+        diags.push(Diagnostic {
+            span: span.clone(),
+            message,
+            hint,
+        });
+        if !unknown || diags.len() >= MAX_UNKNOWN_KEYS || !blank_key(&mut work, &span) {
+            return (None, diags);
+        }
+    }
+}
+
+/// Blanks the key at `key_span` and its value (a whole `[table]` or every `[[table]]` with
+/// their keys) out of `text`. `false`, changing nothing, when the key cannot be found or the
+/// result would not parse.
+fn blank_key(text: &mut String, key_span: &Range<usize>) -> bool {
+    use toml::de::{DeTable, DeValue};
+
+    /// The ranges that hold `(key, value)`, header tables included.
+    fn ranges(
+        key: &Range<usize>,
+        value: &Spanned<DeValue>,
+        text: &str,
+        out: &mut Vec<Range<usize>>,
+    ) {
+        let span = value.span();
+        match value.get_ref() {
+            // A `[header]` table: the header, then each of its keys.
+            DeValue::Table(t) if text[span.clone()].starts_with('[') => {
+                out.push(span);
+                for (k, v) in t.iter() {
+                    ranges(&k.span(), v, text, out);
+                }
+            }
+            // `[[header]]` tables: each header and its keys.
+            DeValue::Array(a) if a.iter().all(|v| text[v.span()].starts_with("[[")) => {
+                for v in a.iter() {
+                    ranges(&key.clone(), v, text, out);
+                }
+            }
+            // `key = value` (a dotted `key.more = value` ends at its furthest value).
+            _ => {
+                let mut end = span.end.max(key.end);
+                let mut stack = vec![value];
+                while let Some(v) = stack.pop() {
+                    end = end.max(v.span().end);
+                    match v.get_ref() {
+                        DeValue::Table(t) => stack.extend(t.values()),
+                        DeValue::Array(a) => stack.extend(a.iter()),
+                        _ => {}
+                    }
+                }
+                out.push(key.start..end);
+            }
+        }
+    }
+
+    fn find<'a>(
+        t: &'a DeTable<'a>,
+        key_span: &Range<usize>,
+    ) -> Option<(Range<usize>, &'a Spanned<DeValue<'a>>)> {
+        for (k, v) in t.iter() {
+            if k.span() == *key_span {
+                return Some((k.span(), v));
+            }
+            let found = match v.get_ref() {
+                DeValue::Table(t) => find(t, key_span),
+                DeValue::Array(a) => a.iter().find_map(|x| match x.get_ref() {
+                    DeValue::Table(t) => find(t, key_span),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    let mut blank = Vec::new();
+    {
+        let Ok(doc) = DeTable::parse(text) else {
+            return false;
+        };
+        let Some((key, value)) = find(doc.get_ref(), key_span) else {
+            return false;
+        };
+        // The last part of a dotted key (`app.typo = 1`): the statement starts at the line's
+        // first key. (Header tables are blanked from their `[`, whatever the key's place.)
+        let mut key = key;
+        if text[..key.start]
+            .trim_end_matches([' ', '\t'])
+            .ends_with('.')
+        {
+            let line = text[..key.start].rfind('\n').map_or(0, |i| i + 1);
+            let head = &text[line..key.start];
+            if !head.trim_start().starts_with('[') {
+                if head.contains(['{', ',', '=']) {
+                    return false;
+                }
+                key.start = line + (head.len() - head.trim_start().len());
+            }
+        }
+        ranges(&key, value, text, &mut blank);
+    }
+    let mut bytes = text.clone().into_bytes();
+    for r in blank {
+        for b in &mut bytes[r] {
+            if *b != b'\n' && *b != b'\r' {
+                *b = b' ';
+            }
+        }
+    }
+    // Whole tokens were replaced byte by byte, so this is valid UTF-8 with every offset kept;
+    // if it did not parse any more, nothing is blanked.
+    let Ok(blanked) = String::from_utf8(bytes) else {
+        return false;
+    };
+    if DeTable::parse(&blanked).is_err() {
+        return false;
+    }
+    *text = blanked;
+    true
 }
 
 /// Turns serde's "unknown field `x`, expected one of `a`, `b`" into a short message and a
