@@ -350,6 +350,28 @@ fn bad_filters_are_usage_errors() {
     );
 }
 
+/// `--status` is free text (an event may carry any status), so a value nobody wrote is not an
+/// error; when it matches nothing, the closest status shipgate writes is suggested.
+#[test]
+fn a_status_that_matches_nothing_suggests_the_closest_known_one() {
+    let p = fixture_project();
+    let r = run(&p, &["history", "--status", "rolledback"]).expect(code::SUCCESS);
+    assert!(r.stderr.contains("(no records)"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "warning: no record has the status `rolledback`; did you mean `rolled_back`?"
+        ),
+        "{}",
+        r.stderr
+    );
+    // A known status that matches nothing, or a match, says nothing more.
+    let r = run(&p, &["history", "--status", "cancelled"]).expect(code::SUCCESS);
+    assert!(!r.stderr.contains("no record has"), "{}", r.stderr);
+    let r = run(&p, &["history", "--status", "rolled_back"]).expect(code::SUCCESS);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    assert!(r.stderr.contains("rolled_back"), "{}", r.stderr);
+}
+
 #[test]
 fn json_is_one_array_and_human_is_an_80_column_table() {
     let p = fixture_project();

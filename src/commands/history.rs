@@ -267,6 +267,21 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
         Ok(()) => {}
     }
     drop(err);
+    // `--status` is free text (events carry any status), so an unknown value is not an error;
+    // but a typo that matches nothing deserves a word.
+    if matched == 0 && !whole_file_stats {
+        if let Some(s) = filter
+            .status
+            .as_deref()
+            .filter(|s| !query::OUTCOMES.contains(s))
+        {
+            let known = match crate::config::did_you_mean(s, query::OUTCOMES.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!("shipgate writes {}", query::OUTCOMES.join(", ")),
+            };
+            output.warn(format!("no record has the status `{s}`; {known}"));
+        }
+    }
     for w in warnings.iter().take(MAX_WARNINGS) {
         output.warn(w);
     }

@@ -12,6 +12,25 @@ use crate::error::Error;
 /// The history kinds.
 pub const KINDS: &[&str] = &["deploy", "stage", "gate", "rollback", "event"];
 
+/// The outcomes shipgate itself writes (SPEC §4): deploy, stage and rollback statuses, gate
+/// results and event types. Events may carry any status text besides.
+pub const OUTCOMES: &[&str] = &[
+    "started",
+    "success",
+    "failed",
+    "rolled_back",
+    "partial",
+    "rollback_failed",
+    "cancelling",
+    "cancelled",
+    "pass",
+    "fail",
+    "tripped",
+    "start",
+    "failure",
+    "progress",
+];
+
 /// The fields of a history or audit line that queries, tables and statistics use; everything else
 /// is skipped unparsed. Strings borrow from the line unless they hold escapes.
 #[derive(Debug, Default, Deserialize)]
