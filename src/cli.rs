@@ -25,6 +25,7 @@ Exit codes:
   4    partial: some regions failed under `continue` or `rollback-region`
   5    another deploy holds the lock
   6    `status --check`: a gate tripped, or `--live` found drift
+  129  interrupted by SIGHUP: terminal closed (after cleanup)
   130  interrupted by SIGINT (after cleanup)
   143  interrupted by SIGTERM (after cleanup)";
 

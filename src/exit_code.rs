@@ -16,6 +16,8 @@ pub const PARTIAL: i32 = 4;
 pub const LOCKED: i32 = 5;
 /// `status --check`: a gate tripped, or `--live` found drift.
 pub const CHECK_FAILED: i32 = 6;
+/// Interrupted by SIGHUP: the terminal or SSH session went away (after cleanup).
+pub const INTERRUPTED_SIGHUP: i32 = 129;
 /// Interrupted by SIGINT (after cleanup).
 pub const INTERRUPTED_SIGINT: i32 = 130;
 /// Interrupted by SIGTERM (after cleanup).
@@ -41,6 +43,10 @@ pub const TABLE: &[(i32, &str)] = &[
     (
         CHECK_FAILED,
         "`status --check`: a gate tripped, or `--live` found drift",
+    ),
+    (
+        INTERRUPTED_SIGHUP,
+        "interrupted by SIGHUP: terminal closed (after cleanup)",
     ),
     (INTERRUPTED_SIGINT, "interrupted by SIGINT (after cleanup)"),
     (

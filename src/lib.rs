@@ -5,6 +5,35 @@
 //! ([`pipeline`], [`adapters`], [`gates`], [`exec`]) → ledger ([`ledger`]) → reports
 //! ([`report`], [`notify`], [`events`]).
 
+/// `eprintln!` that never panics. stderr may be a pipe whose reader died (`deploy 2>&1 | tee
+/// log` after Ctrl-C, a dropped SSH session): the line is lost, but the deploy, its rollback and
+/// its records go on; `eprintln!` would panic half-way through.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see [`say!`]).
+#[macro_export]
+macro_rules! say_part {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics (see [`say!`]): for data on stdout.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod adapters;
 pub mod cli;
 pub mod commands;

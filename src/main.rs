@@ -7,16 +7,13 @@ fn main() {
         Ok(code) => code,
         Err(err) => {
             let text = shipgate::redact::redact(&err.render(output.color));
-            eprint!("{text}");
+            shipgate::say_part!("{text}");
             if output.github {
                 let message = shipgate::redact::redact(&err.to_string());
-                shipgate::report::github::command(
-                    &output,
-                    &format!(
-                        "::error title=shipgate::{}",
-                        shipgate::output::github_escape(&message)
-                    ),
-                );
+                shipgate::report::github::command(&format!(
+                    "::error title=shipgate::{}",
+                    shipgate::output::github_escape(&message)
+                ));
                 // Later workflow steps read the outcome even when shipgate stopped early.
                 let _ = shipgate::report::github::write_outputs(&[
                     ("status", "error".to_string()),

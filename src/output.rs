@@ -93,7 +93,7 @@ impl Output {
     /// Prints a line for people on stderr, redacted, unless quiet.
     pub fn info(&self, line: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", crate::redact::redact(line.as_ref()));
+            crate::say!("{}", crate::redact::redact(line.as_ref()));
         }
     }
 
@@ -101,12 +101,13 @@ impl Output {
     pub fn warn(&self, line: impl AsRef<str>) {
         let text = crate::redact::redact(line.as_ref());
         if self.color {
-            eprintln!("\x1b[1;33mwarning\x1b[0m: {text}");
+            crate::say!("\x1b[1;33mwarning\x1b[0m: {text}");
         } else {
-            eprintln!("warning: {text}");
+            crate::say!("warning: {text}");
         }
         if self.github {
-            println!("::warning::{}", github_escape(&text));
+            // On stderr, like every workflow command (the runner reads both streams).
+            crate::say!("::warning::{}", github_escape(&text));
         }
     }
 
@@ -114,7 +115,7 @@ impl Output {
     pub fn json(&self, value: &serde_json::Value) {
         let mut v = value.clone();
         crate::redact::redact_json(&mut v);
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }
 
     pub fn bold(&self, s: &str) -> String {

@@ -386,20 +386,22 @@ fn github_actions_annotations_summary_and_outputs() {
         .env("GITHUB_SHA", "0123456789abcdef")
         .env("FAIL_GATE", "fra");
     let run = p.run(&["deploy"]).expect(code::PARTIAL);
-    assert_eq!(run.stdout.matches("::group::").count(), 3, "{}", run.stdout);
+    // Workflow commands go to stderr (the runner reads both streams); stdout stays data.
+    assert_eq!(run.stdout, "", "stdout is for data");
+    assert_eq!(run.stderr.matches("::group::").count(), 3, "{}", run.stderr);
     assert_eq!(
-        run.stdout.matches("::endgroup::").count(),
+        run.stderr.matches("::endgroup::").count(),
         3,
         "{}",
-        run.stdout
+        run.stderr
     );
     assert!(
-        run.stdout
+        run.stderr
             .contains("::error title=gate health tripped in fra::"),
         "{}",
-        run.stdout
+        run.stderr
     );
-    assert!(run.stdout.contains("::warning::"), "{}", run.stdout);
+    assert!(run.stderr.contains("::warning::"), "{}", run.stderr);
     let outputs = std::fs::read_to_string(&out).unwrap();
     for line in [
         "version=v2",
@@ -437,15 +439,51 @@ fn github_actions_masks_secrets() {
     p.env("GITHUB_ACTIONS", "true")
         .env("TEST_SLACK_URL", "http://127.0.0.1:9/very-secret-hook");
     let run = p
-        .run(&["deploy", "--stage", "canary"])
+        .run(&["--format", "json", "deploy", "--stage", "canary"])
         .expect(code::SUCCESS);
     assert!(
-        run.stdout
+        run.stderr
             .contains("::add-mask::http://127.0.0.1:9/very-secret-hook"),
         "{}",
-        run.stdout
+        run.stderr
     );
+    // stdout is exactly the JSON result, even under GitHub Actions.
+    assert_eq!(run.json()["status"], "success", "{}", run.stdout);
+    assert!(!run.stdout.contains("very-secret-hook"), "{}", run.stdout);
     assert!(!p.read(".shipgate/audit.jsonl").contains("very-secret-hook"));
+}
+
+/// `shipgate deploy 2>&1 | tee log` whose `tee` died first (Ctrl-C reaches the whole pipeline):
+/// every line shipgate prints then fails with EPIPE. The deploy must go on and record its end,
+/// not panic half-way (exit 101) with regions changed and no record.
+#[test]
+fn a_closed_stderr_and_stdout_never_stop_a_deploy_or_a_rollback() {
+    let mut p = exec_project(THREE_STAGES);
+    p.env("GITHUB_ACTIONS", "true");
+    for (args, code) in [
+        (vec!["deploy"], code::SUCCESS),
+        (vec!["--format", "json", "rollback", "--yes"], code::SUCCESS),
+    ] {
+        let mut child = p
+            .command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read ends before shipgate prints anything.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{args:?}");
+    }
+    let statuses: Vec<String> = p
+        .kind("deploy")
+        .iter()
+        .map(|d| d["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses, ["started", "success"]);
+    assert_eq!(p.kind("rollback")[0]["status"], "success");
+    assert_eq!(p.live("lhr"), "v1");
 }
 
 #[test]
@@ -510,6 +548,17 @@ fn a_sigkilled_holder_frees_the_lock() {
 
 #[test]
 fn sigterm_mid_stage_rolls_back_and_exits_143() {
+    interrupted_mid_stage(15, code::SIGTERM, "SIGTERM");
+}
+
+/// A closed terminal or a dropped SSH session: rolled back like SIGTERM, not killed outright
+/// while the platform commands carry on in their own process groups.
+#[test]
+fn sighup_mid_stage_rolls_back_and_exits_129() {
+    interrupted_mid_stage(1, code::SIGHUP, "SIGHUP");
+}
+
+fn interrupted_mid_stage(signal: i32, exit: i32, name: &str) {
     let mut p = exec_project(THREE_STAGES);
     p.env("DEPLOY_SLEEP", "1");
     let child = p
@@ -527,10 +576,10 @@ fn sigterm_mid_stage_rolls_back_and_exits_143() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    unsafe { libc_kill(child.id() as i32, 15) };
+    unsafe { libc_kill(child.id() as i32, signal) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code::SIGTERM), "{stderr}");
+    assert_eq!(out.status.code(), Some(exit), "{stderr}");
     for r in ["lhr", "nrt", "ewr"] {
         assert_eq!(p.live(r), "v1", "{r} not rolled back\n{stderr}");
     }
@@ -542,6 +591,11 @@ fn sigterm_mid_stage_rolls_back_and_exits_143() {
     assert_eq!(
         statuses,
         vec!["started", "cancelling", "cancelled"],
+        "{stderr}"
+    );
+    assert_eq!(
+        p.kind("deploy")[1]["reason"],
+        format!("received {name}"),
         "{stderr}"
     );
     assert_eq!(p.kind("rollback")[0]["status"], "success");

@@ -8,6 +8,9 @@ use crate::exit_code;
 
 pub fn run(args: &CompletionsArgs) -> Result<i32, Error> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "shipgate", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "shipgate", &mut script);
+    // A closed stdout (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
     Ok(exit_code::SUCCESS)
 }

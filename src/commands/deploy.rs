@@ -35,7 +35,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
             &deploy_id,
         );
         match output.format {
-            Format::Human => eprint!("{}", plan::render_dry_run(&p, output)),
+            Format::Human => crate::say_part!("{}", plan::render_dry_run(&p, output)),
             _ => output.json(&serde_json::to_value(&p).unwrap_or_default()),
         }
         return Ok(exit_code::SUCCESS);
@@ -107,9 +107,9 @@ pub fn finish(output: &Output, result: &crate::report::result::RunResult) {
     match output.format {
         Format::Human => {
             if !output.quiet || result.exit_code != 0 {
-                eprint!("{}", crate::redact::redact(&result.render_human()));
+                crate::say_part!("{}", crate::redact::redact(&result.render_human()));
             } else {
-                eprintln!("{}", crate::redact::redact(&result.verdict()));
+                crate::say!("{}", crate::redact::redact(&result.verdict()));
             }
         }
         _ => output.json(&serde_json::to_value(result).unwrap_or_default()),

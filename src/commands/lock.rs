@@ -21,13 +21,13 @@ pub fn run(global: &GlobalArgs, args: &LockArgs, output: &Output) -> Result<i32,
                 }));
             } else {
                 match (&state.held, &state.info) {
-                    (true, Some(info)) => eprintln!("held by {}", info.describe()),
-                    (true, None) => eprintln!("held by a process that has not written its details yet"),
-                    (false, Some(info)) => eprintln!(
+                    (true, Some(info)) => crate::say!("held by {}", info.describe()),
+                    (true, None) => crate::say!("held by a process that has not written its details yet"),
+                    (false, Some(info)) => crate::say!(
                         "not held (a crashed holder left its details: {}; the next deploy takes the lock)",
                         info.describe()
                     ),
-                    (false, None) => eprintln!("not held"),
+                    (false, None) => crate::say!("not held"),
                 }
             }
             Ok(exit_code::SUCCESS)

@@ -35,7 +35,8 @@ pub fn load_config(global: &crate::cli::GlobalArgs) -> Result<Config, Error> {
     crate::redact::install_env(&names);
     if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
         for secret in crate::redact::global().secrets() {
-            println!("::add-mask::{secret}");
+            // stderr: the runner reads workflow commands there too, and stdout stays data.
+            crate::say!("::add-mask::{secret}");
         }
     }
     Ok(config)

@@ -123,7 +123,7 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
     }
     output.info(plan.trim_end());
     if !args.yes && std::io::stdin().is_terminal() {
-        eprint!("Roll back {} region(s)? [y/N] ", targets.len());
+        crate::say_part!("Roll back {} region(s)? [y/N] ", targets.len());
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer).ok();

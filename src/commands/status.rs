@@ -307,7 +307,7 @@ fn check_gates(
             .unwrap_or_else(|| row.recorded.version.clone());
         if version.is_empty() {
             // Nothing recorded and nothing read: gates would probe `{version}` as "".
-            eprintln!(
+            crate::say!(
                 "note: {}: no deploy recorded, gates not checked (add --live to read what runs)",
                 row.region
             );
@@ -481,5 +481,5 @@ fn print_human(
             out.push_str(&format!("  {p}\n"));
         }
     }
-    eprint!("{}", crate::redact::redact(&out));
+    crate::say_part!("{}", crate::redact::redact(&out));
 }

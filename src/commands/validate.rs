@@ -12,8 +12,8 @@ pub fn run(config: &Config, output: &Output) -> Result<i32, Error> {
         Format::Json | Format::Jsonl => output.json(&plan::config_json(config)),
         Format::Human => {
             if !output.quiet {
-                eprint!("{}", plan::render_config(config, output));
-                eprintln!("{} is valid", config.path.display());
+                crate::say_part!("{}", plan::render_config(config, output));
+                crate::say!("{} is valid", config.path.display());
             }
         }
     }

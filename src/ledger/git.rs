@@ -568,7 +568,7 @@ impl Lease {
                     match store.push_lock(&repo, Some(parent), &LockBody::held(&info, lease)) {
                         Ok(Some(next)) => *tip = Some(next),
                         Ok(None) => {
-                            eprintln!(
+                            crate::say!(
                                 "warning: lost the deploy lock ({LOCK_REF}): it was \
                                  force-released or taken over"
                             );
@@ -604,7 +604,7 @@ impl Drop for Lease {
                 .push_lock(&repo, Some(tip), &LockBody::released(&self.info))
         });
         if !matches!(released, Ok(Some(_))) {
-            eprintln!(
+            crate::say!(
                 "warning: could not release the deploy lock ({LOCK_REF}); it frees itself when \
                  the lease expires, or run `shipgate lock release --force`"
             );

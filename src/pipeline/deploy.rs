@@ -110,14 +110,7 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
         let mut rec = base.clone();
         engine.signals.on_first(move |sig| {
             rec.status = deploy_status::CANCELLING.into();
-            rec.reason = Some(format!(
-                "received {}",
-                if sig == signal_hook::consts::SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                }
-            ));
+            rec.reason = Some(format!("received {}", super::signals::name(sig)));
             let _ = ledger.append_history(&HistoryRecord::Deploy(rec));
         });
     }

@@ -1,11 +1,12 @@
 //! Signals during a deploy or rollback (SPEC §3).
 //!
-//! The first SIGINT or SIGTERM stops new work: the `work` token is cancelled, which terminates
+//! The first SIGINT, SIGTERM or SIGHUP (a dropped SSH session or closed terminal) stops new
+//! work: the `work` token is cancelled, which terminates
 //! in-flight commands (TERM to their process group, 5 s grace, KILL), and the `on_first` hook
 //! writes the `cancelling` record at once. The engine then rolls back the regions it changed,
 //! with commands bound to the `rollback` token. A second signal cancels that token too: the
 //! rollback is abandoned, the engine writes a `cancelled` record listing the regions left mixed,
-//! releases the lock and exits 130 (SIGINT) or 143 (SIGTERM).
+//! releases the lock and exits 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP).
 //!
 //! GitHub Actions sends SIGINT, then SIGTERM 7.5 s later, only to the step's entry process:
 //! workflows should `exec shipgate deploy` so that process is shipgate.
@@ -13,7 +14,7 @@
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::exec::Cancel;
 use crate::exit_code;
@@ -42,10 +43,12 @@ impl Signals {
         })
     }
 
-    /// Installs handlers for SIGINT and SIGTERM; they stay for the life of the process.
+    /// Installs handlers for SIGINT, SIGTERM and SIGHUP; they stay for the life of the process.
+    /// (Without the SIGHUP handler a closed terminal would kill shipgate outright, while the
+    /// platform commands in their own process groups carry on.)
     pub fn install() -> Arc<Signals> {
         let state = Self::inert();
-        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
             Ok(mut signals) => {
                 let s = state.clone();
                 std::thread::Builder::new()
@@ -57,7 +60,7 @@ impl Signals {
                     })
                     .ok();
             }
-            Err(e) => eprintln!("warning: cannot install signal handlers: {e}"),
+            Err(e) => crate::say!("warning: cannot install signal handlers: {e}"),
         }
         state
     }
@@ -72,8 +75,8 @@ impl Signals {
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
             self.work.cancel();
-            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-            eprintln!("\nshipgate: {name} received: stopping new work and rolling back what this run changed (send it again to abandon the rollback)");
+            let name = name(sig);
+            crate::say!("\nshipgate: {name} received: stopping new work and rolling back what this run changed (send it again to abandon the rollback)");
             if let Some(hook) = self
                 .on_first
                 .lock()
@@ -84,7 +87,7 @@ impl Signals {
             }
         } else {
             self.rollback.cancel();
-            eprintln!("\nshipgate: second signal: abandoning the rollback");
+            crate::say!("\nshipgate: second signal: abandoning the rollback");
         }
     }
 
@@ -124,12 +127,21 @@ impl Signals {
         self.count.load(Ordering::SeqCst) >= 2
     }
 
-    /// 130 for SIGINT, 143 for SIGTERM.
+    /// 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.
     pub fn exit_code(&self) -> i32 {
-        if self.first.load(Ordering::SeqCst) == SIGINT {
-            exit_code::INTERRUPTED_SIGINT
-        } else {
-            exit_code::INTERRUPTED_SIGTERM
+        match self.first.load(Ordering::SeqCst) {
+            SIGINT => exit_code::INTERRUPTED_SIGINT,
+            SIGHUP => exit_code::INTERRUPTED_SIGHUP,
+            _ => exit_code::INTERRUPTED_SIGTERM,
         }
+    }
+}
+
+/// The signal's name, for messages and records.
+pub fn name(sig: i32) -> &'static str {
+    match sig {
+        SIGINT => "SIGINT",
+        SIGHUP => "SIGHUP",
+        _ => "SIGTERM",
     }
 }

@@ -2,18 +2,11 @@
 
 use std::io::Write;
 
-use crate::cli::Format;
-use crate::output::Output;
-
-/// Prints a workflow command. On stdout, where the runner reads them, unless stdout carries a
-/// JSON result (`--format json`), in which case on stderr (the runner reads both).
-pub fn command(output: &Output, line: &str) {
+/// Prints a workflow command, on stderr: the runner reads workflow commands from both streams,
+/// and stdout stays for data (a `--format json` document must parse).
+pub fn command(line: &str) {
     let line = crate::redact::redact(line);
-    if output.format == Format::Human {
-        println!("{line}");
-    } else {
-        eprintln!("{line}");
-    }
+    crate::say!("{line}");
 }
 
 /// Escapes a workflow-command property value (`title=`), which also forbids `:` and `,`.

@@ -99,7 +99,7 @@ impl Reporter {
                 }
             }
             ProgressMode::Lines => {
-                eprintln!("{} {text}", chrono::Utc::now().format("%H:%M:%S%.3f"));
+                crate::say!("{} {text}", chrono::Utc::now().format("%H:%M:%S%.3f"));
             }
         }
     }
@@ -111,17 +111,17 @@ impl Reporter {
             (Some(m), _) => {
                 let _ = m.println(format!("warning: {text}"));
             }
-            (None, ProgressMode::Lines) => eprintln!(
+            (None, ProgressMode::Lines) => crate::say!(
                 "{} warning: {text}",
                 chrono::Utc::now().format("%H:%M:%S%.3f")
             ),
-            (None, _) => eprintln!("warning: {text}"),
+            (None, _) => crate::say!("warning: {text}"),
         }
         if self.output.github {
-            github::command(
-                &self.output,
-                &format!("::warning::{}", crate::output::github_escape(&text)),
-            );
+            github::command(&format!(
+                "::warning::{}",
+                crate::output::github_escape(&text)
+            ));
         }
     }
 
@@ -131,29 +131,23 @@ impl Reporter {
         let text = text.strip_prefix("error: ").unwrap_or(&text).to_string();
         self.line(&format!("error: {title}: {text}"));
         if self.output.github {
-            github::command(
-                &self.output,
-                &format!(
-                    "::error title={}::{}",
-                    github::escape_property(title),
-                    crate::output::github_escape(&text)
-                ),
-            );
+            github::command(&format!(
+                "::error title={}::{}",
+                github::escape_property(title),
+                crate::output::github_escape(&text)
+            ));
         }
     }
 
     pub fn stage_started(&self, index: usize, total: usize, name: &str, regions: &[String]) {
         if self.output.github {
             self.end_group();
-            github::command(
-                &self.output,
-                &format!(
-                    "::group::Stage {}/{}: {name} ({})",
-                    index + 1,
-                    total,
-                    regions.join(", ")
-                ),
-            );
+            github::command(&format!(
+                "::group::Stage {}/{}: {name} ({})",
+                index + 1,
+                total,
+                regions.join(", ")
+            ));
             *self.group_open.lock().unwrap() = true;
         }
         let header = format!("stage {}/{total} {name}: {}", index + 1, regions.join(", "));
@@ -171,7 +165,7 @@ impl Reporter {
     pub fn end_group(&self) {
         let mut open = self.group_open.lock().unwrap();
         if *open {
-            github::command(&self.output, "::endgroup::");
+            github::command("::endgroup::");
             *open = false;
         }
     }
