@@ -246,6 +246,38 @@ fn history_works_with_only_a_state_dir_and_lists_newest_first() {
     assert!(r.stderr.is_empty(), "{}", r.stderr);
 }
 
+/// A typo in `--state-dir`: readers say nothing was recorded there and create nothing;
+/// `history verify` fails rather than report an intact chain of a ledger that is not there.
+#[test]
+fn a_missing_state_dir_is_never_created_by_readers_and_fails_verify() {
+    let p = Project::new();
+    let missing = p.path().join("no/such/dir");
+    let dir = missing.to_str().unwrap();
+    let r = p
+        .run(&["--state-dir", dir, "history", "verify"])
+        .expect(code::FAILED);
+    assert!(
+        r.stderr.contains("nothing to verify: state directory"),
+        "{}",
+        r.stderr
+    );
+    for args in [vec!["history"], vec!["status"], vec!["lock", "status"]] {
+        let mut a = vec!["--state-dir", dir];
+        a.extend(&args);
+        let r = p.run(&a).expect(code::SUCCESS);
+        assert!(
+            r.stderr
+                .contains("does not exist: nothing has been recorded there"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        !p.path().join("no").exists(),
+        "a reader created the directory"
+    );
+}
+
 #[test]
 fn last_stops_after_n_matches() {
     let p = fixture_project();

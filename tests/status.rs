@@ -40,6 +40,27 @@ fn region<'a>(v: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no region {name} in {v}"))
 }
 
+/// `{}` or `[]` parse as JSON but are not a state shipgate wrote: read as "nothing deployed",
+/// `status --check` would pass without checking a thing.
+#[test]
+fn an_empty_object_status_json_is_rebuilt_not_trusted() {
+    let p = project();
+    let truth = p
+        .run(&["status", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    for bogus in ["{}", "[]", "{\"regions\": {}}"] {
+        p.write(".shipgate/status.json", bogus);
+        let r = p.run(&["status", "--format", "json"]).expect(code::SUCCESS);
+        assert!(
+            r.stderr.contains("rebuilt it from history"),
+            "{bogus}: {}",
+            r.stderr
+        );
+        assert_eq!(r.json()["regions"], truth["regions"], "{bogus}");
+    }
+}
+
 #[test]
 fn status_is_rebuilt_from_history_when_status_json_is_missing() {
     let p = project();

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use crate::cli::{Format, GlobalArgs, HistoryAction, HistoryArgs};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::error::Error;
 use crate::exit_code;
 use crate::ledger::query::{self, Facts, Filter, Prefilter};
@@ -20,7 +20,8 @@ use crate::output::Output;
 const MAX_WARNINGS: usize = 20;
 
 pub fn run(global: &GlobalArgs, args: &HistoryArgs, output: &Output) -> Result<i32, Error> {
-    let (_, ledger) = open_ledger(global)?;
+    let verifying = matches!(args.action, Some(HistoryAction::Verify));
+    let (_, ledger) = open_ledger(global, output, verifying)?;
     match args.action {
         Some(HistoryAction::Verify) => verify(&ledger, output),
         None => query(&ledger, args, output),
@@ -29,17 +30,43 @@ pub fn run(global: &GlobalArgs, args: &HistoryArgs, output: &Output) -> Result<i
 
 /// The config, when there is one, and the ledger. Reading history needs no pipeline file: with
 /// `--state-dir` and no file, the directory alone is enough.
-pub(super) fn open_ledger(global: &GlobalArgs) -> Result<(Option<Config>, Ledger), Error> {
-    match super::load_config(global) {
-        Ok(config) => {
+///
+/// Readers never create the file store's directory. A missing one is a warning (nothing was
+/// recorded there: a typo in `--state-dir`, or no deploy yet), or an error when `required`
+/// (`history verify` must not report an intact chain of a ledger that is not there).
+pub(super) fn open_ledger(
+    global: &GlobalArgs,
+    output: &Output,
+    required: bool,
+) -> Result<(Option<Config>, Ledger), Error> {
+    let (config, dir) = match super::load_config(global) {
+        Ok(config) if config.state.store == StoreKind::Git => {
             let ledger = Ledger::open_for(&config)?;
-            Ok((Some(config), ledger))
+            return Ok((Some(config), ledger));
+        }
+        Ok(config) => {
+            let dir = config.state.dir.clone();
+            (Some(config), dir)
         }
         Err(e) => match &global.state_dir {
-            Some(dir) if !global.config.exists() => Ok((None, Ledger::open(dir)?)),
-            _ => Err(e),
+            Some(dir) if !global.config.exists() => (None, dir.clone()),
+            _ => return Err(e),
         },
+    };
+    if dir.is_dir() {
+        return Ok((config, Ledger::reader(&dir)));
     }
+    let what = format!("state directory `{}` does not exist", dir.display());
+    if required {
+        return Err(Error::failed(format!("nothing to verify: {what}")).with_hint(
+            "check --state-dir (SHIPGATE_STATE_DIR) or [state].dir; it is created by the first \
+             deploy or published event",
+        ));
+    }
+    output.warn(format!(
+        "{what}: nothing has been recorded there (check --state-dir or [state].dir)"
+    ));
+    Ok((config, Ledger::reader(&dir)))
 }
 
 fn verify(ledger: &Ledger, output: &Output) -> Result<i32, Error> {

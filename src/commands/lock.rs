@@ -8,7 +8,7 @@ use crate::ledger::AuditRecord;
 use crate::output::Output;
 
 pub fn run(global: &GlobalArgs, args: &LockArgs, output: &Output) -> Result<i32, Error> {
-    let (_, ledger) = super::history::open_ledger(global)?;
+    let (_, ledger) = super::history::open_ledger(global, output, false)?;
     match args.action {
         LockAction::Status => {
             let state = ledger.lock_state()?;

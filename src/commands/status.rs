@@ -76,7 +76,7 @@ impl From<Stored<DeployRecord>> for Interrupted {
 }
 
 pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i32, Error> {
-    let (config, ledger) = super::history::open_ledger(global)?;
+    let (config, ledger) = super::history::open_ledger(global, output, false)?;
     if args.notify && !args.check && !args.live {
         return Err(
             Error::usage("--notify sends the alert of --check or --live").with_hint(

@@ -62,6 +62,15 @@ impl Ledger {
         })
     }
 
+    /// The file store in `dir` for reading: nothing is created (a reader must not create the
+    /// directory a typo named); a missing directory reads as empty.
+    pub fn reader(dir: &Path) -> Ledger {
+        Ledger {
+            dir: dir.to_path_buf(),
+            store: Store::File,
+        }
+    }
+
     /// Opens the store the config names. The git store fetches its branch into the cache
     /// directory first (exit 2, nothing changed, when the repository, remote or branch is
     /// unusable).
@@ -227,8 +236,23 @@ impl Ledger {
     pub fn status(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
         let path = self.dir.join(STATUS_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(status) => return Ok(status),
+            Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                // shipgate always writes both; `{}` or `[]` would otherwise read as "nothing
+                // deployed" and let `status --check` pass without checking anything.
+                Ok(v)
+                    if !v.get("regions").is_some_and(|r| r.is_object())
+                        || !v.get("updated_at").is_some_and(|u| u.is_string()) =>
+                {
+                    warnings.push(format!(
+                        "{STATUS_FILE} has no `regions` or `updated_at`; rebuilt it from history"
+                    ))
+                }
+                Ok(v) => match serde_json::from_value(v) {
+                    Ok(status) => return Ok(status),
+                    Err(e) => warnings.push(format!(
+                        "{STATUS_FILE} is unreadable ({e}); rebuilt it from history"
+                    )),
+                },
                 Err(e) => warnings.push(format!(
                     "{STATUS_FILE} is unreadable ({e}); rebuilt it from history"
                 )),
