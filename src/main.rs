@@ -8,6 +8,7 @@ fn main() {
         Err(err) => {
             let text = shipgate::redact::redact(&err.render(output.color));
             shipgate::say_part!("{text}");
+            output.json_error(&err);
             if output.github {
                 let message = shipgate::redact::redact(&err.to_string());
                 shipgate::report::github::command(&format!(

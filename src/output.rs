@@ -1,6 +1,7 @@
 //! How results reach people and programs: format, quiet, colour, progress bars or plain lines.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::{ColorChoice, Format, GlobalArgs};
 
@@ -62,6 +63,14 @@ pub fn in_ci() -> bool {
         || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
+static JSON_PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// Records that this process has put its JSON document on stdout (so an error that follows
+/// does not print a second one).
+pub fn mark_json_printed() {
+    JSON_PRINTED.store(true, Ordering::SeqCst);
+}
+
 /// Settings every command reads to print.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -111,11 +120,36 @@ impl Output {
         }
     }
 
-    /// Prints one JSON document on stdout, redacted.
+    /// Prints one JSON document on stdout, redacted: pretty for `--format json`, one line for
+    /// `--format jsonl`.
     pub fn json(&self, value: &serde_json::Value) {
         let mut v = value.clone();
         crate::redact::redact_json(&mut v);
-        crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        mark_json_printed();
+        if self.format == Format::Jsonl {
+            crate::out!("{}", serde_json::to_string(&v).unwrap_or_default());
+        } else {
+            crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+    }
+
+    /// With `--format json|jsonl`, the one document of a command that ended with `err` before
+    /// printing its own: `{"ok": false, "exit_code": …, "error": {message, causes, hint}}`.
+    pub fn json_error(&self, err: &crate::error::Error) {
+        if self.format == Format::Human || JSON_PRINTED.load(Ordering::SeqCst) {
+            return;
+        }
+        self.json(&serde_json::json!({
+            "ok": false,
+            "status": "error",
+            "exit_code": err.exit_code(),
+            "error": {
+                "message": err.message,
+                "causes": err.causes,
+                "hint": err.hint,
+                "detail": err.detail,
+            },
+        }));
     }
 
     pub fn bold(&self, s: &str) -> String {

@@ -116,6 +116,33 @@ fn a_type_error_after_an_unknown_key_is_reported_at_its_place() {
     assert!(err.contains("2 error(s) in all"), "{err}");
 }
 
+/// `--format json` prints one JSON document even when the command ends before its own; jsonl
+/// prints it on one line.
+#[test]
+fn a_config_error_is_one_json_document_with_format_json() {
+    let p = Project::with_config(&MINIMAL.replace("gates = [\"api\"]", "gates = [\"apii\"]"));
+    let r = p.run(&["--format", "json", "validate"]).expect(code::USAGE);
+    let doc = r.json();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["exit_code"], code::USAGE);
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown gate `apii`"),
+        "{doc}"
+    );
+    assert_eq!(doc["error"]["hint"], "did you mean `api`?");
+    let r = p
+        .run(&["--format", "jsonl", "validate"])
+        .expect(code::USAGE);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    let r = Project::with_config(MINIMAL)
+        .run(&["--format", "jsonl", "validate"])
+        .expect(code::SUCCESS);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+}
+
 #[test]
 fn unknown_gate_reference_suggests_the_defined_one() {
     let err = invalid(&MINIMAL.replace("gates = [\"api\"]", "gates = [\"apii\"]"));

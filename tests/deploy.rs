@@ -503,6 +503,19 @@ fn a_second_deploy_is_refused_while_one_runs() {
         run.stderr
     );
     assert!(run.stderr.contains("--lock-wait"), "{}", run.stderr);
+    // `--format json` still prints one document saying what happened.
+    let run = p
+        .run(&["--format", "json", "deploy", "--stage", "canary"])
+        .expect(code::LOCKED);
+    let doc = run.json();
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert_eq!(doc["exit_code"], code::LOCKED, "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("pid {}", first.id()))),
+        "{doc}"
+    );
     // With --lock-wait it waits for the first to finish, then runs.
     let waited = p
         .run(&["deploy", "--stage", "canary", "--lock-wait", "30s"])

@@ -198,6 +198,7 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
             return Ok(());
         }
         if let Sink::Json { .. } = sink {
+            crate::output::mark_json_printed();
             out.write_all(b"[")?;
         }
         if let Sink::Table { audit, .. } = sink {
