@@ -327,6 +327,47 @@ mod live_and_check {
         p
     }
 
+    /// A failed rollback leaves a region a human must look at: plain `status` says so (exit 0,
+    /// it reports), `--check` counts it as a problem and never probes `{version}` as "unknown".
+    #[test]
+    fn a_region_whose_rollback_failed_needs_a_human() {
+        let mut p = deployed();
+        p.env("TEST_VERSION", "v3")
+            .env("BAD_VERSION", "v3")
+            .env("FAIL_GATE", "lhr")
+            .env("FAIL_ROLLBACK", "lhr");
+        p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+        let v = p
+            .run(&["status", "--format", "json"])
+            .expect(code::SUCCESS)
+            .json();
+        let attention = v["attention"].as_array().unwrap();
+        assert_eq!(attention.len(), 1, "{v}");
+        assert!(
+            attention[0]
+                .as_str()
+                .unwrap()
+                .starts_with("lhr: the rollback of deploy "),
+            "{v}"
+        );
+        let human = p.run(&["status"]).expect(code::SUCCESS);
+        assert!(human.stderr.contains("needs a human:"), "{}", human.stderr);
+        let check = p.run(&["status", "--check"]).expect(code::CHECK_FAILED);
+        assert!(
+            check.stderr.contains(
+                "lhr: runs an unknown version since a failed rollback; gates not checked"
+            ),
+            "{}",
+            check.stderr
+        );
+        // The other regions are still checked.
+        assert!(
+            check.stderr.contains("gate health (P1): pass"),
+            "{}",
+            check.stderr
+        );
+    }
+
     #[test]
     fn live_agrees_with_history_then_flags_drift() {
         let p = deployed();

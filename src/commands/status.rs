@@ -116,6 +116,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
         .collect();
 
     let mut rows = region_rows(config.as_ref(), &state.regions);
+    let attention = needs_attention(&rows);
     let mut problems = Vec::new();
     if let Some(config) = &config {
         let cancel = Cancel::new();
@@ -148,6 +149,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
             &interrupted,
             &holder,
             args,
+            &attention,
             &problems,
             output,
         );
@@ -159,6 +161,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
             "last_deploy": state.last_deploy,
             "interrupted": interrupted,
             "lock": holder,
+            "attention": attention,
             "ok": problems.is_empty(),
             "problems": problems,
         }));
@@ -168,6 +171,31 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
     } else {
         exit_code::CHECK_FAILED
     })
+}
+
+/// The version recorded for a region whose failed rollback left it unknown.
+const UNKNOWN_VERSION: &str = "unknown";
+
+/// Regions the record says a human must look at: a rollback failed there, so what runs is
+/// unknown or mixed. Plain `status` lists them (exit 0: it reports); `--check` and `--live`
+/// count them as problems.
+fn needs_attention(rows: &[RegionRow]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.recorded.status == "rollback_failed")
+        .map(|r| {
+            let runs = if r.recorded.version.is_empty() || r.recorded.version == UNKNOWN_VERSION {
+                "runs an unknown version".to_string()
+            } else {
+                format!("should run {}", r.recorded.version)
+            };
+            format!(
+                "{}: the rollback of deploy {} failed; it {runs} (see `shipgate history --region {}`)",
+                r.region,
+                if r.recorded.deploy_id.is_empty() { "?" } else { &r.recorded.deploy_id },
+                r.region
+            )
+        })
+        .collect()
 }
 
 /// The regions of the config's stages, in pipeline order, then any other region on record.
@@ -305,6 +333,15 @@ fn check_gates(
             .as_ref()
             .and_then(|l| l.version().map(str::to_string))
             .unwrap_or_else(|| row.recorded.version.clone());
+        if version == UNKNOWN_VERSION {
+            // A failed rollback left it unknown: a gate would probe `{version}` as "unknown".
+            problems.push(format!(
+                "{}: runs an unknown version since a failed rollback; gates not checked (add \
+                 --live to read what runs; a human must look)",
+                row.region
+            ));
+            continue;
+        }
         if version.is_empty() {
             // Nothing recorded and nothing read: gates would probe `{version}` as "".
             crate::say!(
@@ -396,6 +433,7 @@ fn print_human(
     interrupted: &[Interrupted],
     holder: &Option<lock::LockInfo>,
     args: &StatusArgs,
+    attention: &[String],
     problems: &[String],
     output: &Output,
 ) {
@@ -473,6 +511,12 @@ fn print_human(
                 dash(&i.actor),
                 i.status
             ));
+        }
+    }
+    if !attention.is_empty() {
+        out.push_str("\nneeds a human:\n");
+        for a in attention {
+            out.push_str(&format!("  {a}\n"));
         }
     }
     if !problems.is_empty() {
