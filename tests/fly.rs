@@ -234,6 +234,42 @@ fn full_region_failure_under_continue_is_partial_with_a_p1_audit() {
     );
 }
 
+/// A region the platform silently did not update (under `continue`, nothing rolls it back) is
+/// recorded as running what it runs: a failed gate region keeps the new version on record, the
+/// skipped one its old one, and `status --live` agrees with both.
+#[test]
+fn a_region_left_failed_is_recorded_as_running_what_it_runs() {
+    let (p, _server, failing) = fly_project();
+    fakes::knob(p.path(), "skip-deploy-ord", "");
+    failing.lock().unwrap().insert("sin".into());
+    let r = p.run(&["--format", "json", "deploy"]).expect(code::PARTIAL);
+    assert_eq!(version_in(&p, "ord"), "v1");
+    assert_eq!(version_in(&p, "sin"), "v2");
+    let doc = r.json();
+    let row = |region: &str| {
+        doc["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["regions"].as_array().unwrap().iter())
+            .find(|x| x["region"] == region)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("ord")["status"], "failed", "{doc}");
+    assert_eq!(row("ord")["version"], "v1", "{doc}");
+    assert_eq!(row("sin")["version"], "v2", "{doc}");
+    let status: serde_json::Value = serde_json::from_str(&p.read(".shipgate/status.json")).unwrap();
+    assert_eq!(status["regions"]["ord"]["version"], "v1", "{status}");
+    assert_eq!(status["regions"]["ord"]["status"], "failed", "{status}");
+    assert_eq!(status["regions"]["sin"]["version"], "v2", "{status}");
+    let live = p
+        .run(&["status", "--live", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(live["ok"], true, "{live}");
+}
+
 #[test]
 fn failed_rollback_exits_3_with_a_p0_audit_naming_the_regions() {
     let (p, _server, failing) = fly_project();

@@ -180,14 +180,13 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
         );
 
         if failed.is_empty() && !cancelled {
-            update_status(engine, &outcomes);
+            update_status(engine, &outcomes, &BTreeMap::new());
         } else if !cancelled {
             let names: Vec<String> = failed.iter().map(|o| o.region.clone()).collect();
             let why: Vec<String> = failed
                 .iter()
                 .map(|o| format!("{}: {}", o.region, o.error().unwrap_or("not finished")))
                 .collect();
-            update_status(engine, &outcomes);
             // Which regions go back, and whether the deploy stops (SPEC §3 "On failure").
             let rollback_scope: Option<(Vec<String>, bool)> = match stage.on_failure {
                 OnFailure::Rollback => Some((changed.clone(), true)),
@@ -223,6 +222,26 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
                     stops,
                 )
             });
+            // A failed region that stays as it is may not run the new version (the platform
+            // refused, or kept the old machines): record what it really runs, where the
+            // platform can say, so `status --live` does not cry drift at the truth.
+            let staying: Vec<String> = failed
+                .iter()
+                .filter(|o| o.changed)
+                .map(|o| o.region.clone())
+                .filter(|r| {
+                    !rollback_scope
+                        .as_ref()
+                        .is_some_and(|(scope, _)| scope.contains(r))
+                })
+                .collect();
+            let observed = observe(engine, &staying);
+            for row in &mut stage_rows.regions {
+                if let Some(v) = observed.get(&row.region) {
+                    row.version = Some(v.clone());
+                }
+            }
+            update_status(engine, &outcomes, &observed);
             match rollback_scope {
                 Some((scope, stops)) => {
                     let reason = format!("stage {} failed ({})", stage.name, why.join("; "));
@@ -597,7 +616,29 @@ fn notify_rollback(engine: &Engine<'_>, rb: &RollbackOutcome, reason: &str) {
     }
 }
 
-fn update_status(engine: &Engine<'_>, outcomes: &[super::run::RegionOutcome]) {
+/// What `regions` run now, for those the platform can tell (none for an exec pipeline without a
+/// `current` command: there the deploy's version is recorded, as before).
+fn observe(engine: &Engine<'_>, regions: &[String]) -> BTreeMap<String, String> {
+    if regions.is_empty() || !engine.adapter.reads_live_version() {
+        return BTreeMap::new();
+    }
+    engine
+        .capture(regions, &crate::exec::Cancel::new())
+        .into_iter()
+        .filter_map(|(region, live)| match live {
+            Ok(Live::Version(v)) => Some((region, v)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Records the stage's changed regions in `status.json`: the deploy's version, or what
+/// `observed` says a region really runs.
+fn update_status(
+    engine: &Engine<'_>,
+    outcomes: &[super::run::RegionOutcome],
+    observed: &BTreeMap<String, String>,
+) {
     let now = now_rfc3339();
     if let Err(e) = engine.ledger.update_status(|s| {
         s.app = engine.config.app.name.clone();
@@ -605,7 +646,10 @@ fn update_status(engine: &Engine<'_>, outcomes: &[super::run::RegionOutcome]) {
             s.regions.insert(
                 o.region.clone(),
                 RegionStatus {
-                    version: engine.version.clone(),
+                    version: observed
+                        .get(&o.region)
+                        .cloned()
+                        .unwrap_or_else(|| engine.version.clone()),
                     deployed_at: now.clone(),
                     deploy_id: engine.deploy_id.clone(),
                     status: if o.healthy() {
