@@ -706,6 +706,42 @@ fn events_and_notifications_never_change_the_outcome() {
     assert!(audit.iter().any(|a| a["priority"] == "P3" && a["failed"].as_array().is_some_and(|f| !f.is_empty())), "{audit:?}");
 }
 
+#[test]
+fn deploy_delivers_and_records_its_start_and_success_events() {
+    let server = crate::common::http::Server::fixed(200, "");
+    let mut p = exec_project(&format!(
+        "{THREE_STAGES}\n[events]\nurl_env = \"TEST_EVENTS_URL\"\nformat = \"plain\"\n"
+    ));
+    p.env("TEST_EVENTS_URL", &format!("{}/events", server.url));
+    let run = p
+        .run(&["deploy", "--stage", "canary"])
+        .expect(code::SUCCESS);
+    // Deliveries that get an answer end before anyone is told to wait for them.
+    assert!(!run.stderr.contains("waiting for"), "{}", run.stderr);
+    let mut sent: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            body["event_type"].as_str().unwrap().to_string()
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["start", "success"]);
+    let deploy_id = p.kind("deploy")[0]["deploy_id"].clone();
+    let recorded = p.kind("event");
+    let types: Vec<&str> = recorded
+        .iter()
+        .map(|e| e["event"]["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["start", "success"], "{recorded:?}");
+    for e in &recorded {
+        assert_eq!(e["delivered"], true, "{e}");
+        assert_eq!(e["attempts"], 1, "{e}");
+        assert_eq!(e["deploy_id"], deploy_id, "{e}");
+    }
+}
+
 /// The part of stderr after the progress lines: the summary table and the verdict.
 fn summary(stderr: &str) -> String {
     let start = stderr.find("\nSTAGE ").map(|i| i + 1).unwrap_or(0);

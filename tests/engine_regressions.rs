@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::code;
+use crate::common::http::Blackhole;
 use crate::common::pipeline::{exec_project, THREE_STAGES};
 
 extern "C" {
@@ -130,6 +131,114 @@ fn a_dead_webhook_never_delays_the_rollback() {
             .all(|a| a["failed"].as_array().is_some_and(|f| !f.is_empty())),
         "{audit:?}"
     );
+}
+
+/// QA: with `[events]` and Slack pointed at a receiver that never answers, the start event was
+/// delivered before stage 1 (45 s with the defaults), and the queued deliveries ran one after
+/// another after the outcome was printed (minutes).
+#[test]
+fn dead_event_and_webhook_sinks_delay_neither_the_first_stage_nor_each_other() {
+    let events = Blackhole::start();
+    let slack = Blackhole::start();
+    let mut p = exec_project(&format!(
+        "{THREE_STAGES}
+[notify.slack]
+webhook_env = \"TEST_SLACK_URL\"
+min_priority = \"P3\"
+
+[events]
+url_env = \"TEST_EVENTS_URL\"
+format = \"plain\"
+"
+    ));
+    // Each delivery gives up after 4 attempts of 2 s: about 8 s.
+    let give_up = Duration::from_secs(8);
+    p.env("TEST_SLACK_URL", &format!("{}/hook", slack.url))
+        .env("TEST_EVENTS_URL", &format!("{}/events", events.url))
+        .env("SHIPGATE_HTTP_TIMEOUT_MS", "2000")
+        .env("SHIPGATE_RETRY_BASE_MS", "1");
+    let start = Instant::now();
+    let child = p
+        .command(&["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the first region's deploy", || {
+        p.calls().iter().any(|c| c.starts_with("deploy lhr"))
+    });
+    let to_first_deploy = start.elapsed();
+    // The start event is recorded only once its delivery has given up: not yet.
+    assert!(
+        p.kind("event").is_empty(),
+        "stage 1 waited for the start event: {:?}",
+        p.kind("event")
+    );
+    assert!(
+        to_first_deploy < give_up,
+        "stage 1 waited for the start event: {to_first_deploy:?}"
+    );
+    let out = child.wait_with_output().unwrap();
+    let total = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code::SUCCESS), "{stderr}");
+
+    // 4 notifications and 2 events, each about 8 s: 48 s one after another.
+    assert!(
+        total < Duration::from_secs(30),
+        "deliveries ran one after another: {total:?}\n{stderr}"
+    );
+    // The tail waits for the last deliveries, and says so once, after the outcome.
+    let waiting: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("waiting for "))
+        .collect();
+    assert_eq!(waiting.len(), 1, "{stderr}");
+    assert!(
+        waiting[0].contains("to be delivered (up to ") && waiting[0].contains("event(s)"),
+        "{stderr}"
+    );
+    let verdict = stderr.find("deploy success").expect("the verdict");
+    assert!(stderr.find("waiting for ").unwrap() > verdict, "{stderr}");
+    assert!(stderr.contains("start event not delivered"), "{stderr}");
+    assert!(stderr.contains("success event not delivered"), "{stderr}");
+
+    // Nothing is lost: both events in history, every notification in the audit trail, in
+    // the order they were sent, each with its failure.
+    let recorded = p.kind("event");
+    let types: Vec<&str> = recorded
+        .iter()
+        .map(|e| e["event"]["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["start", "success"], "{recorded:?}");
+    for e in &recorded {
+        assert_eq!(e["delivered"], false, "{e}");
+        assert_eq!(e["attempts"], 4, "{e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("no answer within 2s"),
+            "{e}"
+        );
+    }
+    let audit = p.audit();
+    let titles: Vec<&str> = audit.iter().map(|a| a["title"].as_str().unwrap()).collect();
+    assert_eq!(titles.len(), 4, "{audit:?}");
+    assert!(titles[0].starts_with("deploy started"), "{titles:?}");
+    assert!(titles[1].starts_with("stage canary promoted"), "{titles:?}");
+    assert!(
+        titles[2].starts_with("stage primary promoted"),
+        "{titles:?}"
+    );
+    assert!(titles[3].starts_with("deployed demo v2"), "{titles:?}");
+    for a in &audit {
+        assert_eq!(a["delivered"], serde_json::json!([]), "{a}");
+        assert_eq!(a["failed"][0]["sink"], "slack", "{a}");
+        assert!(
+            a["failed"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("no answer within 2s"),
+            "{a}"
+        );
+    }
 }
 
 #[test]

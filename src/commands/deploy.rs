@@ -95,9 +95,10 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     if let Ok(result) = &result {
         finish(output, result);
     }
-    // The outcome is decided and shown; now let queued notifications finish and be recorded.
-    for w in notify.finish() {
-        output.warn(format!("notification: {w}"));
+    // The outcome is decided and shown; now let queued notifications and events finish and be
+    // recorded.
+    for w in notify.finish(|waiting| output.info(waiting)) {
+        output.warn(w);
     }
     Ok(result?.exit_code)
 }

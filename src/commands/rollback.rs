@@ -257,8 +257,8 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         );
     }
     super::deploy::finish(output, &result);
-    for w in notify.finish() {
-        output.warn(format!("notification: {w}"));
+    for w in notify.finish(|waiting| output.info(waiting)) {
+        output.warn(w);
     }
     Ok(result.exit_code)
 }

@@ -274,37 +274,82 @@ pub fn publish_with(
     deploy_id: Option<&str>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Published, Error> {
-    let event_id = ulid::Ulid::new().to_string();
-    let (sink, outcome) = match &config.events {
-        None => (None, None),
-        Some(cfg) => {
-            let sink = Sink::resolve(cfg, lookup)?;
-            let post = sink.request(event, &event_id, &config.app.name)?;
-            let outcome = delivery::deliver(&post, &RetryPolicy::from_lookup(lookup));
-            (Some(sink.display), Some(outcome))
+    let mut outgoing = Outgoing::prepare(config, event, deploy_id, lookup)?;
+    outgoing.deliver();
+    outgoing.record(ledger)
+}
+
+/// An event on its way: built, its request signed, then delivered, then recorded. The steps
+/// are apart so that `deploy` can deliver on another thread ([`crate::notify::queue`]).
+struct Outgoing {
+    event: DeploymentEvent,
+    deploy_id: Option<String>,
+    event_id: String,
+    /// The sink as recorded, the request and how hard to try; `None` without `[events]`.
+    target: Option<(String, HttpPost, RetryPolicy)>,
+    outcome: Option<delivery::Outcome>,
+}
+
+impl Outgoing {
+    /// Resolves the sink and builds the request; sends nothing. `Err` for a configuration
+    /// error (a missing variable or secret).
+    fn prepare(
+        config: &Config,
+        event: &DeploymentEvent,
+        deploy_id: Option<&str>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Outgoing, Error> {
+        let event_id = ulid::Ulid::new().to_string();
+        let target = match &config.events {
+            None => None,
+            Some(cfg) => {
+                let sink = Sink::resolve(cfg, lookup)?;
+                let post = sink.request(event, &event_id, &config.app.name)?;
+                Some((sink.display, post, RetryPolicy::from_lookup(lookup)))
+            }
+        };
+        Ok(Outgoing {
+            event: event.clone(),
+            deploy_id: deploy_id.map(str::to_string),
+            event_id,
+            target,
+            outcome: None,
+        })
+    }
+
+    /// Posts the event with retries; blocks for up to [`RetryPolicy::give_up_after`].
+    fn deliver(&mut self) {
+        if let Some((_, post, policy)) = &self.target {
+            self.outcome = Some(delivery::deliver(post, policy));
         }
-    };
-    let record = EventRecord {
-        deploy_id: deploy_id.map(str::to_string),
-        event: serde_json::to_value(event)
-            .map_err(|e| Error::failed("cannot encode the event").caused_by(e))?,
-        sink: sink.clone(),
-        delivered: outcome.as_ref().is_some_and(|o| o.delivered),
-        error: outcome.as_ref().and_then(|o| o.error.clone()),
-        attempts: outcome.as_ref().map_or(0, |o| o.attempts),
-        event_id: Some(event_id.clone()),
-    };
-    let appended = ledger
-        .append_history(&HistoryRecord::Event(record.clone()))
-        .map_err(|e| e.within("cannot record the event in history"))?;
-    Ok(Published {
-        record_id: appended.id,
-        event_id,
-        sink,
-        delivered: record.delivered,
-        attempts: record.attempts,
-        error: record.error,
-    })
+    }
+
+    /// Appends the `event` history record with the delivery outcome.
+    fn record(self, ledger: &Ledger) -> Result<Published, Error> {
+        let outcome = self.outcome.as_ref();
+        let sink = self.target.map(|(display, _, _)| display);
+        let record = EventRecord {
+            deploy_id: self.deploy_id,
+            event: serde_json::to_value(&self.event)
+                .map_err(|e| Error::failed("cannot encode the event").caused_by(e))?,
+            sink: sink.clone(),
+            delivered: outcome.is_some_and(|o| o.delivered),
+            error: outcome.and_then(|o| o.error.clone()),
+            attempts: outcome.map_or(0, |o| o.attempts),
+            event_id: Some(self.event_id.clone()),
+        };
+        let appended = ledger
+            .append_history(&HistoryRecord::Event(record.clone()))
+            .map_err(|e| e.within("cannot record the event in history"))?;
+        Ok(Published {
+            record_id: appended.id,
+            event_id: self.event_id,
+            sink,
+            delivered: record.delivered,
+            attempts: record.attempts,
+            error: record.error,
+        })
+    }
 }
 
 /// The event `deploy` publishes at its start, success and failure: `platform` is the
@@ -320,34 +365,101 @@ pub fn publish_deploy_event(
     version: &str,
     extra_metadata: Map<String, Value>,
 ) -> Option<String> {
+    match prepare_deploy_event(
+        config,
+        ledger,
+        event_type,
+        deploy_id,
+        version,
+        extra_metadata,
+    )? {
+        Err(warning) => Some(warning),
+        Ok(mut pending) => {
+            pending.deliver();
+            pending.record(ledger)
+        }
+    }
+}
+
+/// [`publish_deploy_event`] in steps, so the slow one can run off the deploy's path: builds
+/// the event and its signed request, sending nothing. `None` without `[events]`. `Err` with a
+/// warning when it cannot be sent at all (a missing secret): the event is then already
+/// recorded in history with that error.
+pub fn prepare_deploy_event(
+    config: &Config,
+    ledger: &Ledger,
+    event_type: EventType,
+    deploy_id: &str,
+    version: &str,
+    extra_metadata: Map<String, Value>,
+) -> Option<Result<PendingDeployEvent, String>> {
     config.events.as_ref()?;
     let event = deploy_event(config, event_type, deploy_id, version, extra_metadata);
-    let warning = match publish_with(config, ledger, &event, Some(deploy_id), &|k| {
-        std::env::var(k).ok()
-    }) {
-        Ok(p) if p.delivered => return None,
-        Ok(p) => format!(
-            "{} event not delivered to {}: {}",
-            event_type.as_str(),
-            p.sink.unwrap_or_default(),
-            p.error.unwrap_or_default()
-        ),
-        Err(e) => {
-            // Record that the event could not be sent, so history shows it.
-            let record = EventRecord {
-                deploy_id: Some(deploy_id.to_string()),
-                event: serde_json::to_value(&event).unwrap_or_default(),
-                sink: None,
-                delivered: false,
-                error: Some(e.to_string()),
-                attempts: 0,
-                event_id: None,
-            };
-            let _ = ledger.append_history(&HistoryRecord::Event(record));
-            format!("{} event not published: {e}", event_type.as_str())
-        }
-    };
-    Some(crate::redact::redact(&warning))
+    let lookup = |k: &str| std::env::var(k).ok();
+    Some(
+        match Outgoing::prepare(config, &event, Some(deploy_id), &lookup) {
+            Ok(outgoing) => Ok(PendingDeployEvent {
+                event_type,
+                outgoing,
+            }),
+            Err(e) => {
+                // Record that the event could not be sent, so history shows it.
+                let record = EventRecord {
+                    deploy_id: Some(deploy_id.to_string()),
+                    event: serde_json::to_value(&event).unwrap_or_default(),
+                    sink: None,
+                    delivered: false,
+                    error: Some(e.to_string()),
+                    attempts: 0,
+                    event_id: None,
+                };
+                let _ = ledger.append_history(&HistoryRecord::Event(record));
+                Err(crate::redact::redact(&format!(
+                    "{} event not published: {e}",
+                    event_type.as_str()
+                )))
+            }
+        },
+    )
+}
+
+/// A deploy's event, ready to deliver (see [`prepare_deploy_event`]).
+pub struct PendingDeployEvent {
+    event_type: EventType,
+    outgoing: Outgoing,
+}
+
+impl PendingDeployEvent {
+    /// How long [`PendingDeployEvent::deliver`] takes at most when the sink never answers.
+    pub fn give_up_after(&self) -> std::time::Duration {
+        self.outgoing
+            .target
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |(_, _, policy)| {
+                policy.give_up_after()
+            })
+    }
+
+    /// Posts the event, with retries. Writes nothing.
+    pub fn deliver(&mut self) {
+        self.outgoing.deliver();
+    }
+
+    /// Appends the `event` history record with the delivery outcome. Returns a warning when
+    /// the event was not delivered or cannot be recorded.
+    pub fn record(self, ledger: &Ledger) -> Option<String> {
+        let kind = self.event_type.as_str();
+        let warning = match self.outgoing.record(ledger) {
+            Ok(p) if p.delivered => return None,
+            Ok(p) => format!(
+                "{kind} event not delivered to {}: {}",
+                p.sink.unwrap_or_default(),
+                p.error.unwrap_or_default()
+            ),
+            Err(e) => format!("{kind} event not recorded in history: {e}"),
+        };
+        Some(crate::redact::redact(&warning))
+    }
 }
 
 /// The event of [`publish_deploy_event`], without publishing it.

@@ -61,6 +61,22 @@ impl RetryPolicy {
         policy
     }
 
+    /// How long a delivery to a sink that accepts connections and never answers takes before
+    /// it gives up: every attempt times out, with the longest backoff (full jitter) between
+    /// them — 45 s with the defaults. A server that answers 429 or 503 with `Retry-After` can
+    /// stretch this, up to `max_wait` per retry.
+    pub fn give_up_after(&self) -> Duration {
+        let waits: Duration = (1..=self.retries)
+            .map(|retry| {
+                let exp = self
+                    .base
+                    .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+                (exp + exp / 2).min(self.max_wait)
+            })
+            .sum();
+        self.timeout.saturating_mul(self.retries + 1) + waits
+    }
+
     /// The backoff before retry number `retry` (1-based): `base × 2^(retry-1)`, plus up to
     /// 50 % random jitter so many senders do not retry in step; at most `max_wait`.
     pub fn backoff(&self, retry: u32) -> Duration {
@@ -422,6 +438,21 @@ mod tests {
             ),
             Some(Duration::from_millis(250))
         );
+    }
+
+    #[test]
+    fn a_dead_sink_gives_up_after_every_attempt_timed_out() {
+        // 4 × 10 s, plus at most 0.75 + 1.5 + 3 s of backoff.
+        assert_eq!(
+            RetryPolicy::default().give_up_after(),
+            Duration::from_millis(45_250)
+        );
+        let fast = RetryPolicy {
+            timeout: Duration::from_millis(100),
+            base: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
+        assert!(fast.give_up_after() < Duration::from_millis(420));
     }
 
     #[test]

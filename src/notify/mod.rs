@@ -99,32 +99,20 @@ impl Notifier {
     /// then appends the audit record with `delivered` / `failed`. Never fails the caller: a
     /// ledger error is returned as a warning string.
     pub fn send(&self, ledger: &Ledger, notification: &Notification) -> Option<String> {
-        let (delivered, failed) = self.deliver(notification);
-        let record = AuditRecord {
-            priority: notification.priority.as_str().to_string(),
-            title: notification.title.clone(),
-            message: notification.message.clone(),
-            context: notification.context.clone(),
-            deploy_id: notification.deploy_id.clone(),
-            delivered,
-            failed: failed.clone(),
-        };
-        let mut warnings: Vec<String> = failed
-            .iter()
-            .map(|f| format!("notification not delivered to {}: {}", f.sink, f.error))
-            .collect();
-        if let Err(e) = ledger.append_audit(&record) {
-            warnings.push(format!(
-                "cannot record the notification in audit.jsonl: {e}"
-            ));
-        }
-        (!warnings.is_empty()).then(|| crate::redact::redact(&warnings.join("; ")))
+        let delivery = self.deliver(notification);
+        record(ledger, notification, delivery)
+    }
+
+    /// How long delivering one notification can take when its sinks never answer (they are
+    /// posted to in parallel): see [`RetryPolicy::give_up_after`].
+    pub fn give_up_after(&self) -> std::time::Duration {
+        self.policy.give_up_after()
     }
 
     /// Posts to every sink the notification reaches, in parallel so a slow sink does not
     /// delay the other. Returns the sinks that accepted it and those that did not, in config
-    /// order.
-    fn deliver(&self, n: &Notification) -> (Vec<String>, Vec<SinkFailure>) {
+    /// order. Writes nothing: [`record`] does.
+    pub fn deliver(&self, n: &Notification) -> Delivery {
         let targets: Vec<&Sink> = self
             .sinks
             .iter()
@@ -155,7 +143,7 @@ impl Notifier {
                 }),
             }
         }
-        (delivered, failed)
+        Delivery { delivered, failed }
     }
 
     fn post(&self, sink: &Sink, n: &Notification) -> Result<(), String> {
@@ -180,6 +168,39 @@ impl Notifier {
             error => Err(error.unwrap_or_else(|| "not delivered".into())),
         }
     }
+}
+
+/// What came of posting one notification to its sinks.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    /// The sinks that accepted it, in config order.
+    pub delivered: Vec<String>,
+    pub failed: Vec<SinkFailure>,
+}
+
+/// Appends the audit record of `notification` with its delivery outcome. Returns the warnings
+/// (failed sinks, a ledger error) as one redacted string.
+pub fn record(ledger: &Ledger, notification: &Notification, delivery: Delivery) -> Option<String> {
+    let Delivery { delivered, failed } = delivery;
+    let mut warnings: Vec<String> = failed
+        .iter()
+        .map(|f| format!("notification not delivered to {}: {}", f.sink, f.error))
+        .collect();
+    let record = AuditRecord {
+        priority: notification.priority.as_str().to_string(),
+        title: notification.title.clone(),
+        message: notification.message.clone(),
+        context: notification.context.clone(),
+        deploy_id: notification.deploy_id.clone(),
+        delivered,
+        failed,
+    };
+    if let Err(e) = ledger.append_audit(&record) {
+        warnings.push(format!(
+            "cannot record the notification in audit.jsonl: {e}"
+        ));
+    }
+    (!warnings.is_empty()).then(|| crate::redact::redact(&warnings.join("; ")))
 }
 
 /// The facts shown as fields, in a fixed order, from the notification's context.

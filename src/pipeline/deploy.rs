@@ -9,6 +9,7 @@ use crate::config::{OnFailure, Priority, Stage};
 use crate::error::Error;
 use crate::exit_code;
 use crate::ledger::records::*;
+use crate::notify::queue::Kind;
 use crate::report::result::RunResult;
 
 use super::actor::now_rfc3339;
@@ -687,7 +688,8 @@ fn publish_event(engine: &Engine<'_>, event_type: &str, result: &RunResult) {
     if !result.status.is_empty() {
         metadata.insert("outcome".into(), result.status.clone().into());
     }
-    if let Some(w) = crate::events::publish_deploy_event(
+    // Built and signed here; delivered on the queue, so a dead sink never delays the deploy.
+    match crate::events::prepare_deploy_event(
         engine.config,
         engine.ledger,
         kind,
@@ -695,6 +697,15 @@ fn publish_event(engine: &Engine<'_>, event_type: &str, result: &RunResult) {
         &engine.version,
         metadata,
     ) {
-        engine.reporter.warn(&w);
+        None => {}
+        Some(Err(warning)) => engine.reporter.warn(&warning),
+        Some(Ok(mut pending)) => engine.notify.submit(
+            Kind::Event,
+            pending.give_up_after(),
+            Box::new(move || {
+                pending.deliver();
+                Box::new(move |ledger: &crate::ledger::Ledger| pending.record(ledger))
+            }),
+        ),
     }
 }

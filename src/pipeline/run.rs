@@ -27,7 +27,7 @@ pub struct Engine<'a> {
     pub config: &'a Config,
     pub adapter: &'a dyn Adapter,
     pub ledger: &'a Ledger,
-    /// Notifications are queued, never delivered on the deploy's path.
+    /// Notifications and events are queued, never delivered on the deploy's path.
     pub notify: &'a Queue,
     pub reporter: &'a Reporter,
     pub signals: &'a Signals,

@@ -129,3 +129,41 @@ impl Drop for Server {
         self.server.unblock();
     }
 }
+
+/// A receiver that accepts connections and never answers (a hung webhook); stops when dropped.
+pub struct Blackhole {
+    pub url: String,
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Blackhole {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                if s.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                held.push(conn);
+            }
+        });
+        Blackhole {
+            url: format!("http://{addr}"),
+            addr,
+            stop,
+        }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
