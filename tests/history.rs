@@ -279,6 +279,22 @@ fn a_missing_state_dir_is_never_created_by_readers_and_fails_verify() {
 }
 
 #[test]
+fn a_state_dir_that_is_a_file_is_a_usage_error_with_a_hint() {
+    let p = crate::common::pipeline::exec_project(crate::common::pipeline::THREE_STAGES);
+    p.write("afile", "");
+    let r = p
+        .run(&["--state-dir", "afile", "deploy"])
+        .expect(code::USAGE);
+    assert!(
+        r.stderr
+            .contains("hint: `afile` is a file: point --state-dir"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.calls(), Vec::<String>::new(), "something ran");
+}
+
+#[test]
 fn last_stops_after_n_matches() {
     let p = fixture_project();
     let r = run(&p, &["history", "--last", "2", "--format", "jsonl"]).expect(code::SUCCESS);

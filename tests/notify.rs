@@ -279,6 +279,13 @@ fn slack_server_errors_are_retried_and_then_recorded() {
         .unwrap();
     assert_eq!(slack.requests().len(), 4);
     assert!(warning.contains("after 4 attempts"), "{warning}");
+    // The warning says which notification was lost.
+    assert!(
+        warning.contains(
+            "P2 notification \"deploy failed: nettrace-dashboard abc1234\" not delivered to slack"
+        ),
+        "{warning}"
+    );
     let audit = s.audit();
     assert_eq!(audit[0]["delivered"], json!([]));
     assert_eq!(audit[0]["failed"][0]["sink"], "slack");

@@ -54,7 +54,24 @@ impl Ledger {
     /// Opens (creating when missing) the state directory of the file store.
     pub fn open(dir: &Path) -> Result<Ledger, Error> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::failed(format!("cannot create state directory `{}`", dir.display())).caused_by(e)
+            let err = Error::failed(format!("cannot create state directory `{}`", dir.display()))
+                .caused_by(&e);
+            if dir.exists() && !dir.is_dir() {
+                // A configuration mistake, found before anything changed.
+                Error {
+                    code: crate::exit_code::USAGE,
+                    ..err
+                }
+                .with_hint(format!(
+                    "`{}` is a file: point --state-dir (SHIPGATE_STATE_DIR) or [state].dir at a \
+                     directory",
+                    dir.display()
+                ))
+            } else {
+                err.with_hint(
+                    "check --state-dir (SHIPGATE_STATE_DIR) or [state].dir and its permissions",
+                )
+            }
         })?;
         Ok(Ledger {
             dir: dir.to_path_buf(),

@@ -184,7 +184,15 @@ pub fn record(ledger: &Ledger, notification: &Notification, delivery: Delivery) 
     let Delivery { delivered, failed } = delivery;
     let mut warnings: Vec<String> = failed
         .iter()
-        .map(|f| format!("notification not delivered to {}: {}", f.sink, f.error))
+        .map(|f| {
+            format!(
+                "{} notification \"{}\" not delivered to {}: {}",
+                notification.priority.as_str(),
+                notification.title,
+                f.sink,
+                f.error
+            )
+        })
         .collect();
     let record = AuditRecord {
         priority: notification.priority.as_str().to_string(),
