@@ -17,6 +17,9 @@ pub struct Error {
     pub hint: Option<String>,
     /// Extra lines shown verbatim after the message (a quoted config line, a stderr tail).
     pub detail: Option<String>,
+    /// The command this error is about never started (its program could not be executed), so
+    /// it changed nothing. A deploy treats such a region as unchanged.
+    pub not_started: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,6 +32,7 @@ impl Error {
             causes: Vec::new(),
             hint: None,
             detail: None,
+            not_started: false,
         }
     }
     /// A usage or configuration error (exit 2): nothing was changed.
@@ -47,6 +51,19 @@ impl Error {
         self.detail = Some(detail.into());
         self
     }
+    /// Marks the error as coming from a command that never started.
+    pub fn not_started(mut self) -> Self {
+        self.not_started = true;
+        self
+    }
+    /// The message, its causes and its detail (a stderr tail) as plain text, for places that
+    /// list several errors in one message.
+    pub fn with_detail_text(&self) -> String {
+        match &self.detail {
+            Some(d) if !d.trim().is_empty() => format!("{self}\n{}", d.trim_end()),
+            _ => self.to_string(),
+        }
+    }
     pub fn caused_by(mut self, cause: impl fmt::Display) -> Self {
         self.causes.push(cause.to_string());
         self
@@ -61,6 +78,7 @@ impl Error {
             causes,
             hint: self.hint,
             detail: self.detail,
+            not_started: self.not_started,
         }
     }
     pub fn exit_code(&self) -> i32 {

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -150,7 +150,8 @@ pub fn run(
                 "cannot run `{}`: its working directory `{}` does not exist",
                 spec.display(),
                 cwd.display()
-            )));
+            ))
+            .not_started());
         }
     }
 
@@ -292,12 +293,109 @@ fn spawn_error(spec: &CommandSpec, program: &str, e: std::io::Error) -> Error {
     } else {
         format!("`{program}` is looked up on PATH")
     };
-    match &spec.bin_key {
-        Some(key) => err.with_hint(format!(
-            "{looked}; install it, or set `{key}` to its full path"
-        )),
-        None => err.with_hint(format!("{looked}; install it or use its full path")),
+    let hint = match &spec.bin_key {
+        Some(key) => format!("{looked}; install it, or set `{key}` to its full path"),
+        None => format!("{looked}; install it or use its full path"),
+    };
+    // Spawning failed before the program ran: it changed nothing.
+    err.with_hint(hint).not_started()
+}
+
+/// Why a program cannot be started, as the executor would find out at spawn time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProgramProblem {
+    /// Nothing by that name: no such file, or not on PATH.
+    NotFound,
+    /// The file exists but is not an executable file (no execute permission, a directory).
+    NotExecutable(PathBuf),
+    /// A script whose `#!` interpreter does not exist (the kernel reports "not found").
+    MissingInterpreter {
+        script: PathBuf,
+        interpreter: String,
+    },
+}
+
+impl ProgramProblem {
+    /// What is wrong, as a fragment ("`./deploy.sh`: …").
+    pub fn describe(&self) -> String {
+        match self {
+            ProgramProblem::NotFound => "program not found".to_string(),
+            ProgramProblem::NotExecutable(p) => {
+                format!("`{}` is not executable", p.display())
+            }
+            ProgramProblem::MissingInterpreter {
+                script,
+                interpreter,
+            } => format!(
+                "`{}` starts with `#!{interpreter}`, which does not exist",
+                script.display()
+            ),
+        }
     }
+}
+
+/// The file the executor would run for `program` in `cwd` (SPEC §3), or why it cannot.
+///
+/// Mirrors [`run`]: a name with a slash is a path, relative ones taken from `cwd` (the child
+/// changes directory before it executes); a bare name is searched on the inherited PATH like
+/// `execvp` does — entries in order, an empty or relative entry taken from `cwd`, the first
+/// executable regular file wins, and a match that is not executable only counts when nothing
+/// later is.
+pub fn find_program(program: &str, cwd: Option<&Path>) -> Result<PathBuf, ProgramProblem> {
+    let base = cwd.unwrap_or(Path::new("."));
+    if program.is_empty() {
+        return Err(ProgramProblem::NotFound);
+    }
+    // `components()` drops the `.` in `base/./prog` so the paths named in errors read well.
+    if program.contains('/') {
+        return check_executable(&base.join(program).components().collect::<PathBuf>());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+    let mut denied = None;
+    for dir in std::env::split_paths(&path) {
+        let candidate: PathBuf = base.join(dir).join(program).components().collect();
+        match check_executable(&candidate) {
+            Ok(found) => return Ok(found),
+            Err(ProgramProblem::NotFound) => {}
+            Err(other) => {
+                denied.get_or_insert(other);
+            }
+        }
+    }
+    Err(denied.unwrap_or(ProgramProblem::NotFound))
+}
+
+fn check_executable(path: &Path) -> Result<PathBuf, ProgramProblem> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Err(ProgramProblem::NotFound);
+    };
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| ProgramProblem::NotFound)?;
+    // SAFETY: `c_path` is a valid NUL-terminated string; access has no other preconditions.
+    let executable = unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0;
+    if !meta.is_file() || !executable {
+        return Err(ProgramProblem::NotExecutable(path.to_path_buf()));
+    }
+    if let Some(interpreter) = shebang(path) {
+        if interpreter.starts_with('/') && !Path::new(&interpreter).exists() {
+            return Err(ProgramProblem::MissingInterpreter {
+                script: path.to_path_buf(),
+                interpreter,
+            });
+        }
+    }
+    Ok(path.to_path_buf())
+}
+
+/// The interpreter a `#!` line names, if the file starts with one.
+fn shebang(path: &Path) -> Option<String> {
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next()?;
+    let line = String::from_utf8_lossy(line);
+    line.split_whitespace().next().map(str::to_string)
 }
 
 fn stopped_error(spec: &CommandSpec, why: Stop, out: &CommandOutput) -> Error {
@@ -712,6 +810,53 @@ mod tests {
         assert!(err.message.contains("was cancelled"), "{}", err.message);
         let err = run(&sh("echo never", Duration::from_secs(60)), &cancel, None).unwrap_err();
         assert!(err.message.contains("not started"), "{}", err.message);
+    }
+
+    #[test]
+    fn programs_are_found_where_the_executor_finds_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("deploy.sh");
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            find_program("./deploy.sh", Some(dir.path())),
+            Ok(dir.path().join("deploy.sh"))
+        );
+        assert!(find_program("sh", Some(dir.path())).is_ok());
+        assert_eq!(
+            find_program("./nope.sh", Some(dir.path())),
+            Err(ProgramProblem::NotFound)
+        );
+        assert_eq!(
+            find_program("shipgate-no-such-program", Some(dir.path())),
+            Err(ProgramProblem::NotFound)
+        );
+        // A directory is not a program.
+        assert!(matches!(
+            find_program(".", Some(dir.path())).or(find_program("./", Some(dir.path()))),
+            Err(ProgramProblem::NotExecutable(_))
+        ));
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Root may execute files without any x bit only when one is set; 0644 has none.
+        assert_eq!(
+            find_program("./deploy.sh", Some(dir.path())),
+            Err(ProgramProblem::NotExecutable(dir.path().join("deploy.sh")))
+        );
+        std::fs::write(&script, "#!/nonexistent/interp -x\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            find_program("./deploy.sh", Some(dir.path())),
+            Err(ProgramProblem::MissingInterpreter {
+                script: dir.path().join("deploy.sh"),
+                interpreter: "/nonexistent/interp".into()
+            })
+        );
+        // What the preflight check says cannot start, the executor cannot start either.
+        let mut spec = CommandSpec::new(vec!["./deploy.sh".into()], Duration::from_secs(5));
+        spec.cwd = Some(dir.path().to_path_buf());
+        let err = run(&spec, &Cancel::new(), None).unwrap_err();
+        assert!(err.not_started, "{}", err.message);
     }
 
     #[test]

@@ -378,6 +378,116 @@ fn unknown_subcommand_is_a_usage_error() {
     Project::new().run(&["deplyo"]).expect(code::USAGE);
 }
 
+/// A zero stage timeout passed `validate`, then failed every deploy at once with exit 3.
+#[test]
+fn a_zero_stage_timeout_is_rejected_with_its_place() {
+    let err = invalid(&MINIMAL.replace("gates = [\"api\"]", "gates = [\"api\"]\ntimeout = \"0s\""));
+    assert!(
+        err.contains("pipeline.toml:15:11: `timeout` must be greater than zero"),
+        "{err}"
+    );
+    assert!(
+        err.contains("15 | timeout = \"0s\""),
+        "quotes the line: {err}"
+    );
+    assert!(
+        err.contains("hint: a zero `timeout` fails at once"),
+        "{err}"
+    );
+}
+
+/// Every other timeout is bounded away from zero too: `command_timeout` (defaults and stage),
+/// `[target.fly].wait_timeout`, an http gate's `max_latency`.
+#[test]
+fn every_timeout_must_be_greater_than_zero() {
+    let err = invalid(
+        &MINIMAL
+            .replace(
+                "[[stage]]",
+                "[defaults]\ncommand_timeout = \"0ms\"\n\n[[stage]]",
+            )
+            .replace(
+                "gates = [\"api\"]",
+                "gates = [\"api\"]\ncommand_timeout = \"0s\"",
+            )
+            .replace("type = \"http\"", "type = \"http\"\nmax_latency = \"0s\""),
+    );
+    for e in [
+        "pipeline.toml:12:19: `command_timeout` must be greater than zero",
+        "pipeline.toml:18:19: `command_timeout` must be greater than zero",
+        "pipeline.toml:22:15: `max_latency` must be greater than zero",
+        "3 error(s) in all",
+    ] {
+        assert!(err.contains(e), "`{e}` missing in\n{err}");
+    }
+    let fly = r#"
+[app]
+name = "web"
+[target]
+adapter = "fly"
+image = "registry.fly.io/web:{version}"
+[target.fly]
+app = "web"
+wait_timeout = "0s"
+[[stage]]
+name = "canary"
+regions = ["lhr"]
+"#;
+    let err = invalid(fly);
+    assert!(
+        err.contains("pipeline.toml:9:16: `wait_timeout` must be greater than zero"),
+        "{err}"
+    );
+}
+
+/// `delay = "1000000000000h"` and `bake = "99999999999y"` passed `validate`; the delay kept a
+/// rollback's verification waiting for over ten minutes. Every duration is capped at 24h.
+#[test]
+fn durations_longer_than_a_day_are_rejected() {
+    let err = invalid(
+        &MINIMAL
+            .replace(
+                "gates = [\"api\"]",
+                "gates = [\"api\"]\nbake = \"99999999999y\"",
+            )
+            .replace(
+                "type = \"http\"",
+                "type = \"http\"\ndelay = \"1000000000000h\"",
+            ),
+    );
+    for e in [
+        "pipeline.toml:15:8: `bake` = `99999999999y` is longer than the maximum of 24h",
+        "15 | bake = \"99999999999y\"",
+        "pipeline.toml:19:9: `delay` = `1000000000000h` is longer than the maximum of 24h",
+        "19 | delay = \"1000000000000h\"",
+        "hint: every duration is at most 24h",
+        "2 error(s) in all",
+    ] {
+        assert!(err.contains(e), "`{e}` missing in\n{err}");
+    }
+    let err = invalid(&MINIMAL.replace("type = \"http\"", "type = \"http\"\ninterval = \"25h\""));
+    assert!(
+        err.contains("pipeline.toml:18:12: `interval` = `25h` is longer than the maximum of 24h"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_day_and_a_zero_bake_or_delay_are_accepted() {
+    let p = Project::with_config(
+        &MINIMAL
+            .replace(
+                "gates = [\"api\"]",
+                "gates = [\"api\"]\ntimeout = \"24h\"\nbake = \"0s\"\ncommand_timeout = \"1day\"",
+            )
+            .replace(
+                "type = \"http\"",
+                "type = \"http\"\ndelay = \"0s\"\ntimeout = \"24h\"",
+            ),
+    );
+    p.run(&["validate"]).expect(code::SUCCESS);
+}
+
 mod version {
     use crate::common::{code, Project};
 

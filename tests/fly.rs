@@ -342,3 +342,56 @@ fn dry_run_shows_the_exact_flyctl_argv() {
     assert!(run.stderr.contains(&format!("$ flyctl deploy --app {APP} --image {IMAGE}:v2 --regions lhr,nrt --strategy rolling --wait-timeout 300 --yes")), "{}", run.stderr);
     assert!(fakes::calls(p.path()).is_empty(), "dry run called flyctl");
 }
+
+/// QA: a platform CLI failing on a data command lost its own message. flyctl's stderr tail is
+/// quoted when `machines list` fails before the deploy, and nothing is deployed.
+#[test]
+fn a_failing_machines_list_is_quoted_and_nothing_changes() {
+    let (p, _server, _) = fly_project();
+    fakes::knob(p.path(), "fail-machines-list", "");
+    let run = p.run(&["deploy"]).expect(code::FAILED);
+    assert!(
+        run.stderr
+            .contains("cannot read what runs in every region; nothing was changed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("machines list --app nettrace-dashboard --json` exited with code 1"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "Error: failed to fetch an image or build from source: 503 Service Unavailable"
+        ),
+        "flyctl's message is quoted: {}",
+        run.stderr
+    );
+    assert!(deploy_calls(&p).is_empty());
+    assert_eq!(version_in(&p, "lhr"), "v1");
+}
+
+/// The same for `flyctl releases --json`, which a rollback reads when history knows no earlier
+/// version.
+#[test]
+fn a_failing_releases_list_is_quoted_when_a_rollback_needs_it() {
+    let (p, _server, _) = fly_project();
+    fakes::knob(p.path(), "fail-releases", "");
+    let run = p
+        .run(&["rollback", "--yes", "--region", "lhr"])
+        .expect(code::USAGE);
+    assert!(
+        run.stderr
+            .contains("lhr: the platform's release history is unavailable: `flyctl releases --app nettrace-dashboard --json` exited with code 1"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("503 Service Unavailable"),
+        "flyctl's message is quoted: {}",
+        run.stderr
+    );
+    assert!(deploy_calls(&p).is_empty());
+}

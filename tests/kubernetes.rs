@@ -112,3 +112,91 @@ fn a_rollback_whose_rollout_fails_too_exits_3_naming_the_context() {
         run.stderr
     );
 }
+
+/// QA: `ap: \`kubectl --context ap … get deployment api -o json\` exited with code 1` dropped
+/// kubectl's own `error: context "ap" does not exist`.
+#[test]
+fn an_unknown_context_is_quoted_and_nothing_changes() {
+    let mut p = Project::with_config(CONFIG);
+    fakes::install(p.path(), "kubectl");
+    for r in ["eu", "us"] {
+        fakes::kube_seed(
+            p.path(),
+            &format!("gke-{r}"),
+            "prod",
+            Some(("api", "app", "ghcr.io/acme/api:v1")),
+        );
+    }
+    p.env("SHIPGATE_VERSION", "v2");
+    let run = p.run(&["deploy"]).expect(code::FAILED);
+    assert!(
+        run.stderr.contains(
+            "asia: `kubectl --context gke-asia --namespace prod get deployment api -o json` exited with code 1"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("error: context \"gke-asia\" does not exist"),
+        "kubectl's message is quoted: {}",
+        run.stderr
+    );
+    assert_eq!(image(&p, "eu"), "ghcr.io/acme/api:v1");
+    assert!(!fakes::calls(p.path())
+        .iter()
+        .any(|c| c.contains(&"set".to_string())));
+}
+
+#[test]
+fn status_live_quotes_kubectl_when_it_cannot_read_a_context() {
+    let p = kube_project();
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    fakes::knob(p.path(), "fail-get-deployment-gke-us", "");
+    let run = p.run(&["status", "--live"]).expect(code::CHECK_FAILED);
+    assert!(
+        run.stderr
+            .contains("us: cannot read what runs: `kubectl --context gke-us"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("Unable to connect to the server: dial tcp 10.0.0.1:443: i/o timeout"),
+        "kubectl's message is quoted: {}",
+        run.stderr
+    );
+}
+
+/// A failing `rollout status` (deploy and rollback) shows kubectl's reason too.
+#[test]
+fn a_failed_rollout_quotes_kubectl() {
+    let p = kube_project();
+    fakes::knob(p.path(), "fail-rollout-status-gke-us", "");
+    let run = p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+    assert!(
+        run.stderr.contains("deploy failed in us") && run.stderr.contains("rollback failed in us"),
+        "{}",
+        run.stderr
+    );
+    for what in [
+        "error: deploy failed in us:",
+        "error: rollback failed in us:",
+    ] {
+        let at = run
+            .stderr
+            .find(what)
+            .unwrap_or_else(|| panic!("{what} in {}", run.stderr));
+        let block: String = run.stderr[at..]
+            .lines()
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            block.contains(
+                "── stderr ──\n  error: deployment \"api\" exceeded its progress deadline"
+            ),
+            "{block}"
+        );
+    }
+}

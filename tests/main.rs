@@ -14,5 +14,6 @@ mod git_store;
 mod history;
 mod kubernetes;
 mod notify;
+mod preflight;
 mod rollback;
 mod status;

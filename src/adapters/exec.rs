@@ -185,6 +185,31 @@ impl super::Adapter for Exec {
             .collect()
     }
 
+    fn programs(&self) -> Vec<super::Program> {
+        let first = |argv: &[String]| argv.first().cloned().unwrap_or_default();
+        let mut out = vec![super::Program {
+            template: first(&self.cfg.deploy),
+            key: "target.exec.deploy",
+            // Without a `rollback` template, a rollback runs `deploy` with the old version.
+            deploy_only: self.cfg.rollback.is_some(),
+        }];
+        if let Some(current) = &self.cfg.current {
+            out.push(super::Program {
+                template: first(current),
+                key: "target.exec.current",
+                deploy_only: false,
+            });
+        }
+        if let Some(rollback) = &self.cfg.rollback {
+            out.push(super::Program {
+                template: first(rollback),
+                key: "target.exec.rollback",
+                deploy_only: false,
+            });
+        }
+        out
+    }
+
     /// A deploy hook keeps no release list.
     fn release_history(&self, _: &str, _: &Vars, _: &RunCtx<'_>) -> Result<Vec<String>, Error> {
         Ok(Vec::new())

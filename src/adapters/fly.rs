@@ -155,7 +155,11 @@ impl Fly {
             return all_failed(regions, &e);
         }
         match self.machines(ctx) {
-            Err(e) => all_failed(regions, &e),
+            // The deploy ran: whatever stops the read, the regions may have changed.
+            Err(mut e) => {
+                e.not_started = false;
+                all_failed(regions, &e)
+            }
             Ok(machines) => regions
                 .iter()
                 .map(|r| {
@@ -264,6 +268,14 @@ impl super::Adapter for Fly {
             self.deploy_spec(regions, to, Some(ROLLBACK_STRATEGY), &vars, timeout),
             self.machines_command(timeout),
         ]
+    }
+
+    fn programs(&self) -> Vec<super::Program> {
+        vec![super::Program {
+            template: self.bin.clone(),
+            key: BIN_KEY,
+            deploy_only: false,
+        }]
     }
 
     /// Fly releases are per app, not per region: every region gets the same list, the

@@ -262,9 +262,14 @@ fn cause(what: &str, version: &str, vars: &Vars) -> String {
     }
 }
 
+/// Runs `specs` in order, stopping at the first failure. Only a first command that never
+/// started leaves the region unchanged; once one has run, a later one that cannot start does not.
 fn run_all(specs: &[CommandSpec], ctx: &RunCtx<'_>) -> Result<(), Error> {
-    for spec in specs {
-        super::run_checked(spec, ctx)?;
+    for (i, spec) in specs.iter().enumerate() {
+        super::run_checked(spec, ctx).map_err(|mut e| {
+            e.not_started &= i == 0;
+            e
+        })?;
     }
     Ok(())
 }
@@ -347,6 +352,14 @@ impl super::Adapter for Kubernetes {
             .iter()
             .flat_map(|r| self.rollback_region_commands(r, to_version, vars, timeout))
             .collect()
+    }
+
+    fn programs(&self) -> Vec<super::Program> {
+        vec![super::Program {
+            template: self.bin.clone(),
+            key: BIN_KEY,
+            deploy_only: false,
+        }]
     }
 
     /// The images of the deployment's ReplicaSets (what `kubectl rollout history` lists), by

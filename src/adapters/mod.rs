@@ -42,6 +42,17 @@ impl Live {
     }
 }
 
+/// A program an adapter runs, as configured: checked before a run changes anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// `argv[0]`, possibly holding `{placeholders}`.
+    pub template: String,
+    /// The config key that sets it (named when it cannot be started).
+    pub key: &'static str,
+    /// Only a deploy runs it; a manual rollback does not.
+    pub deploy_only: bool,
+}
+
 /// What every adapter call needs besides its arguments.
 pub struct RunCtx<'a> {
     pub cancel: &'a Cancel,
@@ -107,6 +118,10 @@ pub trait Adapter: Send + Sync {
         vars: &Vars,
         timeout: Duration,
     ) -> Vec<CommandSpec>;
+
+    /// Every program [`Adapter::deploy`], [`Adapter::current`] and [`Adapter::rollback`] may
+    /// run, for the preflight check.
+    fn programs(&self) -> Vec<Program>;
 
     /// Versions the platform remembers for `region`, newest first (`flyctl releases`,
     /// `kubectl rollout history`), for rollback when history has none. Empty when it keeps none.
@@ -191,6 +206,7 @@ pub(crate) fn same_error(e: &Error) -> Error {
         causes: e.causes.clone(),
         hint: e.hint.clone(),
         detail: e.detail.clone(),
+        not_started: e.not_started,
     }
 }
 

@@ -9,7 +9,7 @@ use crate::notify::Notifier;
 use crate::output::Output;
 use crate::pipeline::deploy::{deploy, DeployOptions};
 use crate::pipeline::run::Engine;
-use crate::pipeline::{actor, plan, signals::Signals};
+use crate::pipeline::{actor, plan, preflight, signals::Signals};
 use crate::report::{github, Reporter};
 use crate::version;
 
@@ -25,20 +25,36 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     }
     let adapter = crate::adapters::build(&config)?;
     let deploy_id = ulid::Ulid::new().to_string();
+    // Every program must be able to start before the lock, the `started` record or any change.
+    let missing = preflight::missing_programs(
+        &config,
+        adapter.as_ref(),
+        &stages,
+        None,
+        preflight::Purpose::Deploy,
+    );
 
     if args.dry_run {
-        let p = plan::dry_run(
+        let mut p = plan::dry_run(
             &config,
             adapter.as_ref(),
             &stages,
             &resolved.version,
             &deploy_id,
         );
+        // A plan is still shown without them (it is a preview); the deploy itself refuses.
+        p.missing_programs = missing.iter().map(preflight::Missing::describe).collect();
         match output.format {
             Format::Human => crate::say_part!("{}", plan::render_dry_run(&p, output)),
             _ => output.json(&serde_json::to_value(&p).unwrap_or_default()),
         }
+        for m in &missing {
+            output.warn(preflight::warning(m));
+        }
         return Ok(exit_code::SUCCESS);
+    }
+    if !missing.is_empty() {
+        return Err(preflight::refuse("this deploy", &missing));
     }
 
     let ledger = crate::ledger::Ledger::open_for(&config)?;

@@ -29,6 +29,22 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         }
     }
     let adapter = crate::adapters::build(&config)?;
+    let all_stages: Vec<&crate::config::Stage> = config.stages.iter().collect();
+    let missing = crate::pipeline::preflight::missing_programs(
+        &config,
+        adapter.as_ref(),
+        &all_stages,
+        Some(&regions),
+        crate::pipeline::preflight::Purpose::Rollback {
+            verify: !args.no_verify,
+        },
+    );
+    if !missing.is_empty() {
+        return Err(crate::pipeline::preflight::refuse(
+            "this rollback",
+            &missing,
+        ));
+    }
     let invocation = actor::detect(None);
     let signals = Signals::install();
     let rollback_id = ulid::Ulid::new().to_string();
@@ -74,7 +90,9 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
             Some(Err(e)) => {
                 problems.push(format!(
                     "{region}: cannot read its current version: {}",
-                    e.to_string().lines().next().unwrap_or("")
+                    crate::pipeline::deploy::indent_rest(&crate::redact::redact(
+                        &e.with_detail_text()
+                    ))
                 ));
                 continue;
             }
@@ -314,7 +332,8 @@ fn previous_version(
         Ok(versions) => Ok(versions.into_iter().find(|v| Some(v.as_str()) != current)),
         Err(e) => {
             engine.reporter.warn(&format!(
-                "{region}: the platform's release history is unavailable: {e}"
+                "{region}: the platform's release history is unavailable: {}",
+                crate::pipeline::deploy::indent_rest(&e.with_detail_text())
             ));
             Ok(None)
         }

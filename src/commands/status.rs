@@ -287,8 +287,13 @@ fn check_live(
                 row.live = Some(live);
             }
             Err(e) => {
-                problems.push(format!("{}: cannot read what runs: {e}", row.region));
-                row.live_error = Some(e.to_string());
+                let text = crate::redact::redact(&e.with_detail_text());
+                problems.push(format!(
+                    "{}: cannot read what runs: {}",
+                    row.region,
+                    crate::pipeline::deploy::indent_rest(&text)
+                ));
+                row.live_error = Some(text);
             }
         }
     }

@@ -331,6 +331,11 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest any duration in the file may be. Nothing shipgate waits for should take longer
+/// than a day (a GitHub Actions job is stopped after 6h); a longer value is a typo, and a huge
+/// one would overflow deadlines or keep a rollback's verification waiting for ever.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+const MAX_DURATION_TEXT: &str = "24h";
 
 impl Checker {
     fn error(&mut self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) {
@@ -341,25 +346,56 @@ impl Checker {
         });
     }
 
-    fn duration(&mut self, value: &Option<S>, default: Duration) -> Duration {
-        match value {
-            None => default,
-            Some(v) => match humantime::parse_duration(v.get_ref()) {
-                Ok(d) => d,
-                Err(e) => {
-                    self.error(
-                        v.span(),
-                        format!("invalid duration `{}`: {e}", v.get_ref()),
-                        Some("use forms like 300s, 5m, 1h30m".into()),
-                    );
-                    default
-                }
-            },
+    /// A duration that may be zero (`bake`, `delay`), at most [`MAX_DURATION`].
+    fn duration(&mut self, value: &Option<S>, key: &str, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        let d = match humantime::parse_duration(v.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.error(
+                    v.span(),
+                    format!("invalid duration `{}`: {e}", v.get_ref()),
+                    Some("use forms like 300s, 5m, 1h30m".into()),
+                );
+                return default;
+            }
+        };
+        if d > MAX_DURATION {
+            self.error(
+                v.span(),
+                format!(
+                    "`{key}` = `{}` is longer than the maximum of {MAX_DURATION_TEXT}",
+                    v.get_ref(),
+                ),
+                Some(format!(
+                    "every duration is at most {MAX_DURATION_TEXT} (a GitHub Actions job is stopped after 6h); use e.g. 30m or 2h"
+                )),
+            );
+            return default;
         }
+        d
     }
 
-    fn opt_duration(&mut self, value: &Option<S>) -> Option<Duration> {
-        value.as_ref().map(|_| self.duration(value, Duration::ZERO))
+    /// A duration that bounds a wait (`timeout`, `interval`, …): a zero one could only fail.
+    fn timeout(&mut self, value: &Option<S>, key: &str, default: Duration) -> Duration {
+        let d = self.duration(value, key, default);
+        if let (true, Some(v)) = (d.is_zero(), value) {
+            self.error(
+                v.span(),
+                format!("`{key}` must be greater than zero"),
+                Some(format!(
+                    "a zero `{key}` fails at once; give it a length such as 30s or 5m, or remove it for the default"
+                )),
+            );
+            return default;
+        }
+        d
+    }
+
+    fn opt_timeout(&mut self, value: &Option<S>, key: &str) -> Option<Duration> {
+        value
+            .as_ref()
+            .map(|_| self.timeout(value, key, Duration::ZERO))
     }
 
     fn choice<T: Copy>(
@@ -580,10 +616,13 @@ impl Checker {
             let d = raw.defaults.as_ref();
             let get = |f: fn(&RawDefaults) -> &Option<S>| d.and_then(|d| f(d).clone());
             Defaults {
-                timeout: self.duration(&get(|d| &d.timeout), DEFAULT_TIMEOUT),
-                bake: self.duration(&get(|d| &d.bake), Duration::ZERO),
-                command_timeout: self
-                    .duration(&get(|d| &d.command_timeout), DEFAULT_COMMAND_TIMEOUT),
+                timeout: self.timeout(&get(|d| &d.timeout), "timeout", DEFAULT_TIMEOUT),
+                bake: self.duration(&get(|d| &d.bake), "bake", Duration::ZERO),
+                command_timeout: self.timeout(
+                    &get(|d| &d.command_timeout),
+                    "command_timeout",
+                    DEFAULT_COMMAND_TIMEOUT,
+                ),
                 on_failure: self.choice(
                     &get(|d| &d.on_failure),
                     "on_failure",
@@ -704,9 +743,13 @@ impl Checker {
                 name,
                 regions,
                 gates: stage_gates,
-                timeout: self.duration(&rs.timeout, defaults.timeout),
-                bake: self.duration(&rs.bake, defaults.bake),
-                command_timeout: self.duration(&rs.command_timeout, defaults.command_timeout),
+                timeout: self.timeout(&rs.timeout, "timeout", defaults.timeout),
+                bake: self.duration(&rs.bake, "bake", defaults.bake),
+                command_timeout: self.timeout(
+                    &rs.command_timeout,
+                    "command_timeout",
+                    defaults.command_timeout,
+                ),
                 on_failure: self.choice(
                     &rs.on_failure,
                     "on_failure",
@@ -827,7 +870,7 @@ impl Checker {
             FlyConfig {
                 app: self.required(&rf.app, f.span(), "target.fly", "app"),
                 strategy: rf.strategy.as_ref().map(|s| s.get_ref().clone()),
-                wait_timeout: self.opt_duration(&rf.wait_timeout),
+                wait_timeout: self.opt_timeout(&rf.wait_timeout, "wait_timeout"),
                 bin: rf.bin.as_ref().map(|b| b.get_ref().clone()),
                 args: rf
                     .args
@@ -1006,7 +1049,7 @@ impl Checker {
                     headers,
                     expect_status,
                     body_contains: g.body_contains.as_ref().map(|b| self.template(b, vars)),
-                    max_latency: self.opt_duration(&g.max_latency),
+                    max_latency: self.opt_timeout(&g.max_latency, "max_latency"),
                 })
             }
             "dns" => {
@@ -1107,24 +1150,14 @@ impl Checker {
             }
             Some(f) => *f.get_ref() as u32,
         };
-        let interval = self.duration(&g.interval, DEFAULT_INTERVAL);
-        if interval.is_zero() {
-            if let Some(i) = &g.interval {
-                self.error(i.span(), "`interval` must be greater than zero", None);
-            }
-        }
-        let timeout = self.duration(&g.timeout, DEFAULT_PROBE_TIMEOUT);
-        if timeout.is_zero() {
-            if let Some(t) = &g.timeout {
-                self.error(t.span(), "`timeout` must be greater than zero", None);
-            }
-        }
+        let interval = self.timeout(&g.interval, "interval", DEFAULT_INTERVAL);
+        let timeout = self.timeout(&g.timeout, "timeout", DEFAULT_PROBE_TIMEOUT);
         Some(Gate {
             name: name.get_ref().clone(),
             kind,
             interval,
             timeout,
-            delay: self.duration(&g.delay, Duration::ZERO),
+            delay: self.duration(&g.delay, "delay", Duration::ZERO),
             severity,
             failures,
         })

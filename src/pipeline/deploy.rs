@@ -67,9 +67,11 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
                 }
             }
             Ok(Live::Absent) => {}
+            // With the platform's own words (the stderr tail): "context does not exist",
+            // "not authorized" say what to fix.
             Err(e) => unreadable.push(format!(
                 "{region}: {}",
-                e.to_string().lines().next().unwrap_or("")
+                indent_rest(&crate::redact::redact(&e.with_detail_text()))
             )),
         }
     }
@@ -246,11 +248,18 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
             match rollback_scope {
                 Some((scope, stops)) => {
                     let reason = format!("stage {} failed ({})", stage.name, why.join("; "));
-                    engine.reporter.line(&format!(
-                        "stage {} failed: rolling back {}",
-                        stage.name,
-                        scope.join(", ")
-                    ));
+                    engine.reporter.line(&if scope.is_empty() {
+                        format!(
+                            "stage {} failed: no region was changed, nothing to roll back",
+                            stage.name
+                        )
+                    } else {
+                        format!(
+                            "stage {} failed: rolling back {}",
+                            stage.name,
+                            scope.join(", ")
+                        )
+                    });
                     let rb = engine.rollback(
                         &targets(&scope, &previous, &engine.version),
                         &reason,
@@ -265,7 +274,12 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
                         .last()
                         .is_some_and(|rb| rb.failed.is_empty());
                     if stops {
-                        stage_status = if rollback_ok { "rolled_back" } else { "failed" };
+                        // Nothing to roll back (no region changed) is a plain failure.
+                        stage_status = if rollback_ok && !scope.is_empty() {
+                            "rolled_back"
+                        } else {
+                            "failed"
+                        };
                         stopped_by = Some(reason);
                     } else {
                         stage_status = if rollback_ok { "partial" } else { "failed" };
@@ -423,11 +437,20 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
             },
         )
     } else if let Some(reason) = &stopped_by {
-        (
-            deploy_status::ROLLED_BACK,
-            exit_code::FAILED,
-            format!("{reason}; rolled back"),
-        )
+        if changed.is_empty() {
+            // Nothing ran anywhere (a deploy program that could not start): nothing to undo.
+            (
+                deploy_status::FAILED,
+                exit_code::FAILED,
+                format!("{reason}; no region was changed"),
+            )
+        } else {
+            (
+                deploy_status::ROLLED_BACK,
+                exit_code::FAILED,
+                format!("{reason}; rolled back"),
+            )
+        }
     } else if !failed_regions.is_empty() {
         let code = if opts.allow_partial {
             exit_code::SUCCESS
@@ -552,6 +575,11 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
     Ok(result)
 }
 
+/// `text` with every line after the first indented, to sit under a `region: ` prefix.
+pub(crate) fn indent_rest(text: &str) -> String {
+    text.trim_end().replace('\n', "\n    ")
+}
+
 fn targets(
     regions: &[String],
     previous: &BTreeMap<String, String>,
@@ -607,7 +635,7 @@ fn apply_rollback_rows(
 
 fn notify_rollback(engine: &Engine<'_>, rb: &RollbackOutcome, reason: &str) {
     let app = &engine.config.app.name;
-    if rb.failed.is_empty() {
+    if rb.failed.is_empty() && !rb.ok.is_empty() {
         engine.notify(
             Priority::P0,
             format!("rolled back {app} {} in {}", engine.version, rb.ok.join(", ")),

@@ -3,5 +3,6 @@
 pub mod actor;
 pub mod deploy;
 pub mod plan;
+pub mod preflight;
 pub mod run;
 pub mod signals;

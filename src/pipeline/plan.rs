@@ -158,6 +158,9 @@ pub struct DryRun {
     pub adapter: String,
     pub deploy_id: String,
     pub stages: Vec<DryRunStage>,
+    /// Programs the deploy would run that cannot be started (it would refuse, exit 2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_programs: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -319,6 +322,7 @@ pub fn dry_run(
         adapter: config.target.adapter.as_str().into(),
         deploy_id: deploy_id.into(),
         stages,
+        missing_programs: Vec::new(),
     }
 }
 

@@ -548,6 +548,12 @@ impl Engine<'_> {
                                         o.result = Some(Err("deploy cancelled by a signal".into()));
                                         o.finished = Some(at);
                                     } else if o.result.is_none() {
+                                        if e.not_started {
+                                            // The program could not even start (removed
+                                            // since the preflight check): nothing changed
+                                            // here, so there is nothing to roll back.
+                                            o.changed = false;
+                                        }
                                         self.reporter
                                             .error(&format!("deploy failed in {region}"), &text);
                                         self.reporter.phase(
