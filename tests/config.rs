@@ -396,6 +396,32 @@ fn a_zero_stage_timeout_is_rejected_with_its_place() {
     );
 }
 
+/// The stage timeout covers the deploy, the gates and the bake: a bake as long can only time
+/// out, whether the bake is the stage's own or the default's.
+#[test]
+fn a_bake_as_long_as_the_stage_timeout_is_rejected() {
+    let err = invalid(&MINIMAL.replace(
+        "gates = [\"api\"]",
+        "gates = [\"api\"]\ntimeout = \"5m\"\nbake = \"5m\"",
+    ));
+    assert!(
+        err.contains(
+            "pipeline.toml:16:8: stage `canary` bakes for 5m but times out after 5m: it can never \
+             succeed"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: make `timeout` longer than `bake`"),
+        "{err}"
+    );
+    let err = invalid(&MINIMAL.replace("[[stage]]", "[defaults]\nbake = \"20m\"\n\n[[stage]]"));
+    assert!(
+        err.contains("stage `canary` bakes for 20m but times out after 10m"),
+        "{err}"
+    );
+}
+
 /// Every other timeout is bounded away from zero too: `command_timeout` (defaults and stage),
 /// `[target.fly].wait_timeout`, an http gate's `max_latency`.
 #[test]

@@ -763,6 +763,34 @@ impl Checker {
                 ) as usize,
                 verify_rollback: rs.verify_rollback.unwrap_or(defaults.verify_rollback),
             });
+            // The stage timeout covers the deploy, the gates and the bake: a bake as long as the
+            // timeout can only end in a timed-out stage (and a rollback).
+            if let Some(st) = stages
+                .last()
+                .filter(|st| st.bake >= st.timeout && !st.timeout.is_zero())
+            {
+                let span = rs
+                    .bake
+                    .as_ref()
+                    .or(rs.timeout.as_ref())
+                    .map(|v| v.span())
+                    .unwrap_or_else(|| stage.span());
+                let msg = format!(
+                    "stage `{}` bakes for {} but times out after {}: it can never succeed",
+                    st.name,
+                    humantime::format_duration(st.bake),
+                    humantime::format_duration(st.timeout)
+                );
+                self.error(
+                    span,
+                    msg,
+                    Some(
+                        "make `timeout` longer than `bake` plus the time a deploy takes (the \
+                         timeout covers the deploy, the gates and the bake)"
+                            .into(),
+                    ),
+                );
+            }
         }
 
         // [notify]
