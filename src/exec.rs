@@ -582,6 +582,17 @@ pub fn failure(spec: &CommandSpec, out: &CommandOutput) -> Error {
     };
     let mut err = Error::failed(format!("`{}` {how}", spec.display()));
     let tail = crate::redact::redact(out.stderr_tail.trim_end());
+    // The last line the program wrote is usually its reason (`error: context "ap" does not
+    // exist`): as the cause, it reaches one-line summaries, history and pages too.
+    if let Some(last) = tail
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("[shipgate:"))
+    {
+        let last: String = last.chars().take(300).collect();
+        err = err.caused_by(last);
+    }
     if !tail.is_empty() {
         err = err.with_detail(format!("── stderr ──\n{tail}\n────────────"));
     }
@@ -647,6 +658,11 @@ mod tests {
             err.message.contains("exited with code 3"),
             "{}",
             err.message
+        );
+        // The last stderr line is the cause, so one-line summaries carry the reason.
+        assert!(
+            err.to_string().ends_with("exited with code 3: from-env"),
+            "{err}"
         );
         assert!(err.detail.unwrap().contains("err1\nfrom-env"));
     }
