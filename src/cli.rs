@@ -145,6 +145,9 @@ pub struct RollbackArgs {
     /// Wait this long for the deploy lock instead of failing at once
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub lock_wait: Option<std::time::Duration>,
+    /// Show the plan and the exact commands, change nothing (no lock, no record)
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

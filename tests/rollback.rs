@@ -177,3 +177,53 @@ fn a_manual_rollback_is_not_undone_by_the_next_one() {
         p.calls()
     );
 }
+
+/// `rollback --dry-run` shows the plan and the exact commands, and changes nothing: no command
+/// runs, no record is written, and it does not even need the lock.
+#[test]
+fn dry_run_shows_the_plan_and_commands_and_changes_nothing() {
+    let p = deployed_twice();
+    let history = p.read(".shipgate/history.jsonl");
+    let audit = p.read(".shipgate/audit.jsonl");
+    let calls = p.calls().len();
+    let r = p
+        .run(&["rollback", "--dry-run", "--stage", "canary"])
+        .expect(code::SUCCESS);
+    assert!(r.stderr.contains("rollback plan:"), "{}", r.stderr);
+    assert!(r.stderr.contains("lhr      v3 → v2"), "{}", r.stderr);
+    assert!(r.stderr.contains("./rollback.sh lhr v2"), "{}", r.stderr);
+    assert!(r.stderr.contains("./rollback.sh nrt v2"), "{}", r.stderr);
+    assert!(!r.stderr.contains("ewr"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("then verified by the gates: health"),
+        "{}",
+        r.stderr
+    );
+    let v = p
+        .run(&[
+            "--format",
+            "json",
+            "rollback",
+            "--dry-run",
+            "--region",
+            "ewr",
+        ])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["targets"][0]["from"], "v3");
+    assert_eq!(v["targets"][0]["to"], "v2");
+    assert_eq!(
+        v["commands"],
+        serde_json::json!([["./rollback.sh", "ewr", "v2"]])
+    );
+    // Nothing ran (only the reads of what runs), nothing was recorded.
+    assert!(
+        p.calls()[calls..].iter().all(|c| c.starts_with("current ")),
+        "{:?}",
+        &p.calls()[calls..]
+    );
+    assert_eq!(p.live("lhr"), "v3");
+    assert_eq!(p.read(".shipgate/history.jsonl"), history);
+    assert_eq!(p.read(".shipgate/audit.jsonl"), audit);
+}

@@ -56,15 +56,22 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         started_at: actor::now_rfc3339(),
         command: "rollback".into(),
     };
-    let _guard = ledger
-        .acquire_lock(&info, args.lock_wait, || signals.cancelled())
-        .map_err(|e| {
-            if signals.cancelled() {
-                Error::new(signals.exit_code(), e.message)
-            } else {
-                e
-            }
-        })?;
+    // A dry run reads and changes nothing that needs the lock.
+    let _guard = if args.dry_run {
+        None
+    } else {
+        Some(
+            ledger
+                .acquire_lock(&info, args.lock_wait, || signals.cancelled())
+                .map_err(|e| {
+                    if signals.cancelled() {
+                        Error::new(signals.exit_code(), e.message)
+                    } else {
+                        e
+                    }
+                })?,
+        )
+    };
     let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
     let reporter = Reporter::new(output);
     let engine = Engine {
@@ -140,6 +147,9 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         ));
     }
     output.info(plan.trim_end());
+    if args.dry_run {
+        return dry_run(&engine, &targets, args, output);
+    }
     if !args.yes && std::io::stdin().is_terminal() {
         crate::say_part!("Roll back {} region(s)? [y/N] ", targets.len());
         let _ = std::io::stderr().flush();
@@ -373,4 +383,84 @@ fn select_regions(
         }
     }
     Ok(pool.into_iter().filter(|r| regions.contains(r)).collect())
+}
+
+/// `rollback --dry-run`: the commands the rollback would run, exactly as it would run them
+/// (secrets redacted), and what would verify it. Nothing is locked, run or recorded.
+fn dry_run(
+    engine: &Engine<'_>,
+    targets: &[RollbackTarget],
+    args: &RollbackArgs,
+    output: &Output,
+) -> Result<i32, Error> {
+    let config = engine.config;
+    let timeout_of = |region: &str| {
+        config
+            .stage_of(region)
+            .map(|s| s.command_timeout)
+            .unwrap_or(config.defaults.command_timeout)
+    };
+    // As `Engine::rollback` groups them: one call per target version for an adapter that
+    // batches regions (fly), one per region otherwise.
+    let mut jobs: Vec<(Vec<&RollbackTarget>, String)> = Vec::new();
+    for t in targets {
+        let Some(to) = t.to.clone() else { continue };
+        match jobs
+            .iter_mut()
+            .find(|(_, v)| engine.adapter.batches_regions() && *v == to)
+        {
+            Some((group, _)) => group.push(t),
+            None => jobs.push((vec![t], to)),
+        }
+    }
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for (group, to) in &jobs {
+        let regions: Vec<String> = group.iter().map(|t| t.region.clone()).collect();
+        let single = (regions.len() == 1).then(|| regions[0].as_str());
+        let stage = config.stage_of(&regions[0]).map(|s| s.name.as_str());
+        let from = group[0].from.as_deref();
+        let vars = engine.vars(stage, single, from.unwrap_or(""), from);
+        for c in
+            engine
+                .adapter
+                .rollback_commands(&regions, Some(to), &vars, timeout_of(&regions[0]))
+        {
+            commands.push(c.argv.iter().map(|a| crate::redact::redact(a)).collect());
+        }
+    }
+    let verify: Vec<String> = if args.no_verify {
+        Vec::new()
+    } else {
+        let mut gates: Vec<String> = targets
+            .iter()
+            .filter_map(|t| config.stage_of(&t.region))
+            .flat_map(|s| s.gates.iter().cloned())
+            .collect();
+        gates.sort();
+        gates.dedup();
+        gates
+    };
+    if output.format == crate::cli::Format::Human {
+        let mut text = String::from("commands (dry run: nothing runs, nothing is recorded):\n");
+        for c in &commands {
+            text.push_str(&format!("  {}\n", crate::redact::display_argv(c)));
+        }
+        if !verify.is_empty() {
+            text.push_str(&format!(
+                "then verified by the gates: {}\n",
+                verify.join(", ")
+            ));
+        }
+        output.info(text.trim_end());
+    } else {
+        output.json(&serde_json::json!({
+            "dry_run": true,
+            "targets": targets.iter().map(|t| serde_json::json!({
+                "region": t.region, "from": t.from, "to": t.to,
+            })).collect::<Vec<_>>(),
+            "commands": commands,
+            "verify_gates": verify,
+        }));
+    }
+    Ok(exit_code::SUCCESS)
 }
