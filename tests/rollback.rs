@@ -227,3 +227,25 @@ fn dry_run_shows_the_plan_and_commands_and_changes_nothing() {
     assert_eq!(p.read(".shipgate/history.jsonl"), history);
     assert_eq!(p.read(".shipgate/audit.jsonl"), audit);
 }
+
+#[test]
+fn dry_run_works_while_a_deploy_holds_the_lock() {
+    let mut p = deployed_twice();
+    p.env("TEST_VERSION", "v4").env("DEPLOY_SLEEP", "4");
+    let mut holder = p
+        .command(&["deploy", "--stage", "canary"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while p.run(&["lock", "status"]).stderr.contains("not held") {
+        assert!(std::time::Instant::now() < deadline, "never locked");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    p.run(&["rollback", "--yes"]).expect(code::LOCKED);
+    let r = p
+        .run(&["rollback", "--dry-run", "--region", "ewr"])
+        .expect(code::SUCCESS);
+    assert!(r.stderr.contains("./rollback.sh ewr v2"), "{}", r.stderr);
+    assert!(holder.wait().unwrap().success());
+}
