@@ -368,6 +368,45 @@ mod live_and_check {
         );
     }
 
+    /// The state rebuilt from history is the state the deploy wrote: a rollback that failed in
+    /// one region says nothing bad about the regions it did return.
+    #[test]
+    fn the_rebuilt_state_after_a_partly_failed_rollback_matches_the_written_one() {
+        let mut p = deployed();
+        p.env("TEST_VERSION", "v3")
+            .env("BAD_VERSION", "v3")
+            .env("FAIL_GATE", "ewr")
+            .env("FAIL_ROLLBACK", "ewr");
+        p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+        let written = p
+            .run(&["status", "--format", "json"])
+            .expect(code::SUCCESS)
+            .json();
+        let pick = |v: &serde_json::Value| -> Vec<(String, String, String, String)> {
+            v["regions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                    (s("region"), s("version"), s("status"), s("deploy_id"))
+                })
+                .collect()
+        };
+        let ewr = pick(&written).into_iter().find(|r| r.0 == "ewr").unwrap();
+        assert_eq!(
+            (ewr.1.as_str(), ewr.2.as_str()),
+            ("unknown", "rollback_failed")
+        );
+        p.write(".shipgate/status.json", "{}");
+        let rebuilt = p
+            .run(&["status", "--format", "json"])
+            .expect(code::SUCCESS)
+            .json();
+        assert_eq!(pick(&rebuilt), pick(&written), "{rebuilt}\n{written}");
+        assert_eq!(rebuilt["attention"], written["attention"]);
+    }
+
     #[test]
     fn live_agrees_with_history_then_flags_drift() {
         let p = deployed();

@@ -77,9 +77,24 @@ pub fn rebuild_status(records: impl IntoIterator<Item = Stored<HistoryRecord>>) 
                 };
                 for region in &rb.regions {
                     let entry = status.regions.entry(region.clone()).or_default();
-                    let failed = rb.status != "success" || rb.errors.contains_key(region);
+                    // A rollback record lists every region it tried; `to_version` only those
+                    // that went back (and verified), `errors` those that did not. A failed
+                    // rollback of some regions says nothing bad about the others.
+                    let failed = rb.errors.contains_key(region)
+                        || (rb.status != "success" && !rb.to_version.contains_key(region));
                     if failed {
+                        // As the engine records it: what runs there is for a human to find out,
+                        // unless nothing ran there before (then it still runs what it ran).
+                        let kept = rb
+                            .errors
+                            .get(region)
+                            .filter(|e| e.starts_with("nothing ran here before"))
+                            .and_then(|_| rb.from_version.get(region));
                         entry.status = "rollback_failed".into();
+                        entry.version = kept.cloned().unwrap_or_else(|| "unknown".into());
+                        entry.deploy_id = rb.deploy_id.clone();
+                        entry.deployed_at = at.clone();
+                        entry.actor = actor.clone();
                     } else if let Some(v) = rb.to_version.get(region) {
                         entry.version = v.clone();
                         entry.deployed_at = at.clone();
