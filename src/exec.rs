@@ -587,16 +587,50 @@ pub fn failure(spec: &CommandSpec, out: &CommandOutput) -> Error {
     if let Some(last) = tail
         .lines()
         .rev()
-        .map(str::trim)
+        .map(one_line_reason)
         .find(|l| !l.is_empty() && !l.starts_with("[shipgate:"))
     {
-        let last: String = last.chars().take(300).collect();
         err = err.caused_by(last);
     }
     if !tail.is_empty() {
         err = err.with_detail(format!("── stderr ──\n{tail}\n────────────"));
     }
     err
+}
+
+/// A stderr line as a one-line reason: what a terminal would show after its last carriage
+/// return (progress bars redraw with `\r`), without ANSI escape sequences and control
+/// characters, at most 300 characters.
+fn one_line_reason(line: &str) -> String {
+    let shown = line
+        .rsplit('\r')
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or("");
+    let mut out = String::new();
+    let mut chars = shown.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI `ESC [ … final` (colours, cursor moves), or a two-character escape.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for f in chars.by_ref() {
+                    if ('@'..='~').contains(&f) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if !c.is_control() {
+            out.push(c);
+        }
+    }
+    let out = out.trim();
+    if out.chars().count() > 300 {
+        format!("{}…", out.chars().take(300).collect::<String>())
+    } else {
+        out.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -665,6 +699,21 @@ mod tests {
             "{err}"
         );
         assert!(err.detail.unwrap().contains("err1\nfrom-env"));
+    }
+
+    #[test]
+    fn a_reason_is_what_a_terminal_shows_on_one_line() {
+        assert_eq!(
+            one_line_reason("progress 10%\rprogress 100%\rError: cr reason"),
+            "Error: cr reason"
+        );
+        assert_eq!(
+            one_line_reason("\u{1b}[31merror:\u{1b}[0m bad \u{7}thing\r"),
+            "error: bad thing"
+        );
+        let long = one_line_reason(&"x".repeat(5000));
+        assert_eq!(long.chars().count(), 301);
+        assert!(long.ends_with('…'));
     }
 
     #[test]

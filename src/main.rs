@@ -1,7 +1,59 @@
 use clap::Parser;
 
+/// Whether the raw command line asks for `--format json` (`Some(false)`) or `jsonl`
+/// (`Some(true)`), for errors found before the arguments are parsed.
+fn json_requested() -> Option<bool> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().enumerate().find_map(|(i, a)| {
+        let value = match a.strip_prefix("--format=") {
+            Some(v) => v,
+            None if a == "--format" => args.get(i + 1)?.as_str(),
+            None => return None,
+        };
+        match value {
+            "json" => Some(false),
+            "jsonl" => Some(true),
+            _ => None,
+        }
+    })
+}
+
 fn main() {
-    let cli = shipgate::cli::Cli::parse();
+    let cli = match shipgate::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--format json` promises one JSON document on stdout, also for a command line
+            // clap refuses (help and --version are not errors and print as usual).
+            if e.use_stderr() {
+                if let Some(jsonl) = json_requested() {
+                    let _ = e.print();
+                    let message = e.to_string();
+                    let message = message
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    let doc = serde_json::json!({
+                        "ok": false,
+                        "status": "error",
+                        "exit_code": shipgate::exit_code::USAGE,
+                        "error": {"message": message, "causes": [], "hint": "see --help"},
+                    });
+                    if jsonl {
+                        shipgate::out!("{doc}");
+                    } else {
+                        shipgate::out!(
+                            "{}",
+                            serde_json::to_string_pretty(&doc).unwrap_or_default()
+                        );
+                    }
+                    std::process::exit(shipgate::exit_code::USAGE);
+                }
+            }
+            e.exit()
+        }
+    };
     let output = shipgate::output::Output::from_args(&cli.global);
     let code = match shipgate::commands::run(cli, &output) {
         Ok(code) => code,

@@ -141,6 +141,20 @@ fn a_config_error_is_one_json_document_with_format_json() {
         .run(&["--format", "jsonl", "validate"])
         .expect(code::SUCCESS);
     assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    // A command line clap refuses, too.
+    let r = p
+        .run(&["--format=json", "history", "--last", "abc"])
+        .expect(code::USAGE);
+    let doc = r.json();
+    assert_eq!(doc["exit_code"], code::USAGE, "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid value 'abc' for '--last <N>'"),
+        "{doc}"
+    );
+    assert!(r.stderr.contains("try '--help'"), "{}", r.stderr);
 }
 
 #[test]

@@ -802,3 +802,35 @@ fn quiet_prints_only_the_verdict() {
         run.stderr
     );
 }
+
+/// Without a `current` command nothing can say what a region runs after its deploy command
+/// failed: it is not claimed to run the new version (the summary says `?`, the record keeps
+/// what it ran before), so the next rollback still knows where to go.
+#[test]
+fn a_failed_deploy_command_without_current_is_not_recorded_as_the_new_version() {
+    let mut p =
+        exec_project(&THREE_STAGES.replace("current = [\"./current.sh\", \"{region}\"]\n", ""));
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3").env("FAIL_DEPLOY", "ord");
+    let doc = p
+        .run(&["--format", "json", "deploy"])
+        .expect(code::PARTIAL)
+        .json();
+    let ord = doc["stages"][2]["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "ord")
+        .unwrap()
+        .clone();
+    assert_eq!(ord["status"], "failed", "{doc}");
+    assert_eq!(ord["version"], serde_json::Value::Null, "{doc}");
+    assert_eq!(
+        doc["message"], "ord failed, the other regions run v3",
+        "{doc}"
+    );
+    let status: serde_json::Value = serde_json::from_str(&p.read(".shipgate/status.json")).unwrap();
+    assert_eq!(status["regions"]["ord"]["version"], "v2", "{status}");
+    assert_eq!(status["regions"]["ord"]["status"], "failed", "{status}");
+    assert_eq!(status["regions"]["fra"]["version"], "v3", "{status}");
+}

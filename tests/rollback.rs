@@ -226,6 +226,18 @@ fn dry_run_shows_the_plan_and_commands_and_changes_nothing() {
     assert_eq!(p.live("lhr"), "v3");
     assert_eq!(p.read(".shipgate/history.jsonl"), history);
     assert_eq!(p.read(".shipgate/audit.jsonl"), audit);
+    // It does not create a state directory a typo named, either.
+    p.run(&[
+        "--state-dir",
+        "no/such/dir",
+        "rollback",
+        "--dry-run",
+        "--to",
+        "v2",
+        "--force",
+    ])
+    .expect(code::SUCCESS);
+    assert!(!p.path().join("no").exists());
 }
 
 #[test]

@@ -68,7 +68,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         started_at: actor::now_rfc3339(),
         command: "deploy".into(),
     };
-    let _guard = ledger
+    let guard = ledger
         .acquire_lock(&info, args.lock_wait, || signals.cancelled())
         .map_err(|e| {
             if signals.cancelled() {
@@ -111,8 +111,9 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     if let Ok(result) = &result {
         finish(output, result);
     }
-    // The outcome is decided and shown; now let queued notifications and events finish and be
-    // recorded.
+    // The outcome is decided and shown; nothing changes any more, so the next deploy may start
+    // while queued notifications and events finish and are recorded (appends lock themselves).
+    drop(guard);
     for w in notify.finish(|waiting| output.info(waiting)) {
         output.warn(w);
     }

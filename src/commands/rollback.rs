@@ -20,7 +20,12 @@ use crate::version;
 pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<i32, Error> {
     let config = super::load_config(global)?;
     let regions = select_regions(&config, &args.regions, args.stage.as_deref())?;
-    let ledger = crate::ledger::Ledger::open_for(&config)?;
+    // A dry run reads: it never creates the state directory a typo may name.
+    let ledger = if args.dry_run && config.state.store == crate::config::StoreKind::File {
+        crate::ledger::Ledger::reader(&config.state.dir)
+    } else {
+        crate::ledger::Ledger::open_for(&config)?
+    };
     if let Some(to) = &args.to {
         version::check(to, "--to")?;
         if !args.force && !ledger.has_successful_deploy(to)? {
@@ -39,7 +44,12 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
             verify: !args.no_verify,
         },
     );
-    if !missing.is_empty() {
+    if args.dry_run {
+        // A preview, like `deploy --dry-run`: it warns; the rollback itself refuses.
+        for m in &missing {
+            output.warn(crate::pipeline::preflight::warning(m));
+        }
+    } else if !missing.is_empty() {
         return Err(crate::pipeline::preflight::refuse(
             "this rollback",
             &missing,
@@ -57,7 +67,7 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         command: "rollback".into(),
     };
     // A dry run reads and changes nothing that needs the lock.
-    let _guard = if args.dry_run {
+    let guard = if args.dry_run {
         None
     } else {
         Some(
@@ -285,6 +295,8 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         );
     }
     super::deploy::finish(output, &result);
+    // Nothing changes any more: free the lock before waiting for slow deliveries.
+    drop(guard);
     for w in notify.finish(|waiting| output.info(waiting)) {
         output.warn(w);
     }

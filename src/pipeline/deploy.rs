@@ -238,9 +238,24 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
                         .is_some_and(|(scope, _)| scope.contains(r))
                 })
                 .collect();
-            let observed = observe(engine, &staying);
+            let mut observed = observe(engine, &staying);
+            // Without a way to ask (exec without `current`), a region whose deploy command
+            // failed before any gate ran is not claimed to run the new version: the summary
+            // says it is unknown, and the record keeps what it ran before.
+            let mut unknown = Vec::new();
+            if !engine.adapter.reads_live_version() {
+                for o in failed.iter().filter(|o| staying.contains(&o.region)) {
+                    if o.gates.is_empty() {
+                        unknown.push(o.region.clone());
+                        let before = previous.get(&o.region).cloned().unwrap_or_default();
+                        observed.insert(o.region.clone(), before);
+                    }
+                }
+            }
             for row in &mut stage_rows.regions {
-                if let Some(v) = observed.get(&row.region) {
+                if unknown.contains(&row.region) {
+                    row.version = None;
+                } else if let Some(v) = observed.get(&row.region) {
                     row.version = Some(v.clone());
                 }
             }
@@ -460,11 +475,19 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
         (
             deploy_status::PARTIAL,
             code,
-            format!(
-                "{} failed, the other regions run {}",
-                failed_regions.join(", "),
-                engine.version
-            ),
+            if regions.iter().all(|r| failed_regions.contains(r)) {
+                format!(
+                    "every region failed ({}); none runs {} healthy",
+                    failed_regions.join(", "),
+                    engine.version
+                )
+            } else {
+                format!(
+                    "{} failed, the other regions run {}",
+                    failed_regions.join(", "),
+                    engine.version
+                )
+            },
         )
     } else {
         (
