@@ -133,11 +133,9 @@ fn a_dead_webhook_never_delays_the_rollback() {
     );
 }
 
-/// QA: with `[events]` and Slack pointed at a receiver that never answers, the start event was
-/// delivered before stage 1 (45 s with the defaults), and the queued deliveries ran one after
-/// another after the outcome was printed (minutes).
-#[test]
-fn dead_event_and_webhook_sinks_delay_neither_the_first_stage_nor_each_other() {
+/// The scratch pipeline with a Slack sink (every priority) and an events sink that accept
+/// connections and never answer; each HTTP attempt times out after `timeout_ms`.
+fn dead_sinks_project(timeout_ms: u64) -> (crate::common::Project, [Blackhole; 2]) {
     let events = Blackhole::start();
     let slack = Blackhole::start();
     let mut p = exec_project(&format!(
@@ -151,12 +149,21 @@ url_env = \"TEST_EVENTS_URL\"
 format = \"plain\"
 "
     ));
-    // Each delivery gives up after 4 attempts of 2 s: about 8 s.
-    let give_up = Duration::from_secs(8);
     p.env("TEST_SLACK_URL", &format!("{}/hook", slack.url))
         .env("TEST_EVENTS_URL", &format!("{}/events", events.url))
-        .env("SHIPGATE_HTTP_TIMEOUT_MS", "2000")
+        .env("SHIPGATE_HTTP_TIMEOUT_MS", &timeout_ms.to_string())
         .env("SHIPGATE_RETRY_BASE_MS", "1");
+    (p, [events, slack])
+}
+
+/// QA: with `[events]` and Slack pointed at a receiver that never answers, the start event was
+/// delivered before stage 1 (45 s with the defaults), and the queued deliveries ran one after
+/// another after the outcome was printed (minutes).
+#[test]
+fn dead_event_and_webhook_sinks_delay_neither_the_first_stage_nor_each_other() {
+    // Each delivery gives up after 4 attempts of 2 s: about 8 s.
+    let (p, _sinks) = dead_sinks_project(2000);
+    let give_up = Duration::from_secs(8);
     let start = Instant::now();
     let child = p
         .command(&["deploy"])
@@ -368,4 +375,57 @@ fn a_region_rolled_back_by_rollback_region_is_not_rolled_back_twice() {
     assert_eq!(lhr_rollbacks, 1, "{:?}", p.calls());
     assert_eq!(p.live("nrt"), "v1");
     assert_eq!(p.live("ewr"), "v1");
+}
+
+/// A signal while the finished deploy waits for slow deliveries (Ctrl-C, or the CI runner
+/// cancelling before its SIGKILL) ends the wait at once; what was still being delivered is
+/// recorded as not delivered, so no notification or event goes unrecorded. The lock is free
+/// before that wait.
+#[test]
+fn a_signal_during_the_final_delivery_wait_records_the_rest_and_exits() {
+    // Each delivery would take about 4 × 10 s to give up.
+    let (p, _sinks) = dead_sinks_project(10_000);
+    let child = p
+        .command(&["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the deploy's outcome", || {
+        p.read(".shipgate/history.jsonl")
+            .contains("\"status\":\"success\"")
+    });
+    // The run is over: the lock is already free for the next deploy.
+    wait_until("the lock to be free", || {
+        p.run(&["lock", "status"]).stderr.contains("not held")
+    });
+    let signalled = Instant::now();
+    unsafe { kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "the wait went on after the signal: {:?}\n{stderr}",
+        signalled.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(code::SUCCESS), "{stderr}");
+    assert!(stderr.contains("the run is over"), "{stderr}");
+    assert!(stderr.contains("recorded as not delivered"), "{stderr}");
+    // Nothing unrecorded: 4 notifications, 2 events, all failed, in order.
+    let audit = p.audit();
+    assert_eq!(audit.len(), 4, "{audit:?}");
+    assert!(
+        audit.iter().all(|a| a["delivered"] == serde_json::json!([])
+            && a["failed"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("interrupted"))),
+        "{audit:?}"
+    );
+    let recorded = p.kind("event");
+    let types: Vec<&str> = recorded
+        .iter()
+        .map(|e| e["event"]["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["start", "success"], "{recorded:?}");
+    assert!(recorded.iter().all(|e| e["delivered"] == false));
+    p.run(&["history", "verify"]).expect(code::SUCCESS);
 }

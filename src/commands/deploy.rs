@@ -114,7 +114,14 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     // The outcome is decided and shown; nothing changes any more, so the next deploy may start
     // while queued notifications and events finish and are recorded (appends lock themselves).
     drop(guard);
-    for w in notify.finish(|waiting| output.info(waiting)) {
+    // A signal now (Ctrl-C, the CI runner cancelling) ends the wait: what is still being
+    // delivered is recorded as not delivered, so nothing is lost to the SIGKILL that follows.
+    signals.run_over();
+    let before = signals.received();
+    for w in notify.finish_or_abandon(
+        |waiting| output.info(waiting),
+        || signals.received() > before,
+    ) {
         output.warn(w);
     }
     Ok(result?.exit_code)

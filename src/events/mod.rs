@@ -445,6 +445,26 @@ impl PendingDeployEvent {
         self.outgoing.deliver();
     }
 
+    /// The same event as given up: recorded as not delivered because of `why` (the wait for
+    /// its delivery was cut short).
+    pub fn abandoned(&self, why: &str) -> PendingDeployEvent {
+        PendingDeployEvent {
+            event_type: self.event_type,
+            outgoing: Outgoing {
+                event: self.outgoing.event.clone(),
+                deploy_id: self.outgoing.deploy_id.clone(),
+                event_id: self.outgoing.event_id.clone(),
+                target: self.outgoing.target.clone(),
+                outcome: Some(delivery::Outcome {
+                    delivered: false,
+                    attempts: 0,
+                    status: None,
+                    error: Some(why.to_string()),
+                }),
+            },
+        }
+    }
+
     /// Appends the `event` history record with the delivery outcome. Returns a warning when
     /// the event was not delivered or cannot be recorded.
     pub fn record(self, ledger: &Ledger) -> Option<String> {

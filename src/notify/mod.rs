@@ -146,6 +146,23 @@ impl Notifier {
         Delivery { delivered, failed }
     }
 
+    /// The delivery of `n` given up before it finished: every sink it reaches failed with
+    /// `why`.
+    pub fn abandoned(&self, n: &Notification, why: &str) -> Delivery {
+        Delivery {
+            delivered: Vec::new(),
+            failed: self
+                .sinks
+                .iter()
+                .filter(|s| n.priority.reaches(s.min_priority))
+                .map(|s| SinkFailure {
+                    sink: s.kind.name().to_string(),
+                    error: why.to_string(),
+                })
+                .collect(),
+        }
+    }
+
     fn post(&self, sink: &Sink, n: &Notification) -> Result<(), String> {
         let url = sink
             .url

@@ -60,7 +60,16 @@ pub struct Queue {
     notifier: Arc<Notifier>,
     open: Mutex<Option<Open>>,
     in_flight: Arc<Mutex<BTreeMap<u64, InFlight>>>,
+    /// For each delivery still running: the record to write instead should the wait for it be
+    /// cut short. A delivery whose fallback was taken records nothing itself.
+    fallbacks: Arc<Mutex<BTreeMap<u64, Record>>>,
+    /// How many deliveries were queued in all, once the queue is closed: the writer stops when
+    /// it has written that many (delivery threads may still hold senders).
+    total: Arc<Mutex<Option<u64>>>,
 }
+
+/// Why a delivery given up by [`Queue::finish_or_abandon`] was not delivered.
+pub const ABANDONED: &str = "not delivered: shipgate was interrupted while it was delivering";
 
 /// How long [`Queue::finish`] waits before it says that it is waiting: deliveries to sinks
 /// that answer finish well within it, and then nothing is printed.
@@ -76,13 +85,15 @@ impl Queue {
         let (tx, rx) = mpsc::channel::<(u64, Option<Record>)>();
         // Shared so that, should the thread fail to start, `finish` writes the records itself.
         let rx = Arc::new(Mutex::new(Some(rx)));
+        let total: Arc<Mutex<Option<u64>>> = Arc::default();
         let writer = {
             let rx = rx.clone();
             let ledger = ledger.clone();
+            let total = total.clone();
             std::thread::Builder::new()
                 .name("notify-records".into())
                 .spawn(move || match lock(&rx).take() {
-                    Some(rx) => write_in_order(rx, &ledger),
+                    Some(rx) => write_in_order(rx, &ledger, &total),
                     None => Vec::new(),
                 })
         };
@@ -98,6 +109,8 @@ impl Queue {
                 writer,
             })),
             in_flight: Arc::new(Mutex::new(BTreeMap::new())),
+            fallbacks: Arc::default(),
+            total,
         }
     }
 
@@ -106,13 +119,19 @@ impl Queue {
     pub fn send(&self, n: Notification) {
         let notifier = self.notifier.clone();
         let give_up_after = notifier.give_up_after();
-        self.submit(
+        let fallback: Record = {
+            let delivery = notifier.abandoned(&n, ABANDONED);
+            let n = n.clone();
+            Box::new(move |ledger: &Ledger| super::record(ledger, &n, delivery))
+        };
+        self.submit_with_fallback(
             Kind::Notification,
             give_up_after,
             Box::new(move || {
                 let delivery = notifier.deliver(&n);
                 Box::new(move |ledger: &Ledger| super::record(ledger, &n, delivery))
             }),
+            Some(fallback),
         );
     }
 
@@ -120,6 +139,18 @@ impl Queue {
     /// thread; the record it returns is written in queue order. `give_up_after` bounds how long
     /// it runs when its sink never answers (for the waiting line).
     pub fn submit(&self, kind: Kind, give_up_after: Duration, deliver: Deliver) {
+        self.submit_with_fallback(kind, give_up_after, deliver, None);
+    }
+
+    /// [`Queue::submit`], with the record to write instead if the wait for this delivery is
+    /// cut short ([`Queue::finish_or_abandon`]).
+    pub fn submit_with_fallback(
+        &self,
+        kind: Kind,
+        give_up_after: Duration,
+        deliver: Deliver,
+        fallback: Option<Record>,
+    ) {
         let mut open = lock(&self.open);
         let Some(open) = open.as_mut() else {
             return;
@@ -135,17 +166,27 @@ impl Queue {
         );
         // The job is shared with the thread so that, should the thread fail to start, it can
         // still run here: slower, but nothing is lost.
+        let has_fallback = fallback.is_some();
+        if let Some(f) = fallback {
+            lock(&self.fallbacks).insert(seq, f);
+        }
         let job = Arc::new(Mutex::new(Some(deliver)));
         let run = {
             let job = job.clone();
             let tx = open.tx.clone();
             let in_flight = self.in_flight.clone();
+            let fallbacks = self.fallbacks.clone();
             move || {
                 let deliver = lock(&job).take();
                 let record =
                     deliver.and_then(|d| std::panic::catch_unwind(AssertUnwindSafe(d)).ok());
                 lock(&in_flight).remove(&seq);
-                let _ = tx.send((seq, record));
+                // Its fallback gone means the wait was cut short and the fallback is (being)
+                // written: this record must not be written twice.
+                let abandoned = has_fallback && lock(&fallbacks).remove(&seq).is_none();
+                if !abandoned {
+                    let _ = tx.send((seq, record));
+                }
             }
         };
         let spawned = std::thread::Builder::new()
@@ -161,27 +202,58 @@ impl Queue {
     /// called once with a line saying what it waits for. Returns the delivery warnings, in
     /// queue order.
     pub fn finish(&self, waiting: impl FnOnce(&str)) -> Vec<String> {
-        let Some(Open { tx, writer, .. }) = lock(&self.open).take() else {
+        self.finish_or_abandon(waiting, || false)
+    }
+
+    /// [`Queue::finish`], but when `interrupted()` turns true while it waits (a signal: the
+    /// person or the CI runner wants it to end), the deliveries still running are given up:
+    /// each is recorded at once as not delivered, and it returns without waiting for them.
+    /// Nothing queued goes unrecorded either way.
+    pub fn finish_or_abandon(
+        &self,
+        waiting: impl FnOnce(&str),
+        interrupted: impl Fn() -> bool,
+    ) -> Vec<String> {
+        let Some(Open { tx, writer, next }) = lock(&self.open).take() else {
             return Vec::new();
         };
-        drop(tx);
+        *lock(&self.total) = Some(next);
         let writer = match writer {
             Writer::Thread(handle) => handle,
             Writer::Inline(rx, ledger) => {
-                return rx.map_or_else(Vec::new, |rx| write_in_order(rx, &ledger))
+                drop(tx);
+                return rx.map_or_else(Vec::new, |rx| write_in_order(rx, &ledger, &self.total));
             }
         };
+        let mut waiting = Some(waiting);
         let quiet_until = Instant::now() + QUIET_WAIT;
-        while !writer.is_finished() && Instant::now() < quiet_until {
+        let mut gave_up: Option<usize> = None;
+        while !writer.is_finished() {
+            if Instant::now() >= quiet_until {
+                if let Some(w) = waiting.take() {
+                    let pending: Vec<InFlight> = lock(&self.in_flight).values().copied().collect();
+                    if let Some(line) = waiting_line(&pending, Instant::now()) {
+                        w(&line);
+                    }
+                }
+            }
+            if gave_up.is_none() && interrupted() {
+                let given_up = std::mem::take(&mut *lock(&self.fallbacks));
+                gave_up = Some(given_up.len());
+                for (seq, record) in given_up {
+                    let _ = tx.send((seq, Some(record)));
+                }
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
-        if !writer.is_finished() {
-            let pending: Vec<InFlight> = lock(&self.in_flight).values().copied().collect();
-            if let Some(line) = waiting_line(&pending, Instant::now()) {
-                waiting(&line);
-            }
+        drop(tx);
+        let mut warnings = writer.join().unwrap_or_default();
+        if let Some(n) = gave_up.filter(|n| *n > 0) {
+            warnings.push(format!(
+                "stopped waiting for deliveries: {n} recorded as not delivered"
+            ));
         }
-        writer.join().unwrap_or_default()
+        warnings
     }
 }
 
@@ -194,7 +266,13 @@ impl Drop for Queue {
 }
 
 /// The writer thread: records each delivery once it and every earlier one are done.
-fn write_in_order(rx: mpsc::Receiver<(u64, Option<Record>)>, ledger: &Ledger) -> Vec<String> {
+/// It ends when every queued delivery is written (once the queue is closed, `total` says how
+/// many there are), or when every sender is gone.
+fn write_in_order(
+    rx: mpsc::Receiver<(u64, Option<Record>)>,
+    ledger: &Ledger,
+    total: &Mutex<Option<u64>>,
+) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut done: BTreeMap<u64, Option<Record>> = BTreeMap::new();
     let mut next = 0u64;
@@ -202,11 +280,20 @@ fn write_in_order(rx: mpsc::Receiver<(u64, Option<Record>)>, ledger: &Ledger) ->
         Some(record) => warnings.extend(record(ledger)),
         None => warnings.push("a delivery thread panicked; its record is missing".into()),
     };
-    for (seq, record) in rx {
-        done.insert(seq, record);
-        while let Some(record) = done.remove(&next) {
-            write(record, &mut warnings);
-            next += 1;
+    loop {
+        if lock(total).is_some_and(|t| next >= t) {
+            return warnings;
+        }
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok((seq, record)) => {
+                done.insert(seq, record);
+                while let Some(record) = done.remove(&next) {
+                    write(record, &mut warnings);
+                    next += 1;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     // Every sender is gone, so every delivery has reported; nothing is left unless a thread
@@ -239,6 +326,18 @@ fn waiting_line(pending: &[InFlight], now: Instant) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A queue without sinks, recording in `dir`.
+    fn sinkless_queue(dir: &std::path::Path) -> Queue {
+        Queue::start(
+            Notifier {
+                app: "web".into(),
+                sinks: Vec::new(),
+                policy: Default::default(),
+            },
+            Ledger::open(dir).unwrap(),
+        )
+    }
 
     fn in_flight(kind: Kind, now: Instant, secs: u64) -> InFlight {
         InFlight {
@@ -282,18 +381,10 @@ mod tests {
     #[test]
     fn deliveries_run_concurrently_and_are_recorded_in_queue_order() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path()).unwrap();
-        let queue = Queue::start(
-            Notifier {
-                app: "web".into(),
-                sinks: Vec::new(),
-                policy: Default::default(),
-            },
-            ledger,
-        );
+        let queue = sinkless_queue(dir.path());
         let order = Arc::new(Mutex::new(Vec::new()));
         let start = Instant::now();
-        for (i, ms) in [(0u32, 1200u64), (1, 600), (2, 0)] {
+        for (i, ms) in [(0u32, 3000u64), (1, 1500), (2, 0)] {
             let order = order.clone();
             queue.submit(
                 Kind::Event,
@@ -312,8 +403,8 @@ mod tests {
         let took = start.elapsed();
         assert_eq!(warnings, ["w0", "w1", "w2"]);
         assert_eq!(*lock(&order), [0, 1, 2]);
-        // One after another would take 1.8 s.
-        assert!(took < Duration::from_millis(1700), "{took:?}");
+        // One after another would take 4.5 s; side by side about 3 s.
+        assert!(took < Duration::from_millis(4200), "{took:?}");
         // The first delivery outlasts the quiet second: one line says what is awaited.
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
@@ -323,16 +414,50 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_wait_records_each_fallback_once_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = sinkless_queue(dir.path());
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let record = |what: String, written: &Arc<Mutex<Vec<String>>>| -> Record {
+            let written = written.clone();
+            Box::new(move |_: &Ledger| {
+                lock(&written).push(what);
+                None
+            })
+        };
+        // 0 is quick, 1 is slow; both can fall back.
+        for (i, ms) in [(0u32, 0u64), (1, 2000)] {
+            let real = record(format!("real {i}"), &written);
+            queue.submit_with_fallback(
+                Kind::Notification,
+                Duration::from_millis(ms),
+                Box::new(move || {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    real
+                }),
+                Some(record(format!("fallback {i}"), &written)),
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&written).is_empty() {
+            assert!(Instant::now() < deadline, "the quick delivery never ended");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let warnings = queue.finish_or_abandon(|_| {}, || true);
+        assert_eq!(
+            warnings,
+            ["stopped waiting for deliveries: 1 recorded as not delivered"]
+        );
+        assert_eq!(*lock(&written), ["real 0", "fallback 1"]);
+        // The slow delivery ends later and writes nothing more.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(*lock(&written), ["real 0", "fallback 1"]);
+    }
+
+    #[test]
     fn a_panicking_delivery_is_reported_and_does_not_hold_up_the_others() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::start(
-            Notifier {
-                app: "web".into(),
-                sinks: Vec::new(),
-                policy: Default::default(),
-            },
-            Ledger::open(dir.path()).unwrap(),
-        );
+        let queue = sinkless_queue(dir.path());
         queue.submit(Kind::Event, Duration::ZERO, Box::new(|| panic!("boom")));
         queue.submit(
             Kind::Event,

@@ -750,13 +750,19 @@ fn publish_event(engine: &Engine<'_>, event_type: &str, result: &RunResult) {
     ) {
         None => {}
         Some(Err(warning)) => engine.reporter.warn(&warning),
-        Some(Ok(mut pending)) => engine.notify.submit(
-            Kind::Event,
-            pending.give_up_after(),
-            Box::new(move || {
-                pending.deliver();
-                Box::new(move |ledger: &crate::ledger::Ledger| pending.record(ledger))
-            }),
-        ),
+        Some(Ok(mut pending)) => {
+            let fallback = pending.abandoned(crate::notify::queue::ABANDONED);
+            engine.notify.submit_with_fallback(
+                Kind::Event,
+                pending.give_up_after(),
+                Box::new(move || {
+                    pending.deliver();
+                    Box::new(move |ledger: &crate::ledger::Ledger| pending.record(ledger))
+                }),
+                Some(Box::new(move |ledger: &crate::ledger::Ledger| {
+                    fallback.record(ledger)
+                })),
+            )
+        }
     }
 }

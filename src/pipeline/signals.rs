@@ -23,6 +23,9 @@ type Hook = Box<dyn FnOnce(i32) + Send>;
 
 pub struct Signals {
     count: AtomicUsize,
+    /// The run is over (outcome decided and printed): a signal now only cuts short the wait
+    /// for deliveries.
+    over: std::sync::atomic::AtomicBool,
     first: AtomicI32,
     /// Cancelled by the first signal.
     pub work: Cancel,
@@ -36,6 +39,7 @@ impl Signals {
     pub fn inert() -> Arc<Signals> {
         Arc::new(Signals {
             count: AtomicUsize::new(0),
+            over: std::sync::atomic::AtomicBool::new(false),
             first: AtomicI32::new(0),
             work: Cancel::new(),
             rollback: Cancel::new(),
@@ -73,6 +77,13 @@ impl Signals {
             .first
             .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.over.load(Ordering::SeqCst) {
+            crate::say!(
+                "\nshipgate: {} received: the run is over; recording the deliveries still running as not delivered",
+                name(sig)
+            );
+            return;
+        }
         if n == 1 {
             self.work.cancel();
             let name = name(sig);
@@ -117,6 +128,16 @@ impl Signals {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+    }
+
+    /// Marks the run as over: later signals only cut short the wait for deliveries.
+    pub fn run_over(&self) {
+        self.over.store(true, Ordering::SeqCst);
+    }
+
+    /// How many signals arrived so far.
+    pub fn received(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
     }
 
     pub fn cancelled(&self) -> bool {
