@@ -434,6 +434,13 @@ fn a_bake_as_long_as_the_stage_timeout_is_rejected() {
         err.contains("stage `canary` bakes for 20m but times out after 10m"),
         "{err}"
     );
+    // A timeout that is wrong already is reported once, not compared through its fallback.
+    let err = invalid(&MINIMAL.replace(
+        "gates = [\"api\"]",
+        "gates = [\"api\"]\ntimeout = \"9999h\"\nbake = \"1h\"",
+    ));
+    assert!(err.contains("is longer than the maximum of 24h"), "{err}");
+    assert!(!err.contains("bakes for"), "{err}");
 }
 
 /// Every other timeout is bounded away from zero too: `command_timeout` (defaults and stage),

@@ -739,6 +739,7 @@ impl Checker {
                 }
                 stage_gates.push(g.get_ref().clone());
             }
+            let diags_before = self.diags.len();
             stages.push(Stage {
                 name,
                 regions,
@@ -765,10 +766,11 @@ impl Checker {
             });
             // The stage timeout covers the deploy, the gates and the bake: a bake as long as the
             // timeout can only end in a timed-out stage (and a rollback).
-            if let Some(st) = stages
-                .last()
-                .filter(|st| st.bake >= st.timeout && !st.timeout.is_zero())
-            {
+            // (Only when both durations were read: a bad one is reported already, and its
+            // fallback must not be quoted as if it were the file's.)
+            if let Some(st) = stages.last().filter(|st| {
+                self.diags.len() == diags_before && st.bake >= st.timeout && !st.timeout.is_zero()
+            }) {
                 let span = rs
                     .bake
                     .as_ref()
