@@ -21,17 +21,21 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .current_dir(dir)
+    git_command(dir, args).output().expect("run git")
+}
+
+/// git in `dir` with a fixed identity and no system or user configuration.
+fn git_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
         .args(args)
         .env("GIT_AUTHOR_NAME", "t")
         .env("GIT_AUTHOR_EMAIL", "t@example.com")
         .env("GIT_COMMITTER_NAME", "t")
         .env("GIT_COMMITTER_EMAIL", "t@example.com")
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("run git")
+        .env("HOME", dir);
+    cmd
 }
 
 /// A bare repository standing in for the shared remote.
@@ -313,13 +317,7 @@ fn the_lock_ref_is_exclusive_across_clones_and_released_after_the_deploy() {
 /// Runs git in `dir` with `input` on stdin; panics on failure; returns stdout trimmed.
 fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
     use std::io::Write;
-    let mut child = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+    let mut child = git_command(dir, args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -114,8 +114,19 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     // The outcome is decided and shown; nothing changes any more, so the next deploy may start
     // while queued notifications and events finish and are recorded (appends lock themselves).
     drop(guard);
-    // A signal now (Ctrl-C, the CI runner cancelling) ends the wait: what is still being
-    // delivered is recorded as not delivered, so nothing is lost to the SIGKILL that follows.
+    await_deliveries(&notify, &signals, output);
+    Ok(result?.exit_code)
+}
+
+/// After a deploy or rollback (its lock released): waits for queued notifications and events
+/// to be delivered and recorded. A signal now (Ctrl-C, the CI runner cancelling) ends the
+/// wait: what is still being delivered is recorded as not delivered, so nothing is lost to the
+/// SIGKILL that follows.
+pub fn await_deliveries(
+    notify: &crate::notify::queue::Queue,
+    signals: &crate::pipeline::signals::Signals,
+    output: &Output,
+) {
     signals.run_over();
     let before = signals.received();
     for w in notify.finish_or_abandon(
@@ -124,7 +135,6 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     ) {
         output.warn(w);
     }
-    Ok(result?.exit_code)
 }
 
 /// Prints the result and writes the GitHub step summary and outputs.

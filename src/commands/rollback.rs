@@ -297,16 +297,7 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
     super::deploy::finish(output, &result);
     // Nothing changes any more: free the lock before waiting for slow deliveries.
     drop(guard);
-    // A signal now (Ctrl-C, the CI runner cancelling) ends the wait: what is still being
-    // delivered is recorded as not delivered, so nothing is lost to the SIGKILL that follows.
-    signals.run_over();
-    let before = signals.received();
-    for w in notify.finish_or_abandon(
-        |waiting| output.info(waiting),
-        || signals.received() > before,
-    ) {
-        output.warn(w);
-    }
+    super::deploy::await_deliveries(&notify, &signals, output);
     Ok(result.exit_code)
 }
 
