@@ -157,6 +157,11 @@ fn main() {
                                 RegionDetail {
                                     status: status.into(),
                                     previous_version: Some(live.clone()),
+                                    version: Some(if failing {
+                                        live.clone()
+                                    } else {
+                                        version.clone()
+                                    }),
                                     error: failing.then(|| "gate errors tripped".into()),
                                 },
                             )

@@ -96,6 +96,9 @@ pub enum Command {
     Validate,
     /// Show or release the deploy lock
     Lock(LockArgs),
+    /// Finish an interrupted, cancelled or rollback-failed deploy: every region it changed back
+    /// to its captured previous version, verified
+    Recover(RecoverArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -148,6 +151,28 @@ pub struct RollbackArgs {
     /// Show the plan and the exact commands, change nothing (no lock, no record)
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The deploy to recover (default: the latest)
+    #[arg(value_name = "DEPLOY_ID", conflicts_with = "latest")]
+    pub deploy_id: Option<String>,
+    /// Recover the latest deploy (the default; for workflows that want to say so)
+    #[arg(long)]
+    pub latest: bool,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Show what would be done and the exact commands; change nothing (no lock, no record)
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Skip the gates after returning the regions
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Wait this long for the deploy lock instead of failing at once
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]

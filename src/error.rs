@@ -20,6 +20,9 @@ pub struct Error {
     /// The command this error is about never started (its program could not be executed), so
     /// it changed nothing. A deploy treats such a region as unchanged.
     pub not_started: bool,
+    /// The command ran, but its answer could not be read (empty, not the JSON expected): the
+    /// platform said nothing usable, which is not the same as "nothing runs there".
+    pub unreadable: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,6 +36,7 @@ impl Error {
             hint: None,
             detail: None,
             not_started: false,
+            unreadable: false,
         }
     }
     /// A usage or configuration error (exit 2): nothing was changed.
@@ -54,6 +58,11 @@ impl Error {
     /// Marks the error as coming from a command that never started.
     pub fn not_started(mut self) -> Self {
         self.not_started = true;
+        self
+    }
+    /// Marks the error as an answer that could not be read.
+    pub fn unreadable(mut self) -> Self {
+        self.unreadable = true;
         self
     }
     /// The message, its causes and its detail (a stderr tail) as plain text, for places that
@@ -79,6 +88,7 @@ impl Error {
             hint: self.hint,
             detail: self.detail,
             not_started: self.not_started,
+            unreadable: self.unreadable,
         }
     }
     pub fn exit_code(&self) -> i32 {

@@ -16,6 +16,57 @@ use crate::error::Error;
 
 /// Grace between TERM and KILL, for timeouts and cancellation.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
+/// The grace once the run is abandoned (a second signal): the CI runner's SIGKILL follows
+/// within seconds, so shipgate must be gone within one.
+pub const HURRIED_GRACE: Duration = Duration::from_millis(300);
+
+/// Set by [`hurry_all`]: every stop from now on gets [`HURRIED_GRACE`].
+static HURRIED: AtomicBool = AtomicBool::new(false);
+/// The process groups of the children running now, for [`kill_all`].
+static LIVE_GROUPS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+/// The run is abandoned: commands being stopped (and stopped from now on) get KILL after
+/// [`HURRIED_GRACE`] instead of [`KILL_GRACE`].
+pub fn hurry_all() {
+    HURRIED.store(true, Ordering::SeqCst);
+}
+
+/// KILLs the process group of every child still running (the last act before exiting).
+pub fn kill_all() {
+    for pgid in LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        signal_group(*pgid, libc::SIGKILL);
+    }
+}
+
+fn grace() -> Duration {
+    if HURRIED.load(Ordering::SeqCst) {
+        HURRIED_GRACE
+    } else {
+        KILL_GRACE
+    }
+}
+
+/// Keeps a child's group in [`LIVE_GROUPS`] while it runs.
+struct LiveGroup(libc::pid_t);
+
+impl LiveGroup {
+    fn new(pgid: libc::pid_t) -> Self {
+        LIVE_GROUPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pgid);
+        LiveGroup(pgid)
+    }
+}
+
+impl Drop for LiveGroup {
+    fn drop(&mut self) {
+        LIVE_GROUPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|g| *g != self.0);
+    }
+}
 
 /// One command to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +221,7 @@ pub fn run(
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| spawn_error(spec, program, e))?;
     let pgid = child.id() as libc::pid_t;
+    let _live = LiveGroup::new(pgid);
 
     // Bounded: a child printing faster than we log waits on its pipe instead of filling memory.
     let (tx, rx) = mpsc::sync_channel::<Chunk>(DRAIN_BATCH);
@@ -235,7 +287,7 @@ pub fn run(
                     // that ignore TERM still get the KILL when the grace ends, without making
                     // the caller wait for it.
                     if !killed && group_alive(pgid) {
-                        let left = KILL_GRACE.saturating_sub(now - stopped_at);
+                        let left = grace().saturating_sub(now - stopped_at);
                         std::thread::spawn(move || {
                             std::thread::sleep(left);
                             signal_group(pgid, libc::SIGKILL);
@@ -243,11 +295,11 @@ pub fn run(
                     }
                     break;
                 }
-                if !killed && now - stopped_at >= KILL_GRACE {
+                if !killed && now - stopped_at >= grace() {
                     signal_group(pgid, libc::SIGKILL);
                     killed = true;
                 }
-                if killed && now - stopped_at >= KILL_GRACE + PIPE_DRAIN_GRACE {
+                if killed && now - stopped_at >= grace() + PIPE_DRAIN_GRACE {
                     if status.is_none() {
                         // SIGKILL cannot be ignored; reap it.
                         status = Some((child.wait()?, now));

@@ -145,6 +145,7 @@ impl super::Adapter for Exec {
         let out = super::run_checked_data(&spec, ctx)?;
         parse_current(&out.stdout).map_err(|e| {
             Error::failed(format!("cannot read the output of `{}`", spec.display()))
+                .unreadable()
                 .caused_by(e)
                 .with_hint("print only the version on stdout; logs belong on stderr")
         })

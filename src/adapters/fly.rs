@@ -137,7 +137,9 @@ impl Fly {
         let spec = self.machines_command(ctx.command_timeout);
         let out = super::run_checked_data(&spec, ctx)?;
         parse_machines(&out.stdout).map_err(|e| {
-            Error::failed(format!("cannot read the output of `{}`", spec.display())).caused_by(e)
+            Error::failed(format!("cannot read the output of `{}`", spec.display()))
+                .unreadable()
+                .caused_by(e)
         })
     }
 
@@ -289,7 +291,9 @@ impl super::Adapter for Fly {
         let spec = self.releases_command(ctx.command_timeout);
         let out = super::run_checked_data(&spec, ctx)?;
         let releases = parse_releases(&out.stdout).map_err(|e| {
-            Error::failed(format!("cannot read the output of `{}`", spec.display())).caused_by(e)
+            Error::failed(format!("cannot read the output of `{}`", spec.display()))
+                .unreadable()
+                .caused_by(e)
         })?;
         Ok(release_versions(&releases, &self.image, vars))
     }

@@ -226,7 +226,9 @@ impl Kubernetes {
         let spec = self.get_replicasets(region, vars, selector, ctx.command_timeout);
         let out = super::run_checked_data(&spec, ctx)?;
         parse_replicasets(&out.stdout, &self.cfg.deployment, &self.cfg.container).map_err(|e| {
-            Error::failed(format!("cannot read the output of `{}`", spec.display())).caused_by(e)
+            Error::failed(format!("cannot read the output of `{}`", spec.display()))
+                .unreadable()
+                .caused_by(e)
         })
     }
 
@@ -249,6 +251,7 @@ impl Kubernetes {
             .map(Some)
             .map_err(|e| {
                 Error::failed(format!("cannot read the output of `{}`", spec.display()))
+                    .unreadable()
                     .caused_by(e)
             })
     }

@@ -207,6 +207,7 @@ pub(crate) fn same_error(e: &Error) -> Error {
         hint: e.hint.clone(),
         detail: e.detail.clone(),
         not_started: e.not_started,
+        unreadable: e.unreadable,
     }
 }
 

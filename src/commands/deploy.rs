@@ -4,11 +4,10 @@ use crate::cli::{DeployArgs, Format, GlobalArgs};
 use crate::config::{Config, Stage};
 use crate::error::Error;
 use crate::exit_code;
-use crate::ledger::lock;
 use crate::notify::Notifier;
 use crate::output::Output;
 use crate::pipeline::deploy::{deploy, DeployOptions};
-use crate::pipeline::run::Engine;
+use crate::pipeline::engine::Engine;
 use crate::pipeline::{actor, plan, preflight, signals::Signals};
 use crate::report::{github, Reporter};
 use crate::version;
@@ -35,23 +34,15 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     );
 
     if args.dry_run {
-        let mut p = plan::dry_run(
+        return dry_run(
             &config,
             adapter.as_ref(),
             &stages,
             &resolved.version,
             &deploy_id,
+            &missing,
+            output,
         );
-        // A plan is still shown without them (it is a preview); the deploy itself refuses.
-        p.missing_programs = missing.iter().map(preflight::Missing::describe).collect();
-        match output.format {
-            Format::Human => crate::say_part!("{}", plan::render_dry_run(&p, output)),
-            _ => output.json(&serde_json::to_value(&p).unwrap_or_default()),
-        }
-        for m in &missing {
-            output.warn(preflight::warning(m));
-        }
-        return Ok(exit_code::SUCCESS);
     }
     if !missing.is_empty() {
         return Err(preflight::refuse("this deploy", &missing));
@@ -60,29 +51,14 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     let ledger = crate::ledger::Ledger::open_for(&config)?;
     let invocation = actor::detect(resolved.commit.as_deref());
     let signals = Signals::install();
-    let info = lock::LockInfo {
-        pid: std::process::id(),
-        host: invocation.host.clone(),
-        actor: invocation.actor.clone(),
-        deploy_id: deploy_id.clone(),
-        started_at: actor::now_rfc3339(),
-        command: "deploy".into(),
-    };
-    let guard = ledger
-        .acquire_lock(&info, args.lock_wait, || signals.cancelled())
-        .map_err(|e| {
-            if signals.cancelled() {
-                Error::new(signals.exit_code(), e.message)
-            } else {
-                e
-            }
-        })?;
-    if signals.cancelled() {
-        return Err(Error::new(
-            signals.exit_code(),
-            "interrupted while waiting for the lock; nothing was changed",
-        ));
-    }
+    let guard = super::take_lock(
+        &ledger,
+        &signals,
+        &invocation,
+        &deploy_id,
+        "deploy",
+        args.lock_wait,
+    )?;
     let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
     let reporter = Reporter::new(output);
     reporter.line(&format!(
@@ -99,6 +75,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         invocation: &invocation,
         deploy_id: deploy_id.clone(),
         version: resolved.version.clone(),
+        progress: Default::default(),
     };
     let opts = DeployOptions {
         stages,
@@ -118,6 +95,52 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     Ok(result?.exit_code)
 }
 
+/// `deploy --dry-run`: the plan, with the rollback targets read from the platform and history
+/// (read-only) and the exact commands a failure of each stage would run. Nothing is locked,
+/// run or recorded.
+fn dry_run(
+    config: &Config,
+    adapter: &dyn crate::adapters::Adapter,
+    stages: &[&Stage],
+    version: &str,
+    deploy_id: &str,
+    missing: &[preflight::Missing],
+    output: &Output,
+) -> Result<i32, Error> {
+    let regions: Vec<String> = stages.iter().flat_map(|s| s.regions.clone()).collect();
+    let mut warnings = Vec::new();
+    let previous = if missing.is_empty() {
+        super::with_reader_engine(config, adapter, deploy_id, version, output, |engine| {
+            crate::pipeline::deploy::capture_targets(engine, &regions, &mut |w| {
+                warnings.push(w.to_string())
+            })
+        })
+        .unwrap_or_else(|e| {
+            warnings.push(format!(
+                "cannot read the current versions ({e}): rollback targets shown as <previous>"
+            ));
+            Default::default()
+        })
+    } else {
+        Default::default()
+    };
+    let mut p = plan::dry_run(config, adapter, stages, version, deploy_id, &previous);
+    // A plan is still shown without them (it is a preview); the deploy itself refuses.
+    p.missing_programs = missing.iter().map(preflight::Missing::describe).collect();
+    p.warnings = warnings.clone();
+    match output.format {
+        Format::Human => crate::say_part!("{}", plan::render_dry_run(&p, output)),
+        _ => output.json(&serde_json::to_value(&p).unwrap_or_default()),
+    }
+    for w in &warnings {
+        output.warn(w);
+    }
+    for m in missing {
+        output.warn(preflight::warning(m));
+    }
+    Ok(exit_code::SUCCESS)
+}
+
 /// After a deploy or rollback (its lock released): waits for queued notifications and events
 /// to be delivered and recorded. A signal now (Ctrl-C, the CI runner cancelling) ends the
 /// wait: what is still being delivered is recorded as not delivered, so nothing is lost to the
@@ -129,9 +152,12 @@ pub fn await_deliveries(
 ) {
     signals.run_over();
     let before = signals.received();
+    // After a second signal the runner's SIGKILL is seconds away: record at once what is
+    // still being delivered as not delivered.
+    let abandoned = signals.state().abandoned();
     for w in notify.finish_or_abandon(
         |waiting| output.info(waiting),
-        || signals.received() > before,
+        || abandoned || signals.received() > before,
     ) {
         output.warn(w);
     }

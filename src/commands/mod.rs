@@ -5,6 +5,7 @@ mod deploy;
 mod history;
 mod lock;
 mod publish_event;
+mod recover;
 mod rollback;
 mod status;
 mod validate;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli, output: &Output) -> Result<i32, Error> {
         Command::PublishEvent(args) => publish_event::run(&cli.global, &args, output),
         Command::History(args) => history::run(&cli.global, &args, output),
         Command::Lock(args) => lock::run(&cli.global, &args, output),
+        Command::Recover(args) => recover::run(&cli.global, &args, output),
     }
 }
 
@@ -40,4 +42,157 @@ pub fn load_config(global: &crate::cli::GlobalArgs) -> Result<Config, Error> {
         }
     }
     Ok(config)
+}
+
+/// Takes the deploy lock for `command`: exit 5 naming the holder, or the signal's exit code
+/// when interrupted while waiting (nothing was changed either way).
+pub(crate) fn take_lock(
+    ledger: &crate::ledger::Ledger,
+    signals: &crate::pipeline::signals::Signals,
+    invocation: &crate::pipeline::actor::Invocation,
+    id: &str,
+    command: &str,
+    wait: Option<std::time::Duration>,
+) -> Result<crate::ledger::lock::LockGuard, Error> {
+    let info = crate::ledger::lock::LockInfo {
+        pid: std::process::id(),
+        host: invocation.host.clone(),
+        actor: invocation.actor.clone(),
+        deploy_id: id.to_string(),
+        started_at: crate::pipeline::actor::now_rfc3339(),
+        command: command.into(),
+    };
+    let guard = ledger
+        .acquire_lock(&info, wait, || signals.cancelled())
+        .map_err(|e| {
+            if signals.cancelled() {
+                Error::new(signals.exit_code(), e.message)
+            } else {
+                e
+            }
+        })?;
+    if signals.cancelled() {
+        return Err(Error::new(
+            signals.exit_code(),
+            "interrupted while waiting for the lock; nothing was changed",
+        ));
+    }
+    Ok(guard)
+}
+
+/// Runs `f` with an engine that only reads (dry runs): the file store's directory is never
+/// created, no signal handler is installed, nothing is queued.
+pub(crate) fn with_reader_engine<T>(
+    config: &Config,
+    adapter: &dyn crate::adapters::Adapter,
+    id: &str,
+    version: &str,
+    output: &Output,
+    f: impl FnOnce(&crate::pipeline::engine::Engine<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let ledger = match config.state.store {
+        crate::config::StoreKind::File => crate::ledger::Ledger::reader(&config.state.dir),
+        crate::config::StoreKind::Git => crate::ledger::Ledger::open_for(config)?,
+    };
+    let signals = crate::pipeline::signals::Signals::inert();
+    let notify = crate::notify::queue::Queue::start(
+        crate::notify::Notifier::from_config(config),
+        ledger.clone(),
+    );
+    let reporter = crate::report::Reporter::new(output);
+    let invocation = crate::pipeline::actor::detect(None);
+    let engine = crate::pipeline::engine::Engine {
+        config,
+        adapter,
+        ledger: &ledger,
+        notify: &notify,
+        reporter: &reporter,
+        signals: &signals,
+        invocation: &invocation,
+        deploy_id: id.to_string(),
+        version: version.to_string(),
+        progress: Default::default(),
+    };
+    f(&engine)
+}
+
+/// Refuses a run whose programs cannot start (exit 2, before the lock or any record); a dry
+/// run only warns.
+pub(crate) fn refuse_missing_programs(
+    config: &Config,
+    adapter: &dyn crate::adapters::Adapter,
+    regions: &[String],
+    verify: bool,
+    dry_run: bool,
+    what: &str,
+    output: &Output,
+) -> Result<(), Error> {
+    use crate::pipeline::preflight;
+    let all_stages: Vec<&crate::config::Stage> = config.stages.iter().collect();
+    let missing = preflight::missing_programs(
+        config,
+        adapter,
+        &all_stages,
+        Some(regions),
+        preflight::Purpose::Rollback { verify },
+    );
+    if dry_run {
+        // A preview, like `deploy --dry-run`: it warns; the run itself refuses.
+        for m in &missing {
+            output.warn(preflight::warning(m));
+        }
+        Ok(())
+    } else if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(preflight::refuse(what, &missing))
+    }
+}
+
+/// Asks `question [y/N]` on a terminal; true without asking when stdin is not a terminal.
+pub(crate) fn confirm(question: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return true;
+    }
+    crate::say_part!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).ok();
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// The dry run of `rollback` and `recover`: the commands the plan would run, exactly as it
+/// would run them (secrets redacted), and the gates that would verify it. Nothing is locked,
+/// run or recorded.
+pub(crate) fn print_rollback_dry_run(
+    engine: &crate::pipeline::engine::Engine<'_>,
+    plan: &crate::pipeline::rollback::RollbackPlan,
+    verify: bool,
+    output: &Output,
+) {
+    let commands = engine.rollback_commands(plan);
+    let gates = engine.rollback_gates(plan, verify);
+    if output.format == crate::cli::Format::Human {
+        let mut text = String::from("commands (dry run: nothing runs, nothing is recorded):\n");
+        for c in &commands {
+            text.push_str(&format!("  {}\n", crate::redact::display_argv(c)));
+        }
+        if !gates.is_empty() {
+            text.push_str(&format!(
+                "then verified by the gates: {}\n",
+                gates.join(", ")
+            ));
+        }
+        output.info(text.trim_end());
+    } else {
+        output.json(&serde_json::json!({
+            "dry_run": true,
+            "targets": plan.targets.iter().map(|t| serde_json::json!({
+                "region": t.region, "from": t.from, "to": t.to,
+            })).collect::<Vec<_>>(),
+            "commands": commands,
+            "verify_gates": gates,
+        }));
+    }
 }

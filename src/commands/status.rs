@@ -64,7 +64,7 @@ impl From<Stored<DeployRecord>> for Interrupted {
         Interrupted {
             deploy_id: r.body.deploy_id,
             version: r.body.version,
-            status: r.body.status,
+            status: r.body.status.as_str().to_string(),
             start_time: if r.body.start_time.is_empty() {
                 r.ts
             } else {
@@ -181,7 +181,7 @@ const UNKNOWN_VERSION: &str = "unknown";
 /// count them as problems.
 fn needs_attention(rows: &[RegionRow]) -> Vec<String> {
     rows.iter()
-        .filter(|r| r.recorded.status == "rollback_failed")
+        .filter(|r| r.recorded.needs_human())
         .map(|r| {
             let runs = if r.recorded.version.is_empty() || r.recorded.version == UNKNOWN_VERSION {
                 "runs an unknown version".to_string()
@@ -477,7 +477,7 @@ fn print_human(
             cell(&dash(&r.recorded.version), 12),
             cell(&dash(&when(&r.recorded.deployed_at)), 16),
             cell(&dash(&r.recorded.actor), 10),
-            dash(&r.recorded.status)
+            dash(r.recorded.status.as_str())
         );
         if args.live {
             match (&r.live, &r.live_error, r.drift) {

@@ -32,6 +32,9 @@ pub fn hash_line(line: &[u8]) -> String {
 pub struct Appended {
     pub id: String,
     pub ts: String,
+    /// Something after the append went wrong (`status.json` could not be updated): the record
+    /// stands, the caller says so.
+    pub warning: Option<String>,
 }
 
 /// Appends one record: takes an exclusive `flock` on the file, finds the previous line by
@@ -104,7 +107,14 @@ pub fn encode_line(
     }
     serde_json::to_writer(&mut buf, &value).context("cannot encode record")?;
     buf.push(b'\n');
-    Ok((Appended { id, ts }, buf))
+    Ok((
+        Appended {
+            id,
+            ts,
+            warning: None,
+        },
+        buf,
+    ))
 }
 
 /// The last line of an in-memory file (without its newline) and whether it is torn (no trailing

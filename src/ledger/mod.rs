@@ -3,7 +3,7 @@
 //!
 //! - [`jsonl`]: locked single-write appends, the reverse reader, the streaming chain check.
 //! - [`query`] and [`stats`]: `shipgate history` filters and statistics over raw lines.
-//! - [`rebuild`]: `status.json` rebuilt from history, a pure function over records.
+//! - [`status`]: `status.json` as the fold of history: the one reducer.
 //! - [`lock`]: the deploy lock.
 //! - [`git`]: the git store: the same files on a branch of the project's remote, the lock a ref.
 //!
@@ -14,9 +14,9 @@ pub mod git;
 pub mod jsonl;
 pub mod lock;
 pub mod query;
-pub mod rebuild;
 pub mod records;
 pub mod stats;
+pub mod status;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -178,10 +178,26 @@ impl Ledger {
         }
     }
 
-    /// Appends to `history.jsonl` (redacted, under an exclusive lock, one write, fsync).
+    /// Appends to `history.jsonl` (redacted, under an exclusive lock, one write, fsync), then
+    /// applies a deploy, stage or rollback record to `status.json` ([`status::apply`]). The record
+    /// stands even when `status.json` cannot be written: that is a warning in the result, and
+    /// the next reader rebuilds the file from history.
     pub fn append_history(&self, record: &HistoryRecord) -> Result<Appended, Error> {
         let body = serde_json::to_value(record).context("cannot encode record")?;
-        self.append(FileKind::History, body)
+        let mut appended = self.append(FileKind::History, body)?;
+        if status::changes_state(record) {
+            let stored = Stored {
+                schema: SCHEMA,
+                id: appended.id.clone(),
+                ts: appended.ts.clone(),
+                prev: String::new(),
+                body: record.clone(),
+            };
+            if let Err(e) = self.apply_to_status(&stored) {
+                appended.warning = Some(format!("cannot update {STATUS_FILE}: {e}"));
+            }
+        }
+        Ok(appended)
     }
 
     /// Appends to `audit.jsonl`.
@@ -248,42 +264,87 @@ impl Ledger {
         ))
     }
 
-    /// The current state: `status.json`, or rebuilt from history when it is missing or
-    /// unreadable (with a warning for the latter). Never writes.
+    /// The current state: `status.json` when it is the fold of all of history, else rebuilt
+    /// from history (a missing file silently; an unreadable or stale one with a warning: a
+    /// process killed between an append and the `status.json` write leaves it stale). Never
+    /// writes.
     pub fn status(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
+        match self.read_status_file()? {
+            StatusRead::Current(s) if s.last_record == self.last_state_record(None)? => Ok(s),
+            StatusRead::Current(_) => {
+                warnings.push(format!(
+                    "{STATUS_FILE} is older than history (a run was killed before writing it); \
+                     rebuilt it from history"
+                ));
+                self.rebuild_status()
+            }
+            StatusRead::Missing => self.rebuild_status(),
+            StatusRead::Unusable(why) => {
+                warnings.push(format!("{STATUS_FILE} {why}; rebuilt it from history"));
+                self.rebuild_status()
+            }
+        }
+    }
+
+    /// `status.json` as written, without comparing it with history.
+    fn read_status_file(&self) -> Result<StatusRead, Error> {
         let path = self.dir.join(STATUS_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                // shipgate always writes both; `{}` or `[]` would otherwise read as "nothing
-                // deployed" and let `status --check` pass without checking anything.
-                Ok(v)
-                    if !v.get("regions").is_some_and(|r| r.is_object())
-                        || !v.get("updated_at").is_some_and(|u| u.is_string()) =>
-                {
-                    warnings.push(format!(
-                        "{STATUS_FILE} has no `regions` or `updated_at`; rebuilt it from history"
-                    ))
-                }
-                Ok(v) => match serde_json::from_value(v) {
-                    Ok(status) => return Ok(status),
-                    Err(e) => warnings.push(format!(
-                        "{STATUS_FILE} is unreadable ({e}); rebuilt it from history"
-                    )),
-                },
-                Err(e) => warnings.push(format!(
-                    "{STATUS_FILE} is unreadable ({e}); rebuilt it from history"
-                )),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StatusRead::Missing),
             Err(e) => {
                 return Err(Error::failed(format!("cannot read `{}`", path.display())).caused_by(e))
             }
-        }
-        self.rebuild_status(warnings)
+        };
+        Ok(match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            // shipgate always writes both; `{}` or `[]` would otherwise read as "nothing
+            // deployed" and let `status --check` pass without checking anything.
+            Ok(v)
+                if !v.get("regions").is_some_and(|r| r.is_object())
+                    || !v.get("updated_at").is_some_and(|u| u.is_string()) =>
+            {
+                StatusRead::Unusable("has no `regions` or `updated_at`".into())
+            }
+            Ok(v) => match serde_json::from_value(v) {
+                Ok(status) => StatusRead::Current(status),
+                Err(e) => StatusRead::Unusable(format!("is unreadable ({e})")),
+            },
+            Err(e) => StatusRead::Unusable(format!("is unreadable ({e})")),
+        })
     }
 
-    /// Rebuilds the state from history, streaming it oldest first.
-    pub fn rebuild_status(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
+    /// The id of the newest deploy, stage or rollback record, skipping `except` (empty when
+    /// there is none). Reads backwards; gate and event lines are skipped unparsed.
+    fn last_state_record(&self, except: Option<&str>) -> Result<String, Error> {
+        let Some(mut lines) = self.rev_lines(FileKind::History)? else {
+            return Ok(String::new());
+        };
+        #[derive(serde::Deserialize)]
+        struct Brief<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            kind: std::borrow::Cow<'a, str>,
+        }
+        while let Some((_, line)) = lines.next_line().context("cannot read history")? {
+            if is_kind(line, "gate") || is_kind(line, "event") {
+                continue;
+            }
+            let Ok(brief) = serde_json::from_slice::<Brief>(line) else {
+                continue;
+            };
+            if Some(brief.id.as_ref()) == except
+                || !matches!(brief.kind.as_ref(), "deploy" | "stage" | "rollback")
+            {
+                continue;
+            }
+            return Ok(brief.id.into_owned());
+        }
+        Ok(String::new())
+    }
+
+    /// Rebuilds the state from history: the fold of every record, streamed oldest first.
+    pub fn rebuild_status(&self) -> Result<StatusFile, Error> {
         let Some(mut lines) = self.lines(FileKind::History)? else {
             return Ok(StatusFile::default());
         };
@@ -306,28 +367,34 @@ impl Ledger {
                 }
             }
         });
-        let status = rebuild::rebuild_status(records);
+        let status = status::fold(records);
         if let Some(e) = err {
             return Err(Error::failed("cannot read history").caused_by(e));
         }
-        let _ = warnings;
         Ok(status)
     }
 
-    /// Reads, changes and atomically rewrites `status.json` (temp, fsync, rename, fsync dir),
-    /// under a lock so concurrent updates never lose one another.
-    pub fn update_status(&self, change: impl FnOnce(&mut StatusFile)) -> Result<(), Error> {
-        self.write_status(change, true)
+    /// Applies a just-appended record to `status.json` under the status lock: to the file when
+    /// it is the fold of everything before the record, else (missing, unreadable, stale) by
+    /// rebuilding from history, which holds the record already.
+    fn apply_to_status(&self, record: &Stored<HistoryRecord>) -> Result<(), Error> {
+        self.write_status(|ledger| {
+            let before = ledger.last_state_record(Some(&record.id))?;
+            match ledger.read_status_file()? {
+                StatusRead::Current(mut s) if s.last_record == before => {
+                    status::apply(&mut s, record);
+                    Ok(s)
+                }
+                _ => ledger.rebuild_status(),
+            }
+        })
     }
 
-    fn update_status_keeping_time(
+    /// Takes the status lock, computes the new state with `next`, and replaces the file.
+    fn write_status(
         &self,
-        change: impl FnOnce(&mut StatusFile),
+        next: impl FnOnce(&Ledger) -> Result<StatusFile, Error>,
     ) -> Result<(), Error> {
-        self.write_status(change, false)
-    }
-
-    fn write_status(&self, change: impl FnOnce(&mut StatusFile), touch: bool) -> Result<(), Error> {
         match &self.store {
             Store::File => {
                 let lock_path = self.dir.join("status.lock");
@@ -339,36 +406,18 @@ impl Ledger {
                     .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
                 lock.lock()
                     .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
-                let text = self.changed_status(change, touch)?;
+                let text = encode_status(&next(self)?)?;
                 self.replace_status_file(&text)
             }
             Store::Git(git) => {
                 // The cache is the branch tip now; a later change to `status.json` by someone
-                // else is overwritten (see `GitStore::replace`).
+                // else is overwritten (see `GitStore::replace`): it is a fold of the same
+                // history, so nothing is lost.
                 git.sync(&self.dir)?;
-                let text = self.changed_status(change, touch)?;
+                let text = encode_status(&next(self)?)?;
                 git.replace(&self.dir, STATUS_FILE, text)
             }
         }
-    }
-
-    /// The current state with `change` applied, encoded (redacted) as `status.json`.
-    fn changed_status(
-        &self,
-        change: impl FnOnce(&mut StatusFile),
-        touch: bool,
-    ) -> Result<Vec<u8>, Error> {
-        let mut status = self.status(&mut Vec::new())?;
-        if touch {
-            status.updated_at =
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        }
-        change(&mut status);
-        let mut value = serde_json::to_value(&status).context("cannot encode status")?;
-        crate::redact::redact_json(&mut value);
-        let mut text = serde_json::to_vec_pretty(&value).context("cannot encode status")?;
-        text.push(b'\n');
-        Ok(text)
     }
 
     /// Atomically rewrites the file store's `status.json` (temp, fsync, rename, fsync dir).
@@ -403,7 +452,7 @@ impl Ledger {
         for r in self.history_rev_checked()?.filter_map(Result::ok) {
             let v = match &r.body {
                 HistoryRecord::Deploy(d) => {
-                    if is_bad_outcome(&d.status) {
+                    if d.status.is_bad() {
                         bad_deploys.insert(d.deploy_id.clone());
                     }
                     None
@@ -412,7 +461,7 @@ impl Ledger {
                     if !bad_deploys.contains(&s.deploy_id)
                         && s.regions_detail
                             .get(region)
-                            .is_some_and(|d| d.status == "success") =>
+                            .is_some_and(|d| d.status == RegionState::Success) =>
                 {
                     Some(s.version.clone())
                 }
@@ -443,13 +492,15 @@ impl Ledger {
         let mut bad_deploys = std::collections::HashSet::new();
         for r in self.history_rev_checked()?.filter_map(Result::ok) {
             match &r.body {
-                HistoryRecord::Deploy(d) if is_bad_outcome(&d.status) => {
+                HistoryRecord::Deploy(d) if d.status.is_bad() => {
                     bad_deploys.insert(d.deploy_id.clone());
                 }
                 HistoryRecord::Stage(s)
                     if s.version == version
                         && !bad_deploys.contains(&s.deploy_id)
-                        && s.regions_detail.values().any(|d| d.status == "success") =>
+                        && s.regions_detail
+                            .values()
+                            .any(|d| d.status == RegionState::Success) =>
                 {
                     return Ok(true)
                 }
@@ -514,20 +565,35 @@ impl Ledger {
         Ok(out)
     }
 
-    /// [`Ledger::status`], and when `status.json` is missing, the rebuilt state is written (under
-    /// the same lock as [`Ledger::update_status`]) so the next reader does not rebuild again. A
+    /// [`Ledger::status`], and when `status.json` is missing, unreadable or stale, the rebuilt
+    /// state is written (under the status lock) so the next reader does not rebuild again. A
     /// read-only state directory is fine: the rebuilt state is returned all the same.
     pub fn status_restored(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
-        if self.dir.join(STATUS_FILE).exists() {
-            return self.status(warnings);
+        let mut seen = Vec::new();
+        let status = self.status(&mut seen)?;
+        let rebuilt = !seen.is_empty() || !self.dir.join(STATUS_FILE).exists();
+        warnings.extend(seen);
+        if rebuilt && self.dir.is_dir() && status != StatusFile::default() {
+            let _ = self.write_status(|ledger| ledger.rebuild_status());
         }
-        let mut rebuilt = None;
-        let saved = self.update_status_keeping_time(|s| rebuilt = Some(s.clone()));
-        match (saved, rebuilt) {
-            (Ok(()), Some(s)) => Ok(s),
-            _ => self.status(warnings),
-        }
+        Ok(status)
     }
+}
+
+/// What reading `status.json` found.
+enum StatusRead {
+    Current(StatusFile),
+    Missing,
+    Unusable(String),
+}
+
+/// `status.json`'s bytes: pretty JSON, redacted, with a final newline.
+fn encode_status(status: &StatusFile) -> Result<Vec<u8>, Error> {
+    let mut value = serde_json::to_value(status).context("cannot encode status")?;
+    crate::redact::redact_json(&mut value);
+    let mut text = serde_json::to_vec_pretty(&value).context("cannot encode status")?;
+    text.push(b'\n');
+    Ok(text)
 }
 
 /// Whether a raw line is of this kind (`"kind":"gate"`, as the ledger writes it).
@@ -633,18 +699,6 @@ impl<T> Iterator for RevRecords<T> {
     }
 }
 
-/// Deploy outcomes whose stages do not make a version a rollback target.
-fn is_bad_outcome(status: &str) -> bool {
-    matches!(
-        status,
-        deploy_status::ROLLED_BACK
-            | deploy_status::ROLLBACK_FAILED
-            | deploy_status::FAILED
-            | deploy_status::CANCELLED
-            | deploy_status::CANCELLING
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,7 +707,7 @@ mod tests {
         HistoryRecord::Deploy(DeployRecord {
             deploy_id: id.into(),
             version: "v1".into(),
-            status: status.into(),
+            status: serde_json::from_value(serde_json::json!(status)).unwrap(),
             ..Default::default()
         })
     }
@@ -708,21 +762,37 @@ mod tests {
     }
 
     #[test]
-    fn status_is_rebuilt_when_missing_and_updates_are_atomic() {
+    fn every_append_keeps_status_json_the_fold_of_history() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
-        ledger.append_history(&deploy("d0", "success")).unwrap();
-        let s = ledger.status(&mut Vec::new()).unwrap();
-        assert_eq!(s.last_deploy.unwrap().deploy_id, "d0");
-        assert!(!dir.path().join(STATUS_FILE).exists());
+        ledger.append_history(&deploy("d0", "started")).unwrap();
         ledger
-            .update_status(|s| {
-                s.app = "x".into();
-            })
+            .append_history(&HistoryRecord::Gate(GateRecord::default()))
             .unwrap();
-        let s = ledger.status(&mut Vec::new()).unwrap();
-        assert_eq!(s.app, "x");
-        assert_eq!(s.last_deploy.unwrap().deploy_id, "d0");
+        ledger.append_history(&deploy("d0", "success")).unwrap();
+        let written: StatusFile =
+            serde_json::from_slice(&std::fs::read(dir.path().join(STATUS_FILE)).unwrap()).unwrap();
+        assert_eq!(written, ledger.rebuild_status().unwrap());
+        assert_eq!(written.last_deploy.unwrap().status, DeployStatus::Success);
+    }
+
+    #[test]
+    fn a_stale_status_json_is_rebuilt_by_readers_and_by_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        ledger.append_history(&deploy("d0", "started")).unwrap();
+        let stale = std::fs::read(dir.path().join(STATUS_FILE)).unwrap();
+        ledger.append_history(&deploy("d0", "success")).unwrap();
+        // A kill between an append and the status.json write leaves the older file.
+        std::fs::write(dir.path().join(STATUS_FILE), &stale).unwrap();
+        let mut warnings = Vec::new();
+        let s = ledger.status(&mut warnings).unwrap();
+        assert_eq!(s.last_deploy.unwrap().status, DeployStatus::Success);
+        assert!(warnings[0].contains("older than history"), "{warnings:?}");
+        ledger.append_history(&deploy("d1", "started")).unwrap();
+        let written: StatusFile =
+            serde_json::from_slice(&std::fs::read(dir.path().join(STATUS_FILE)).unwrap()).unwrap();
+        assert_eq!(written, ledger.rebuild_status().unwrap());
     }
 
     #[test]

@@ -54,7 +54,8 @@ impl HistoryRecord {
     }
 }
 
-/// Deploy statuses (SPEC §4).
+/// Deploy statuses (SPEC §4) as the strings raw-line readers (statistics, queries) match.
+/// [`DeployStatus`] is the typed form.
 pub mod deploy_status {
     pub const STARTED: &str = "started";
     pub const SUCCESS: &str = "success";
@@ -75,6 +76,143 @@ pub mod deploy_status {
     ];
 }
 
+/// Declares a state enum whose serde names are the strings history has always held, with
+/// `as_str()`, and `Other` for a name this build does not know (a newer writer's), so an old
+/// binary still reads a new line.
+macro_rules! states {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)*
+            /// A state this build does not know.
+            #[default]
+            #[serde(other, rename = "other")]
+            Other,
+        }
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                    $name::Other => "other",
+                }
+            }
+        }
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                match text {
+                    $($text => $name::$variant,)*
+                    _ => $name::Other,
+                }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+states! {
+    /// Where a deploy stands (the `status` of its `deploy` records).
+    DeployStatus {
+        Started = "started",
+        Success = "success",
+        Failed = "failed",
+        RolledBack = "rolled_back",
+        Partial = "partial",
+        RollbackFailed = "rollback_failed",
+        Cancelling = "cancelling",
+        Cancelled = "cancelled",
+    }
+}
+
+impl DeployStatus {
+    /// Whether this status ends a deploy (a deploy with none never finished: "interrupted").
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            DeployStatus::Started | DeployStatus::Cancelling | DeployStatus::Other
+        )
+    }
+    /// Outcomes whose stages do not make a version a rollback target.
+    pub fn is_bad(self) -> bool {
+        matches!(
+            self,
+            DeployStatus::RolledBack
+                | DeployStatus::RollbackFailed
+                | DeployStatus::Failed
+                | DeployStatus::Cancelled
+                | DeployStatus::Cancelling
+        )
+    }
+}
+
+states! {
+    /// How a stage ended (`started` when its first deploy commands are about to run).
+    StageStatus {
+        Started = "started",
+        Success = "success",
+        Failed = "failed",
+        RolledBack = "rolled_back",
+        Partial = "partial",
+    }
+}
+
+states! {
+    /// A region's state in a stage or rollback record, and in `status.json`.
+    RegionState {
+        /// Not touched.
+        Skipped = "skipped",
+        /// Its deploy command started and has not reported back: it may run the new version.
+        Deploying = "deploying",
+        /// Healthy on the new version.
+        Success = "success",
+        /// Its deploy or a gate failed; left as it is.
+        Failed = "failed",
+        /// Its deploy was cut short by a signal.
+        Cancelled = "cancelled",
+        /// Returned to its previous version (and verified, unless told not to).
+        RolledBack = "rolled_back",
+        /// Its rollback failed or was abandoned: what runs there is for a human to find out.
+        RollbackFailed = "rollback_failed",
+        /// `recover` found it already at its target and verified it there.
+        Resolved = "resolved",
+    }
+}
+
+impl RegionState {
+    /// Whether a human must look: a rollback failed, or a cancelled deploy left it unsettled.
+    pub fn needs_human(self) -> bool {
+        matches!(self, RegionState::RollbackFailed | RegionState::Cancelled)
+    }
+}
+
+states! {
+    /// Where a region stands when a cancelled deploy stops (`cancelling` and `cancelled`
+    /// records): SPEC §3 "back, mixed or unknown".
+    Position {
+        /// Its deploy command started: it may run the new version; a rollback is due.
+        Changed = "changed",
+        /// Back on its target.
+        Back = "back",
+        /// Some instances run one version, some another.
+        Mixed = "mixed",
+        /// A command was still running there: nobody knows yet.
+        Unknown = "unknown",
+    }
+}
+
+/// A region a cancelled deploy changed: where it stands and where it goes back to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeployRegion {
+    pub position: Position,
+    /// The version it goes back to (captured before the deploy changed it).
+    pub target: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DeployRecord {
@@ -83,8 +221,7 @@ pub struct DeployRecord {
     pub version: String,
     /// Region → the version it ran before this deploy (captured before the first change).
     pub previous_versions: BTreeMap<String, String>,
-    /// See [`deploy_status`].
-    pub status: String,
+    pub status: DeployStatus,
     /// The stages this deploy runs, in order.
     pub stages: Vec<String>,
     pub start_time: String,
@@ -103,15 +240,22 @@ pub struct DeployRecord {
     /// Regions that failed, for `partial`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed_regions: Vec<String>,
+    /// `cancelling` and `cancelled`: each region the deploy changed, where it stands and its
+    /// target.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions_detail: BTreeMap<String, DeployRegion>,
 }
 
-/// A region's outcome inside a stage record.
+/// A region's outcome inside a stage or rollback record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RegionDetail {
-    /// `success` | `failed` | `rolled_back` | `rollback_failed` | `skipped`.
-    pub status: String,
+    pub status: RegionState,
     pub previous_version: Option<String>,
+    /// What the region runs after the stage (or rollback), as far as anyone knows; `None`:
+    /// unknown (a failed rollback, an unreadable platform).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub error: Option<String>,
 }
 
@@ -122,8 +266,7 @@ pub struct StageRecord {
     pub stage: String,
     pub version: String,
     pub regions: Vec<String>,
-    /// `success` | `failed` | `rolled_back` | `partial`.
-    pub status: String,
+    pub status: StageStatus,
     pub start_time: String,
     pub end_time: Option<String>,
     pub duration_seconds: Option<f64>,
@@ -165,6 +308,13 @@ pub struct RollbackRecord {
     /// Regions whose rollback command failed, with the error.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, String>,
+    /// Each region's outcome (`rolled_back`, `rollback_failed`, `resolved`) and what it runs
+    /// afterwards. Older records lack it: then `to_version` and `errors` say the same.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions_detail: BTreeMap<String, RegionDetail>,
+    /// Written by `shipgate recover`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recover: bool,
 }
 
 /// A published deployment event (SPEC §5) with its delivery outcome.
@@ -211,20 +361,45 @@ pub struct SinkFailure {
 #[serde(default)]
 pub struct StatusFile {
     pub app: String,
+    /// The `ts` of the last history record applied.
     pub updated_at: String,
+    /// The `id` of the last history record applied: the file is current while it is the id of
+    /// the newest deploy, stage or rollback record in history.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub last_record: String,
     pub regions: BTreeMap<String, RegionStatus>,
     pub last_deploy: Option<LastDeploy>,
 }
 
+/// The version recorded for a region whose version nobody knows (a failed or abandoned
+/// rollback): never a real version, never probed as one.
+pub const UNKNOWN_VERSION: &str = "unknown";
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RegionStatus {
+    /// What it runs: the last version it was known to run, or [`UNKNOWN_VERSION`].
     pub version: String,
     pub deployed_at: String,
     pub deploy_id: String,
     /// The outcome of the last deploy or rollback that touched the region.
-    pub status: String,
+    pub status: RegionState,
     pub actor: String,
+    /// A deploy command started here and never reported back: the region may run this
+    /// version (until the deploy's stage record, `recover` or a later deploy settles it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub may_run: Option<String>,
+}
+
+impl RegionStatus {
+    /// Whether a human must look (listed under "needs a human"; a problem for `--check`).
+    pub fn needs_human(&self) -> bool {
+        self.status.needs_human() || self.version == UNKNOWN_VERSION
+    }
+    /// The version it is known to run, if any.
+    pub fn known_version(&self) -> Option<&str> {
+        Some(self.version.as_str()).filter(|v| !v.is_empty() && *v != UNKNOWN_VERSION)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -232,7 +407,7 @@ pub struct RegionStatus {
 pub struct LastDeploy {
     pub deploy_id: String,
     pub version: String,
-    pub status: String,
+    pub status: DeployStatus,
     pub start_time: String,
     pub end_time: Option<String>,
     pub actor: String,

@@ -1,8 +1,13 @@
-//! Plan (what will happen) and run (stages, parallel regions, rollback policy, signals).
+//! Plan (what will happen) and run: the engine a run borrows, one stage's loop, the one
+//! rollback, the deploy's stage loop and failure policy, the verdict, signals.
 
 pub mod actor;
 pub mod deploy;
+pub mod engine;
+pub mod outcome;
 pub mod plan;
 pub mod preflight;
-pub mod run;
+pub mod progress;
+pub mod rollback;
 pub mod signals;
+pub mod stage;

@@ -1,6 +1,7 @@
 //! The plan: stages, regions, gates with their effective settings, and (for `--dry-run`) the
 //! exact commands. Rendering only; nothing here changes anything.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde_json::json;
@@ -154,6 +155,11 @@ pub fn config_json(config: &Config) -> serde_json::Value {
 #[derive(Debug, serde::Serialize)]
 pub struct DryRun {
     pub app: String,
+    /// Region → the version a failure returns it to (read from the platform and history).
+    pub previous_versions: BTreeMap<String, String>,
+    /// What the read of the current versions said (regions without a known version).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub version: String,
     pub adapter: String,
     pub deploy_id: String,
@@ -173,8 +179,8 @@ pub struct DryRunStage {
     pub max_parallel: usize,
     /// Each deploy command's argv.
     pub commands: Vec<Vec<String>>,
-    /// The commands that would return these regions if the stage fails (to `<previous>`, the
-    /// version each region runs before the deploy, read at run time).
+    /// The commands a failure of this stage would run (its `on_failure` policy), from the
+    /// same planner as the real rollback; `<previous>` where no target is known.
     pub rollback_commands: Vec<Vec<String>>,
     pub gates: Vec<DryRunGate>,
 }
@@ -188,13 +194,71 @@ pub struct DryRunGate {
     pub probes: Vec<(String, String)>,
 }
 
-/// Builds the dry-run plan; reads nothing and changes nothing.
+/// The stages up to and including `stage`.
+fn stages_so_far<'a>(
+    stages: &'a [&'a crate::config::Stage],
+    stage: &crate::config::Stage,
+) -> &'a [&'a crate::config::Stage] {
+    let end = stages
+        .iter()
+        .position(|s| s.name == stage.name)
+        .map_or(stages.len(), |i| i + 1);
+    &stages[..end]
+}
+
+/// What a failure of `stage` would run, from the one rollback planner: every region changed so
+/// far (`rollback`), the stage's (`rollback-stage`), each failed region on its own
+/// (`rollback-region`), or nothing (`continue`). A region without a known target shows
+/// `<previous>`.
+fn failure_commands(
+    config: &Config,
+    adapter: &dyn crate::adapters::Adapter,
+    deploy_id: &str,
+    so_far: &[&crate::config::Stage],
+    stage: &crate::config::Stage,
+    version: &str,
+    previous: &BTreeMap<String, String>,
+) -> Vec<Vec<String>> {
+    use crate::config::OnFailure;
+    use crate::pipeline::rollback::{plan_commands, RollbackPlan};
+    let mut targets = previous.clone();
+    for s in so_far {
+        for r in &s.regions {
+            targets
+                .entry(r.clone())
+                .or_insert_with(|| "<previous>".to_string());
+        }
+    }
+    let plans: Vec<RollbackPlan> = match stage.on_failure {
+        OnFailure::Continue => Vec::new(),
+        OnFailure::Rollback => {
+            let regions: Vec<String> = so_far.iter().flat_map(|s| s.regions.clone()).collect();
+            vec![RollbackPlan::for_deploy(&regions, &targets, version)]
+        }
+        OnFailure::RollbackStage => {
+            vec![RollbackPlan::for_deploy(&stage.regions, &targets, version)]
+        }
+        OnFailure::RollbackRegion => stage
+            .regions
+            .iter()
+            .map(|r| RollbackPlan::for_deploy(std::slice::from_ref(r), &targets, version))
+            .collect(),
+    };
+    plans
+        .iter()
+        .flat_map(|p| plan_commands(config, adapter, deploy_id, p))
+        .collect()
+}
+
+/// Builds the dry-run plan; changes nothing. `previous` holds the rollback targets read from
+/// the platform and history (empty when they could not be read).
 pub fn dry_run(
     config: &Config,
     adapter: &dyn crate::adapters::Adapter,
     stages: &[&crate::config::Stage],
     version: &str,
     deploy_id: &str,
+    previous: &BTreeMap<String, String>,
 ) -> DryRun {
     use crate::config::placeholder::Vars;
     let vars_for = |stage: &str, region: Option<&str>| {
@@ -249,25 +313,15 @@ pub fn dry_run(
                     }
                 }
             }
-            let mut rollback_commands = Vec::new();
-            let groups: Vec<Vec<String>> = if adapter.batches_regions() {
-                vec![stage.regions.clone()]
-            } else {
-                stage.regions.iter().map(|r| vec![r.clone()]).collect()
-            };
-            for group in groups {
-                let single = (group.len() == 1).then(|| group[0].as_str());
-                let mut vars = vars_for(&stage.name, single);
-                vars.set("previous_version", version);
-                for c in adapter.rollback_commands(
-                    &group,
-                    Some("<previous>"),
-                    &vars,
-                    stage.command_timeout,
-                ) {
-                    rollback_commands.push(redact_argv(&c.argv));
-                }
-            }
+            let rollback_commands = failure_commands(
+                config,
+                adapter,
+                deploy_id,
+                stages_so_far(stages, stage),
+                stage,
+                version,
+                previous,
+            );
             let gates = stage
                 .gates
                 .iter()
@@ -318,6 +372,8 @@ pub fn dry_run(
         .collect();
     DryRun {
         app: config.app.name.clone(),
+        previous_versions: previous.clone(),
+        warnings: Vec::new(),
         version: version.into(),
         adapter: config.target.adapter.as_str().into(),
         deploy_id: deploy_id.into(),
@@ -356,6 +412,15 @@ pub fn render_dry_run(p: &DryRun, output: &Output) -> String {
         for c in &st.rollback_commands {
             writeln!(s, "    on failure: $ {}", crate::redact::display_argv(c)).ok();
         }
+        let targets: Vec<String> = st
+            .regions
+            .iter()
+            .map(|r| match p.previous_versions.get(r) {
+                Some(v) => format!("{r} → {v}"),
+                None => format!("{r} → none known"),
+            })
+            .collect();
+        writeln!(s, "    rollback targets: {}", targets.join(", ")).ok();
         for g in &st.gates {
             for (region, probe) in &g.probes {
                 writeln!(

@@ -1,15 +1,25 @@
 //! Signals during a deploy or rollback (SPEC §3).
 //!
 //! The first SIGINT, SIGTERM or SIGHUP (a dropped SSH session or closed terminal) stops new
-//! work: the `work` token is cancelled, which terminates
-//! in-flight commands (TERM to their process group, 5 s grace, KILL), and the `on_first` hook
-//! writes the `cancelling` record at once. The engine then rolls back the regions it changed,
-//! with commands bound to the `rollback` token. A second signal cancels that token too: the
-//! rollback is abandoned, the engine writes a `cancelled` record listing the regions left mixed,
-//! releases the lock and exits 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP).
+//! work: the `work` token is cancelled, which terminates in-flight commands (TERM to their
+//! process group, 5 s grace, KILL), and the `on_first` hook writes the `cancelling` record at
+//! once, naming the regions changed and their targets. The engine then rolls back the regions it
+//! changed, with commands bound to the `rollback` token.
 //!
-//! GitHub Actions sends SIGINT, then SIGTERM 7.5 s later, only to the step's entry process:
-//! workflows should `exec shipgate deploy` so that process is shipgate.
+//! A second signal abandons the rollback: the `on_second` hook writes the `cancelled` record at
+//! once (before any kill grace), listing each region as back, mixed or unknown with its target;
+//! every command is hurried (TERM, 300 ms, KILL), the engine returns, releases the lock and
+//! exits 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP). A watchdog makes sure of "within a
+//! second": if the process is still there after [`ABANDON_DEADLINE`], it KILLs every child
+//! group and exits with that code itself.
+//!
+//! GitHub Actions sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL 2.5 s after that, only
+//! to the step's entry process: workflows should `exec shipgate deploy` so that process is
+//! shipgate, and run `shipgate recover --latest --yes` in an `if: cancelled()` step, which gets
+//! minutes to finish the job.
+//!
+//! Decisions read the signal state once ([`Signals::state`]): a signal arriving between two
+//! reads can never make them disagree.
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +30,46 @@ use crate::exec::Cancel;
 use crate::exit_code;
 
 type Hook = Box<dyn FnOnce(i32) + Send>;
+
+/// After a second signal, the process exits by this time whatever it is doing.
+pub const ABANDON_DEADLINE: std::time::Duration = std::time::Duration::from_millis(900);
+
+/// The signal state at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelState {
+    /// No signal.
+    Running,
+    /// One signal: stop new work, roll back.
+    Cancelling { signal: i32 },
+    /// Two or more: the rollback is abandoned.
+    Abandoned { signal: i32 },
+}
+
+impl CancelState {
+    pub fn cancelled(self) -> bool {
+        self != CancelState::Running
+    }
+    pub fn abandoned(self) -> bool {
+        matches!(self, CancelState::Abandoned { .. })
+    }
+    /// 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP (the first signal's).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            CancelState::Running => exit_code::SUCCESS,
+            CancelState::Cancelling { signal } | CancelState::Abandoned { signal } => {
+                code_of(signal)
+            }
+        }
+    }
+}
+
+fn code_of(signal: i32) -> i32 {
+    match signal {
+        SIGINT => exit_code::INTERRUPTED_SIGINT,
+        SIGHUP => exit_code::INTERRUPTED_SIGHUP,
+        _ => exit_code::INTERRUPTED_SIGTERM,
+    }
+}
 
 pub struct Signals {
     count: AtomicUsize,
@@ -32,6 +82,7 @@ pub struct Signals {
     /// Cancelled by the second signal.
     pub rollback: Cancel,
     on_first: Mutex<Option<Hook>>,
+    on_second: Mutex<Option<Hook>>,
 }
 
 impl Signals {
@@ -44,6 +95,7 @@ impl Signals {
             work: Cancel::new(),
             rollback: Cancel::new(),
             on_first: Mutex::new(None),
+            on_second: Mutex::new(None),
         })
     }
 
@@ -88,6 +140,9 @@ impl Signals {
             self.work.cancel();
             let name = name(sig);
             crate::say!("\nshipgate: {name} received: stopping new work and rolling back what this run changed (send it again to abandon the rollback)");
+            if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+                crate::say!("shipgate: the runner may kill this step before the rollback ends: a later step `if: cancelled()` running `shipgate recover --latest --yes` finishes the job");
+            }
             if let Some(hook) = self
                 .on_first
                 .lock()
@@ -96,9 +151,44 @@ impl Signals {
             {
                 hook(sig);
             }
-        } else {
+        } else if n == 2 {
+            crate::exec::hurry_all();
             self.rollback.cancel();
             crate::say!("\nshipgate: second signal: abandoning the rollback");
+            let first = self.first.load(Ordering::SeqCst);
+            if let Some(hook) = take(&self.on_second) {
+                hook(first);
+            }
+            let code = code_of(first);
+            std::thread::spawn(move || {
+                std::thread::sleep(ABANDON_DEADLINE);
+                crate::say!("shipgate: still running {ABANDON_DEADLINE:?} after the second signal: stopping every command and exiting");
+                crate::exec::kill_all();
+                std::process::exit(code);
+            });
+        }
+    }
+
+    /// Runs `hook` on the second signal (the `cancelled` record). Set before the rollback
+    /// starts; a hook set after the second signal arrived runs at once.
+    pub fn on_second(&self, hook: impl FnOnce(i32) + Send + 'static) {
+        *self.on_second.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+        if self.state().abandoned() {
+            if let Some(h) = take(&self.on_second) {
+                h(self.first.load(Ordering::SeqCst));
+            }
+        }
+    }
+
+    /// The signal state now: read once per decision.
+    pub fn state(&self) -> CancelState {
+        // `first` is stored before `count` moves, so a count ≥ 1 always has its signal.
+        let n = self.count.load(Ordering::SeqCst);
+        let signal = self.first.load(Ordering::SeqCst);
+        match n {
+            0 => CancelState::Running,
+            1 => CancelState::Cancelling { signal },
+            _ => CancelState::Abandoned { signal },
         }
     }
 
@@ -122,12 +212,10 @@ impl Signals {
         }
     }
 
-    /// Drops the hook (the run is over).
+    /// Drops the hooks (the run is over).
     pub fn clear_hook(&self) {
-        self.on_first
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        take(&self.on_first);
+        take(&self.on_second);
     }
 
     /// Marks the run as over: later signals only cut short the wait for deliveries.
@@ -150,12 +238,12 @@ impl Signals {
 
     /// 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.
     pub fn exit_code(&self) -> i32 {
-        match self.first.load(Ordering::SeqCst) {
-            SIGINT => exit_code::INTERRUPTED_SIGINT,
-            SIGHUP => exit_code::INTERRUPTED_SIGHUP,
-            _ => exit_code::INTERRUPTED_SIGTERM,
-        }
+        code_of(self.first.load(Ordering::SeqCst))
     }
+}
+
+fn take(hook: &Mutex<Option<Hook>>) -> Option<Hook> {
+    hook.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
 /// The signal's name, for messages and records.

@@ -1,0 +1,312 @@
+//! One verdict for `deploy`, `rollback` and `recover`: the status written in history, the exit
+//! code of SPEC §6 and the one-line message, decided from typed facts by pure functions.
+//!
+//! The state enums themselves ([`RegionState`], [`StageStatus`], [`DeployStatus`]) live with
+//! the records in `ledger/records.rs`: they are the vocabulary of history, and the ledger reads
+//! them without depending on the engine.
+
+use std::collections::BTreeMap;
+
+pub use crate::ledger::records::{DeployStatus, RegionState, StageStatus};
+
+use super::rollback::RollbackOutcome;
+use super::signals::CancelState;
+use crate::exit_code;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: DeployStatus,
+    pub exit_code: i32,
+    pub message: String,
+    /// Regions left on an unknown or mixed version: a human must look.
+    pub mixed: Vec<String>,
+}
+
+/// What a deploy did, as the stage loop saw it.
+#[derive(Debug, Default)]
+pub struct DeployFacts {
+    pub version: String,
+    /// Every region of the selected stages.
+    pub regions: Vec<String>,
+    /// Regions whose deploy command ran.
+    pub changed: Vec<String>,
+    /// Regions that failed and stay failed (under `continue` or `rollback-region`).
+    pub failed_regions: Vec<String>,
+    /// Every rollback the deploy ran (the policy's and the cancellation's).
+    pub rollbacks: Vec<RollbackOutcome>,
+    /// Why the deploy stopped before its last stage (a stage failed under a stopping policy).
+    pub stopped_by: Option<String>,
+    pub allow_partial: bool,
+}
+
+impl DeployFacts {
+    fn rollback_failed(&self) -> BTreeMap<String, String> {
+        self.rollbacks.iter().flat_map(|r| r.failed()).collect()
+    }
+    fn rolled_back(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.rollbacks.iter().flat_map(|r| r.ok()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+    fn abandoned(&self) -> Vec<String> {
+        self.rollbacks
+            .iter()
+            .flat_map(|r| r.abandoned.iter().cloned())
+            .collect()
+    }
+}
+
+fn list(regions: &[String], none: &str) -> String {
+    if regions.is_empty() {
+        none.to_string()
+    } else {
+        regions.join(", ")
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The verdict of a deploy. `cancel` is the signal state read once, when the run ended.
+pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
+    let rollback_failed = f.rollback_failed();
+    let failed_names: Vec<String> = rollback_failed.keys().cloned().collect();
+    if cancel.cancelled() {
+        let mut mixed = failed_names.clone();
+        mixed.extend(f.abandoned());
+        let mixed = sorted(mixed);
+        return if cancel.abandoned() {
+            Verdict {
+                status: DeployStatus::Cancelled,
+                exit_code: cancel.exit_code(),
+                message: format!(
+                    "cancelled; rollback abandoned, regions left mixed: {}",
+                    list(&mixed, "none")
+                ),
+                mixed,
+            }
+        } else if !rollback_failed.is_empty() {
+            Verdict {
+                status: DeployStatus::RollbackFailed,
+                exit_code: exit_code::ROLLBACK_FAILED,
+                message: format!(
+                    "cancelled, and the rollback failed in {}",
+                    failed_names.join(", ")
+                ),
+                mixed,
+            }
+        } else {
+            Verdict {
+                status: DeployStatus::Cancelled,
+                exit_code: cancel.exit_code(),
+                message: format!(
+                    "cancelled; rolled back {}",
+                    list(&f.rolled_back(), "nothing (no region was changed)")
+                ),
+                mixed,
+            }
+        };
+    }
+    if !rollback_failed.is_empty() {
+        let why: Vec<String> = rollback_failed
+            .iter()
+            .map(|(region, e)| format!("{region}: {}", e.lines().next().unwrap_or("")))
+            .collect();
+        return Verdict {
+            status: DeployStatus::RollbackFailed,
+            exit_code: exit_code::ROLLBACK_FAILED,
+            message: format!(
+                "rollback failed in {} ({}): a human must look at what they run",
+                failed_names.join(", "),
+                why.join("; ")
+            ),
+            mixed: failed_names,
+        };
+    }
+    if let Some(reason) = &f.stopped_by {
+        // Nothing ran anywhere (a deploy program that could not start): nothing to undo.
+        let (status, tail) = if f.changed.is_empty() {
+            (DeployStatus::Failed, "no region was changed")
+        } else {
+            (DeployStatus::RolledBack, "rolled back")
+        };
+        return Verdict {
+            status,
+            exit_code: exit_code::FAILED,
+            message: format!("{reason}; {tail}"),
+            mixed: Vec::new(),
+        };
+    }
+    if !f.failed_regions.is_empty() {
+        let all = f.regions.iter().all(|r| f.failed_regions.contains(r));
+        return Verdict {
+            status: DeployStatus::Partial,
+            exit_code: if f.allow_partial {
+                exit_code::SUCCESS
+            } else {
+                exit_code::PARTIAL
+            },
+            message: if all {
+                format!(
+                    "every region failed ({}); none runs {} healthy",
+                    f.failed_regions.join(", "),
+                    f.version
+                )
+            } else {
+                format!(
+                    "{} failed, the other regions run {}",
+                    f.failed_regions.join(", "),
+                    f.version
+                )
+            },
+            mixed: Vec::new(),
+        };
+    }
+    Verdict {
+        status: DeployStatus::Success,
+        exit_code: exit_code::SUCCESS,
+        message: format!("{} runs on {}", f.version, f.regions.join(", ")),
+        mixed: Vec::new(),
+    }
+}
+
+/// The verdict of `rollback` or `recover`: success when every region is at its target and
+/// verified; otherwise exit 3 (or the signal's code when a second signal abandoned it and that
+/// is all that went wrong).
+pub fn judge_rollback(outcome: &RollbackOutcome, what: &str, cancel: CancelState) -> Verdict {
+    let failed = outcome.failed();
+    if failed.is_empty() {
+        let ok = outcome.ok();
+        return Verdict {
+            status: DeployStatus::Success,
+            // Finished despite a signal: report the interruption, but as a success.
+            exit_code: if cancel.cancelled() {
+                cancel.exit_code()
+            } else {
+                exit_code::SUCCESS
+            },
+            message: format!("{what} {}", list(&ok, "nothing")),
+            mixed: Vec::new(),
+        };
+    }
+    let mixed = sorted(
+        failed
+            .keys()
+            .cloned()
+            .chain(outcome.abandoned.iter().cloned())
+            .collect(),
+    );
+    let only_abandoned = failed.keys().all(|r| outcome.abandoned.contains(r));
+    let why: Vec<String> = failed
+        .iter()
+        .map(|(r, e)| format!("{r}: {}", e.lines().next().unwrap_or("")))
+        .collect();
+    Verdict {
+        status: DeployStatus::RollbackFailed,
+        exit_code: if cancel.abandoned() && only_abandoned {
+            cancel.exit_code()
+        } else {
+            exit_code::ROLLBACK_FAILED
+        },
+        message: format!(
+            "rollback failed in {} ({}): a human must look at what they run",
+            mixed.join(", "),
+            why.join("; ")
+        ),
+        mixed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::records::RegionDetail;
+
+    fn rollback(ok: &[&str], failed: &[&str]) -> RollbackOutcome {
+        let mut o = RollbackOutcome::default();
+        for r in ok {
+            o.regions.insert(
+                r.to_string(),
+                RegionDetail {
+                    status: RegionState::RolledBack,
+                    ..Default::default()
+                },
+            );
+        }
+        for r in failed {
+            o.regions.insert(
+                r.to_string(),
+                RegionDetail {
+                    status: RegionState::RollbackFailed,
+                    error: Some("boom".into()),
+                    ..Default::default()
+                },
+            );
+        }
+        o
+    }
+
+    fn facts() -> DeployFacts {
+        DeployFacts {
+            version: "v2".into(),
+            regions: vec!["lhr".into(), "nrt".into()],
+            changed: vec!["lhr".into(), "nrt".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn success_partial_rolled_back_and_rollback_failed() {
+        let v = judge_deploy(&facts(), CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::Success, 0));
+
+        let mut f = facts();
+        f.failed_regions = vec!["nrt".into()];
+        let v = judge_deploy(&f, CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::Partial, 4));
+        f.allow_partial = true;
+        assert_eq!(judge_deploy(&f, CancelState::Running).exit_code, 0);
+
+        let mut f = facts();
+        f.stopped_by = Some("stage canary failed".into());
+        f.rollbacks = vec![rollback(&["lhr", "nrt"], &[])];
+        let v = judge_deploy(&f, CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::RolledBack, 1));
+
+        f.rollbacks = vec![rollback(&["lhr"], &["nrt"])];
+        let v = judge_deploy(&f, CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::RollbackFailed, 3));
+        assert_eq!(v.mixed, vec!["nrt".to_string()]);
+    }
+
+    #[test]
+    fn a_cancel_is_judged_from_the_one_state_read() {
+        let mut f = facts();
+        f.rollbacks = vec![rollback(&["lhr", "nrt"], &[])];
+        let v = judge_deploy(&f, CancelState::Cancelling { signal: 2 });
+        assert_eq!((v.status, v.exit_code), (DeployStatus::Cancelled, 130));
+        // Without a cancellation rollback on record (the signal came after the loop looked),
+        // the verdict is still a verdict, not a panic.
+        let v = judge_deploy(&facts(), CancelState::Abandoned { signal: 15 });
+        assert_eq!((v.status, v.exit_code), (DeployStatus::Cancelled, 143));
+    }
+
+    #[test]
+    fn a_rollback_abandoned_by_a_signal_exits_with_the_signal() {
+        let mut o = rollback(&["lhr"], &["nrt"]);
+        o.abandoned = vec!["nrt".into()];
+        let v = judge_rollback(&o, "rolled back", CancelState::Abandoned { signal: 2 });
+        assert_eq!((v.status, v.exit_code), (DeployStatus::RollbackFailed, 130));
+        let v = judge_rollback(
+            &rollback(&["lhr"], &[]),
+            "rolled back",
+            CancelState::Running,
+        );
+        assert_eq!((v.exit_code, v.message.as_str()), (0, "rolled back lhr"));
+    }
+}
