@@ -177,8 +177,11 @@ fn fly_a_region_left_on_mixed_or_old_machines_fails_alone() {
     );
 }
 
+/// A failed `flyctl deploy --regions lhr,nrt` is judged per region from the machines: the
+/// region it updated is fine, the one it did not gets the call's error (argv, stderr tail) and
+/// what it still runs. A call that changed nothing fails every region.
 #[test]
-fn fly_a_failed_deploy_fails_every_region_with_the_stderr_tail() {
+fn fly_a_failed_deploy_fails_the_regions_it_did_not_update_with_the_stderr_tail() {
     let (p, fly) = fly_project();
     fakes::fly_seed(
         p.path(),
@@ -190,25 +193,42 @@ fn fly_a_failed_deploy_fails_every_region_with_the_stderr_tail() {
     let cancel = Cancel::new();
     let ctx = ctx(&p, &cancel, Duration::from_secs(20));
     let results = fly.deploy(&regions(&["lhr", "nrt"]), &vars("v2"), &ctx);
-    for region in ["lhr", "nrt"] {
-        let e = error_of(&results, region);
-        assert!(
-            e.message.contains("flyctl deploy --app web-prod"),
-            "{}",
-            e.message
-        );
-        assert!(e.message.contains("exited with code 1"), "{}", e.message);
-        assert!(
-            e.detail
-                .as_deref()
-                .unwrap_or_default()
-                .contains("failed to update machines in region nrt"),
-            "{:?}",
-            e.detail
-        );
-    }
+    assert!(results[0].1.is_ok(), "lhr runs v2: {:?}", results[0].1);
+    let e = error_of(&results, "nrt");
+    assert!(
+        e.message.contains("flyctl deploy --app web-prod"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("exited with code 1"), "{}", e.message);
+    assert!(
+        e.detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("failed to update machines in region nrt"),
+        "{:?}",
+        e.detail
+    );
+    assert!(
+        e.to_string()
+            .ends_with("region nrt still runs v1 after deploying v2"),
+        "{e}"
+    );
     // the knob was used up: the same deploy now succeeds
     assert_ok(&fly.deploy(&regions(&["lhr", "nrt"]), &vars("v2"), &ctx));
+
+    // A call that fails before changing anything fails every region, each saying what it runs.
+    fakes::knob(p.path(), "fail-deploy", "1");
+    let results = fly.deploy(&regions(&["lhr", "nrt"]), &vars("v3"), &ctx);
+    for region in ["lhr", "nrt"] {
+        let e = error_of(&results, region);
+        assert!(e.message.contains("exited with code 1"), "{}", e.message);
+        assert!(
+            e.to_string()
+                .ends_with(&format!("region {region} still runs v2 after deploying v3")),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -395,3 +395,89 @@ fn a_failing_releases_list_is_quoted_when_a_rollback_needs_it() {
     );
     assert!(deploy_calls(&p).is_empty());
 }
+
+/// One `flyctl deploy --regions lhr,nrt` rolls the canary back; when only nrt fails, lhr (whose
+/// machines are back on v1) is rolled back, and only nrt needs a human.
+#[test]
+fn a_batched_fly_rollback_that_fails_in_one_region_marks_only_that_region() {
+    let (p, _server, _) = fly_project();
+    p.run(&["deploy", "--stage", "canary"])
+        .expect(code::SUCCESS);
+    assert_eq!(
+        (version_in(&p, "lhr"), version_in(&p, "nrt")),
+        ("v2".into(), "v2".into())
+    );
+    fakes::knob(p.path(), "fail-deploy-nrt", "1");
+    let run = p
+        .run(&["rollback", "--yes", "--to", "v1", "--force"])
+        .expect(code::ROLLBACK_FAILED);
+    assert_eq!(version_in(&p, "lhr"), "v1");
+    assert_eq!(version_in(&p, "nrt"), "v2");
+    // One batched call rolled the canary back.
+    let rollbacks: Vec<(String, String)> = deploy_calls(&p).into_iter().skip(1).collect();
+    assert_eq!(
+        rollbacks,
+        vec![("lhr,nrt".to_string(), format!("{IMAGE}:v1"))]
+    );
+
+    let record = p.kind("rollback").pop().expect("a rollback record");
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["to_version"]["lhr"], "v1", "{record}");
+    let errors = record["errors"].as_object().expect("errors");
+    assert_eq!(errors.keys().collect::<Vec<_>>(), ["nrt"], "{record}");
+    assert!(
+        errors["nrt"].as_str().unwrap().contains("still runs v2"),
+        "{record}"
+    );
+
+    let status = p
+        .run(&["status", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    let row = |region: &str| {
+        status["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["region"] == region)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (
+            row("lhr")["version"].as_str(),
+            row("lhr")["status"].as_str()
+        ),
+        (Some("v1"), Some("rolled_back")),
+        "{status}"
+    );
+    assert_eq!(row("nrt")["status"], "rollback_failed", "{status}");
+    let attention: Vec<&str> = status["attention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(attention.len(), 1, "{status}");
+    assert!(attention[0].starts_with("nrt: "), "{status}");
+
+    let p0 = p
+        .audit()
+        .into_iter()
+        .find(|a| a["priority"] == "P0")
+        .expect("a P0 audit record");
+    let message = p0["message"].as_str().unwrap();
+    assert!(
+        message.contains("rollback failed in nrt ("),
+        "{message}\n{}",
+        run.stderr
+    );
+    // lhr appears only inside the quoted argv of the batched call (`--regions lhr,nrt`).
+    let unquoted: String = message
+        .split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(_, part)| part)
+        .collect();
+    assert!(!unquoted.contains("lhr"), "lhr is named: {message}");
+}

@@ -328,10 +328,18 @@ mod live_and_check {
     }
 
     /// A failed rollback leaves a region a human must look at: plain `status` says so (exit 0,
-    /// it reports), `--check` counts it as a problem and never probes `{version}` as "unknown".
+    /// it reports), `--check` counts it as a problem, still probes its gates, and never probes
+    /// `{version}` as "unknown": a gate that needs it gets the version the adapter reads.
     #[test]
     fn a_region_whose_rollback_failed_needs_a_human() {
-        let mut p = deployed();
+        const SEEN: &str = "#!/bin/sh\ndir=\"$(cd \"$(dirname \"$0\")\" && pwd)\"\necho \"$1 $2\" >> \"$dir/state/seen.calls\"\n";
+        let config = format!(
+            "{}\n[gate.seen]\ntype = \"command\"\nrun = [\"./seen.sh\", \"{{region}}\", \"{{version}}\"]\ninterval = \"100ms\"\n",
+            THREE_STAGES.replace("gates = [\"health\"]", "gates = [\"health\", \"seen\"]")
+        );
+        let mut p = exec_project(&config);
+        p.script("seen.sh", SEEN);
+        p.run(&["deploy"]).expect(code::SUCCESS);
         p.env("TEST_VERSION", "v3")
             .env("BAD_VERSION", "v3")
             .env("FAIL_GATE", "lhr")
@@ -352,14 +360,25 @@ mod live_and_check {
         );
         let human = p.run(&["status"]).expect(code::SUCCESS);
         assert!(human.stderr.contains("needs a human:"), "{}", human.stderr);
+        std::fs::remove_file(p.path().join("state/seen.calls")).unwrap();
         let check = p.run(&["status", "--check"]).expect(code::CHECK_FAILED);
         assert!(
             check.stderr.contains(
-                "lhr: runs an unknown version since a failed rollback; gates not checked"
+                "lhr: runs an unknown version since a failed rollback; a human must look"
             ),
             "{}",
             check.stderr
         );
+        // Its gates are still probed: lhr still runs the bad v3 its rollback failed to leave.
+        assert!(
+            check.stderr.contains("lhr: gate health (P1) tripped"),
+            "{}",
+            check.stderr
+        );
+        // `{version}` is what runs there (read from the adapter), never the placeholder.
+        let seen = p.read("state/seen.calls");
+        assert!(seen.lines().any(|l| l == "lhr v3"), "{seen}");
+        assert!(!seen.contains("unknown"), "{seen}");
         // The other regions are still checked.
         assert!(
             check.stderr.contains("gate health (P1): pass"),
@@ -463,6 +482,176 @@ mod live_and_check {
             .unwrap();
         assert_eq!(ewr["live"]["state"], "mixed", "{ewr}");
         assert_eq!(ewr["drift"], true);
+    }
+
+    /// A command gate that fails on the first call after `state/flaky.arm` appears (and only
+    /// that one: `mv` is atomic, so one caller wins) and passes otherwise; every call is counted
+    /// in `state/flaky.calls`.
+    const FLAKY: &str = r#"#!/bin/sh
+dir="$(cd "$(dirname "$0")" && pwd)"
+echo "$1" >> "$dir/state/flaky.calls"
+if mv "$dir/state/flaky.arm" "$dir/state/flaky.fired.$$" 2>/dev/null; then
+  echo "$1: HTTP 503 (flaky)" >&2
+  exit 1
+fi
+echo "$1 ok"
+"#;
+
+    /// THREE_STAGES with its gate replaced by `gate` (a `[gate.health]` table body).
+    fn with_health_gate(gate: &str) -> String {
+        let start = THREE_STAGES.find("[gate.health]").unwrap();
+        format!("{}[gate.health]\n{gate}\n", &THREE_STAGES[..start])
+    }
+
+    fn row<'a>(v: &'a serde_json::Value, region: &str) -> &'a serde_json::Value {
+        v["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["region"] == region)
+            .unwrap_or_else(|| panic!("no region {region} in {v}"))
+    }
+
+    /// The trip rule of `status --check` is the deploy's: a P0 gate with `failures = 3` that
+    /// fails once does not trip a deploy, and does not trip the check either.
+    #[test]
+    fn a_p0_gate_with_failures_3_that_fails_once_does_not_trip_status_check() {
+        let p = exec_project(&with_health_gate(
+            "type = \"command\"\nrun = [\"./flaky.sh\", \"{region}\"]\ninterval = \"100ms\"\ntimeout = \"5s\"\nseverity = \"P0\"\nfailures = 3\n",
+        ));
+        p.script("flaky.sh", FLAKY);
+        // During a deploy one failed probe is not a trip.
+        p.write("state/flaky.arm", "");
+        p.run(&["deploy"]).expect(code::SUCCESS);
+        assert!(
+            !p.path().join("state/flaky.arm").exists(),
+            "the gate never failed"
+        );
+        // Nor in the check.
+        p.write("state/flaky.arm", "");
+        let run = p
+            .run(&["status", "--check", "--format", "json"])
+            .expect(code::SUCCESS);
+        assert!(
+            !p.path().join("state/flaky.arm").exists(),
+            "the gate never failed"
+        );
+        let v = run.json();
+        assert_eq!(v["ok"], true, "{v}");
+        let probes: Vec<u64> = ["lhr", "nrt", "ewr", "ord", "fra"]
+            .iter()
+            .map(|r| {
+                let g = &row(&v, r)["gates"][0];
+                assert_eq!(
+                    (g["gate"].as_str(), g["pass"].as_bool()),
+                    (Some("health"), Some(true)),
+                    "{v}"
+                );
+                g["probes"].as_u64().unwrap()
+            })
+            .collect();
+        // The region whose first probe failed was probed again, the others once.
+        let mut sorted = probes.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![1, 1, 1, 1, 2], "{v}");
+    }
+
+    /// A cron check on a fresh runner (no deploy recorded) still probes every region of the
+    /// config: a gate that fails there is a problem, not a silent green.
+    #[test]
+    fn status_check_with_no_recorded_deploy_probes_every_region() {
+        let mut p = exec_project(THREE_STAGES);
+        // Every region runs v1 (not deployed by shipgate); ewr is unhealthy on it.
+        p.env("FAIL_GATE", "ewr").env("BAD_VERSION", "v1");
+        let run = p
+            .run(&["status", "--check", "--format", "json"])
+            .expect(code::CHECK_FAILED);
+        let v = run.json();
+        assert_eq!(v["ok"], false, "{v}");
+        let problems = v["problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 1, "{v}");
+        let problem = problems[0].as_str().unwrap();
+        assert!(
+            problem.starts_with("ewr: gate health (P1) tripped") && problem.contains("HTTP 503"),
+            "{problem}"
+        );
+        for r in ["lhr", "nrt", "ewr", "ord", "fra"] {
+            let g = &row(&v, r)["gates"];
+            assert_eq!(g[0]["gate"], "health", "{r} not probed: {v}");
+            assert_eq!(g[0]["pass"], r != "ewr", "{r}: {v}");
+        }
+        assert!(!run.stderr.contains("gates not checked"), "{}", run.stderr);
+        // A check never writes history.
+        assert!(p.history().is_empty(), "{:?}", p.history());
+    }
+
+    /// With no deploy recorded, a gate that needs `{version}` gets the live version from the
+    /// adapter; when the adapter cannot tell (no `current` command), the gate cannot be probed
+    /// and that is a problem naming why, while a gate without `{version}` is still probed.
+    #[test]
+    fn status_check_with_no_recorded_deploy_reads_the_version_a_gate_needs() {
+        const VERSIONED: &str = r#"#!/bin/sh
+dir="$(cd "$(dirname "$0")" && pwd)"
+echo "$1 $2" >> "$dir/state/versioned.calls"
+[ "$2" = "v1" ] || { echo "$1: expected v1, got '$2'" >&2; exit 1; }
+echo "$1 serves $2"
+"#;
+        let gates = "type = \"command\"\nrun = [\"./health.sh\", \"{region}\"]\ninterval = \"100ms\"\nseverity = \"P1\"\nfailures = 2\n\n[gate.versioned]\ntype = \"command\"\nrun = [\"./versioned.sh\", \"{region}\", \"{version}\"]\ninterval = \"100ms\"\nseverity = \"P0\"\n";
+        let config = with_health_gate(gates).replace(
+            "gates = [\"health\"]",
+            "gates = [\"health\", \"versioned\"]",
+        );
+        let p = exec_project(&config);
+        p.script("versioned.sh", VERSIONED);
+        let v = p
+            .run(&["status", "--check", "--format", "json"])
+            .expect(code::SUCCESS)
+            .json();
+        assert_eq!(v["ok"], true, "{v}");
+        let mut calls: Vec<String> = p
+            .read("state/versioned.calls")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        calls.sort();
+        assert_eq!(calls, ["ewr v1", "fra v1", "lhr v1", "nrt v1", "ord v1"]);
+
+        // Without `current`, nothing tells the version.
+        let p = exec_project(&config.replace("current = [\"./current.sh\", \"{region}\"]\n", ""));
+        p.script("versioned.sh", VERSIONED);
+        let run = p
+            .run(&["status", "--check", "--format", "json"])
+            .expect(code::CHECK_FAILED);
+        let v = run.json();
+        assert!(
+            !p.path().join("state/versioned.calls").exists(),
+            "probed without a version"
+        );
+        let problems: Vec<&str> = v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(problems.len(), 5, "{v}");
+        for (problem, r) in problems.iter().zip(["lhr", "nrt", "ewr", "ord", "fra"]) {
+            assert!(
+                problem.starts_with(&format!("{r}: gate versioned (P0) cannot be probed"))
+                    && problem.contains("{version}"),
+                "{problem}"
+            );
+            let gates = &row(&v, r)["gates"];
+            assert_eq!(
+                (gates[0]["gate"].as_str(), gates[0]["pass"].as_bool()),
+                (Some("health"), Some(true)),
+                "{v}"
+            );
+            assert_eq!(
+                (gates[1]["gate"].as_str(), gates[1]["probes"].as_u64()),
+                (Some("versioned"), Some(0)),
+                "{v}"
+            );
+        }
     }
 
     #[test]

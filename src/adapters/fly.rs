@@ -143,7 +143,8 @@ impl Fly {
         })
     }
 
-    /// Runs one deploy and checks that every region runs `version` afterwards.
+    /// Runs one deploy and judges every region on its own from the machines afterwards: a
+    /// region runs `version` everywhere, or it has failed (see [`judge_regions`]).
     fn deploy_and_verify(
         &self,
         regions: &[String],
@@ -153,24 +154,60 @@ impl Fly {
         ctx: &RunCtx<'_>,
     ) -> Vec<RegionResult> {
         let spec = self.deploy_spec(regions, version, strategy, vars, ctx.command_timeout);
-        if let Err(e) = super::run_checked(&spec, ctx) {
-            return all_failed(regions, &e);
-        }
-        match self.machines(ctx) {
-            // The deploy ran: whatever stops the read, the regions may have changed.
-            Err(mut e) => {
-                e.not_started = false;
-                all_failed(regions, &e)
+        let deployed = super::run_checked(&spec, ctx).map(|_| ());
+        if let Err(e) = &deployed {
+            if e.not_started {
+                // flyctl never ran: nothing changed anywhere, there is nothing to read.
+                return all_failed(regions, e);
             }
-            Ok(machines) => regions
-                .iter()
-                .map(|r| {
-                    let live = region_live(&machines, r, &self.image, vars);
-                    (r.clone(), check_region(r, &live, version))
-                })
-                .collect(),
         }
+        // Also after a failed call: it may have failed in one region and updated the others.
+        let machines = self.machines(ctx);
+        judge_regions(regions, version, deployed, machines, &self.image, vars)
     }
+}
+
+/// Each region's outcome after one `flyctl deploy --regions …` call, judged on its own from
+/// the machines list ([`check_region`]). When the call failed, a region whose machines all run
+/// `version` is fine (the call failed elsewhere); every other region gets the call's error,
+/// with what it runs now as the last cause (`region nrt still runs v2 after deploying v1`).
+/// Without a machines list every region fails: with the call's error when it failed, else with
+/// the read error — the deploy ran, so the regions may have changed.
+pub fn judge_regions(
+    regions: &[String],
+    version: &str,
+    deployed: Result<(), Error>,
+    machines: Result<Vec<Machine>, Error>,
+    image_template: &str,
+    vars: &Vars,
+) -> Vec<RegionResult> {
+    let machines = match (machines, &deployed) {
+        (Ok(m), _) => m,
+        (Err(_), Err(deploy_error)) => return all_failed(regions, deploy_error),
+        (Err(mut read_error), Ok(())) => {
+            read_error.not_started = false;
+            return all_failed(regions, &read_error);
+        }
+    };
+    regions
+        .iter()
+        .map(|r| {
+            let live = region_live(&machines, r, image_template, vars);
+            let verdict = match (check_region(r, &live, version), &deployed) {
+                (Ok(()), _) => Ok(()),
+                (Err(state), Ok(())) => Err(state),
+                (Err(state), Err(deploy_error)) => {
+                    let mut e = super::same_error(deploy_error).caused_by(&state.message);
+                    e.not_started = false;
+                    if e.hint.is_none() {
+                        e.hint = state.hint;
+                    }
+                    Err(e)
+                }
+            };
+            (r.clone(), verdict)
+        })
+        .collect()
 }
 
 fn all_failed(regions: &[String], e: &Error) -> Vec<RegionResult> {
@@ -672,6 +709,150 @@ regions = ["lhr", "nrt"]
         let e = check_region("sin", &Live::Version("v1".into()), "v2").unwrap_err();
         assert_eq!(e.message, "region sin still runs v1 after deploying v2");
         assert!(check_region("ams", &Live::Absent, "v2").is_err());
+    }
+
+    fn machine(id: &str, region: &str, tag: &str) -> Machine {
+        Machine {
+            id: id.into(),
+            region: region.into(),
+            state: "started".into(),
+            image_ref: None,
+            config: Some(MachineConfig {
+                image: format!("registry.fly.io/web:{tag}"),
+            }),
+            checks: vec![],
+        }
+    }
+
+    fn deploy_failed_in_nrt() -> Error {
+        Error::failed("`flyctl deploy --regions lhr,nrt` exited with code 1")
+            .caused_by("Error: failed to update machines in region nrt")
+    }
+
+    fn judged(results: Vec<RegionResult>) -> Vec<(String, Option<String>)> {
+        results
+            .into_iter()
+            .map(|(r, res)| (r, res.err().map(|e| e.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_batched_call_fails_only_the_regions_not_on_the_target() {
+        let machines = vec![
+            machine("m1", "lhr", "v1"),
+            machine("m2", "lhr", "v1"),
+            machine("m3", "nrt", "v2"),
+            machine("m4", "nrt", "v2"),
+        ];
+        let out = judged(judge_regions(
+            &regions(),
+            "v1",
+            Err(deploy_failed_in_nrt()),
+            Ok(machines),
+            "registry.fly.io/web:{version}",
+            &vars(),
+        ));
+        assert_eq!(
+            out,
+            vec![
+                ("lhr".to_string(), None),
+                (
+                    "nrt".to_string(),
+                    Some(
+                        "`flyctl deploy --regions lhr,nrt` exited with code 1: Error: failed to \
+                         update machines in region nrt: region nrt still runs v2 after deploying v1"
+                            .to_string()
+                    )
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_call_with_a_mixed_region_says_so() {
+        let machines = vec![
+            machine("m1", "lhr", "v1"),
+            machine("m3", "nrt", "v1"),
+            machine("m4", "nrt", "v2"),
+        ];
+        let out = judge_regions(
+            &regions(),
+            "v1",
+            Err(deploy_failed_in_nrt()),
+            Ok(machines),
+            "registry.fly.io/web:{version}",
+            &vars(),
+        );
+        let nrt = out[1].1.as_ref().unwrap_err();
+        assert!(
+            nrt.to_string()
+                .ends_with("region nrt runs mixed versions (v1, v2) after deploying v1"),
+            "{nrt}"
+        );
+        assert!(nrt
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("flyctl machines list"));
+        assert!(out[0].1.is_ok());
+    }
+
+    #[test]
+    fn without_a_machines_list_every_region_fails_with_the_call_error() {
+        let out = judged(judge_regions(
+            &regions(),
+            "v1",
+            Err(deploy_failed_in_nrt()),
+            Err(Error::failed("`flyctl machines list` exited with code 1")),
+            "registry.fly.io/web:{version}",
+            &vars(),
+        ));
+        let call = deploy_failed_in_nrt().to_string();
+        assert_eq!(
+            out,
+            vec![
+                ("lhr".to_string(), Some(call.clone())),
+                ("nrt".to_string(), Some(call))
+            ]
+        );
+        // A call that succeeded but cannot be checked: the read error, and the regions may
+        // have changed.
+        let out = judge_regions(
+            &regions(),
+            "v2",
+            Ok(()),
+            Err(Error::failed("cannot read").not_started()),
+            "registry.fly.io/web:{version}",
+            &vars(),
+        );
+        for (_, r) in &out {
+            let e = r.as_ref().unwrap_err();
+            assert_eq!(e.message, "cannot read");
+            assert!(!e.not_started);
+        }
+    }
+
+    #[test]
+    fn a_successful_call_is_judged_per_region_as_before() {
+        let machines = vec![machine("m1", "lhr", "v2"), machine("m3", "nrt", "v1")];
+        let out = judged(judge_regions(
+            &regions(),
+            "v2",
+            Ok(()),
+            Ok(machines),
+            "registry.fly.io/web:{version}",
+            &vars(),
+        ));
+        assert_eq!(
+            out,
+            vec![
+                ("lhr".to_string(), None),
+                (
+                    "nrt".to_string(),
+                    Some("region nrt still runs v1 after deploying v2".to_string())
+                )
+            ]
+        );
     }
 
     #[test]

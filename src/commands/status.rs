@@ -1,19 +1,21 @@
 //! `shipgate status [--live] [--check] [--notify]`: what runs where, from `status.json` (or
 //! history when it is missing); `--live` asks the platform and flags drift; `--check` probes
-//! every gate once per region (P1 gates up to their `failures` count). Either finding a problem
-//! exits 6. `status` never writes history; a failed check is an audit record.
+//! every gate of every region of the config, recorded deploy or not, by the deploy's trip rule
+//! (up to the gate's `failures` probes); a gate that cannot be probed is a problem. Either
+//! finding a problem exits 6. `status` never writes history; a failed check is an audit record.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::adapters::{Live, RunCtx};
+use crate::adapters::{Adapter, Live, RunCtx};
 use crate::cli::{Format, GlobalArgs, StatusArgs};
 use crate::config::placeholder::Vars;
 use crate::config::{Config, Priority, Severity};
 use crate::error::Error;
 use crate::exec::Cancel;
 use crate::exit_code;
+use crate::gates::check::check_gate;
 use crate::gates::{ProbeCtx, ProbeResult};
 use crate::ledger::{lock, AuditRecord, DeployRecord, Ledger, RegionStatus, Stored};
 use crate::notify::{Notification, Notifier};
@@ -228,18 +230,42 @@ fn region_rows(
     rows
 }
 
-/// Placeholder values for a region: app, region, stage, version, image.
-fn region_vars(config: &Config, row: &RegionRow, version: &str) -> Vars {
+/// Placeholder values for a region: app, region, stage, and (when one is known) version and
+/// image.
+fn region_vars(config: &Config, row: &RegionRow, version: Option<&str>) -> Vars {
     let mut vars = Vars::new()
         .with("app", config.app.name.clone())
         .with("region", row.region.clone())
-        .with("stage", row.stage.clone().unwrap_or_default())
-        .with("version", version.to_string());
-    if let Some(image) = &config.target.image {
-        let rendered = vars.render(image);
-        vars.set("image", rendered);
+        .with("stage", row.stage.clone().unwrap_or_default());
+    if let Some(version) = version {
+        vars.set("version", version.to_string());
+        if let Some(image) = &config.target.image {
+            let rendered = vars.render(image);
+            vars.set("image", rendered);
+        }
     }
     vars
+}
+
+/// The context of an adapter call about `row`'s region: its stage's `command_timeout`.
+fn run_ctx<'a>(config: &Config, row: &RegionRow, cancel: &'a Cancel) -> RunCtx<'a> {
+    let timeout = row
+        .stage
+        .as_deref()
+        .and_then(|s| config.stage(s))
+        .map(|s| s.command_timeout)
+        .unwrap_or(config.defaults.command_timeout);
+    RunCtx {
+        cancel,
+        command_timeout: timeout,
+        cwd: config.base_dir.clone(),
+        on_line: None,
+    }
+}
+
+/// An adapter error as one entry of a list of problems: redacted, continuation lines indented.
+fn error_text(e: &Error) -> String {
+    crate::pipeline::deploy::indent_rest(&crate::redact::redact(&e.with_detail_text()))
 }
 
 fn check_live(
@@ -250,19 +276,8 @@ fn check_live(
 ) -> Result<(), Error> {
     let adapter = crate::adapters::build(config)?;
     for row in rows.iter_mut() {
-        let timeout = row
-            .stage
-            .as_deref()
-            .and_then(|s| config.stage(s))
-            .map(|s| s.command_timeout)
-            .unwrap_or(config.defaults.command_timeout);
-        let ctx = RunCtx {
-            cancel,
-            command_timeout: timeout,
-            cwd: config.base_dir.clone(),
-            on_line: None,
-        };
-        let vars = region_vars(config, row, &row.recorded.version);
+        let ctx = run_ctx(config, row, cancel);
+        let vars = region_vars(config, row, Some(&row.recorded.version));
         match adapter.current(&row.region, &vars, &ctx) {
             Ok(live) => {
                 let recorded = row.recorded.version.as_str();
@@ -300,23 +315,72 @@ fn check_live(
     Ok(())
 }
 
-/// Probes `gate` once; a P1 gate up to `failures` times, `interval` apart, until one passes.
-fn probe_gate(gate: &crate::config::Gate, vars: &Vars, ctx: &ProbeCtx<'_>) -> (ProbeResult, u32) {
-    let attempts = match gate.severity {
-        Severity::P0 => 1,
-        Severity::P1 => gate.failures.max(1),
+/// The adapter, built on first use by [`gate_version`] (a check whose gates never need
+/// `{version}` never builds it).
+type LazyAdapter = Option<Result<Box<dyn Adapter>, String>>;
+
+/// The version `row`'s gates render `{version}` with: what `--live` read, else what history
+/// records, else — no deploy recorded, or the placeholder `unknown` a failed rollback left —
+/// what the adapter reads now. `Err` says why no version is known, for the problem line.
+fn gate_version(
+    config: &Config,
+    row: &RegionRow,
+    adapter: &mut LazyAdapter,
+    cancel: &Cancel,
+) -> Result<String, String> {
+    if let Some(v) = row.live.as_ref().and_then(Live::version) {
+        return Ok(v.to_string());
+    }
+    let recorded = row.recorded.version.as_str();
+    if !recorded.is_empty() && recorded != UNKNOWN_VERSION {
+        return Ok(recorded.to_string());
+    }
+    let history = if recorded == UNKNOWN_VERSION {
+        "a failed rollback left its version unknown"
+    } else {
+        "no deploy is recorded there"
     };
-    let mut n = 0;
-    loop {
-        n += 1;
-        let result = crate::gates::probe(gate, vars, ctx);
-        if result.pass || n >= attempts {
-            return (result, n);
+    let live = match (&row.live, &row.live_error) {
+        // `--live` has asked already.
+        (Some(live), _) => Ok(live.clone()),
+        (None, Some(e)) => Err(e.clone()),
+        (None, None) => {
+            let adapter = adapter
+                .get_or_insert_with(|| crate::adapters::build(config).map_err(|e| error_text(&e)));
+            match adapter {
+                Err(e) => Err(e.clone()),
+                Ok(a) if !a.reads_live_version() => {
+                    return Err(format!(
+                        "{history}, and the {} adapter cannot read what runs (add `current` to \
+                         [target.exec])",
+                        a.kind().as_str()
+                    ))
+                }
+                Ok(a) => {
+                    let vars = region_vars(config, row, None);
+                    a.current(&row.region, &vars, &run_ctx(config, row, cancel))
+                        .map_err(|e| error_text(&e))
+                }
+            }
         }
-        std::thread::sleep(gate.interval);
+    };
+    match live {
+        Ok(Live::Version(v)) if v == UNKNOWN_VERSION || v.is_empty() => Err(format!(
+            "{history}, and the platform does not say what runs"
+        )),
+        Ok(Live::Version(v)) => Ok(v),
+        Ok(Live::Mixed(vs)) => Err(format!(
+            "{history}, and it runs mixed versions ({})",
+            vs.join(", ")
+        )),
+        Ok(Live::Absent) => Err(format!("{history}, and the platform runs nothing there")),
+        Err(e) => Err(format!("{history}, and what runs cannot be read: {e}")),
     }
 }
 
+/// Probes every gate of every region of the config once, by the deploy's trip rule
+/// ([`check_gate`]). A gate that cannot be probed (it needs `{version}` and none is known) is a
+/// problem, never a pass.
 fn check_gates(
     config: &Config,
     rows: &mut [RegionRow],
@@ -327,61 +391,85 @@ fn check_gates(
         cwd: config.base_dir.clone(),
         cancel,
     };
-    // A gate without `{region}` is probed once per stage and its result shared.
-    let mut shared: BTreeMap<(String, String), (ProbeResult, u32)> = BTreeMap::new();
+    let mut adapter: LazyAdapter = None;
+    // A gate without `{region}` is probed once per stage (and version, when it renders one) and
+    // its result shared.
+    type SharedKey = (String, String, Option<String>);
+    let mut shared: BTreeMap<SharedKey, (bool, Vec<ProbeResult>)> = BTreeMap::new();
     for row in rows.iter_mut() {
         let Some(stage) = row.stage.as_deref().and_then(|s| config.stage(s)) else {
             continue;
         };
-        let version = row
-            .live
-            .as_ref()
-            .and_then(|l| l.version().map(str::to_string))
-            .unwrap_or_else(|| row.recorded.version.clone());
-        if version == UNKNOWN_VERSION {
-            // A failed rollback left it unknown: a gate would probe `{version}` as "unknown".
+        if row.recorded.version == UNKNOWN_VERSION {
+            // Whatever the gates say, the record needs a human until a verified change.
             problems.push(format!(
-                "{}: runs an unknown version since a failed rollback; gates not checked (add \
-                 --live to read what runs; a human must look)",
+                "{}: runs an unknown version since a failed rollback; a human must look \
+                 (`shipgate status --live` reads what runs)",
                 row.region
             ));
-            continue;
         }
-        if version.is_empty() {
-            // Nothing recorded and nothing read: gates would probe `{version}` as "".
-            crate::say!(
-                "note: {}: no deploy recorded, gates not checked (add --live to read what runs)",
-                row.region
-            );
-            continue;
-        }
-        let vars = region_vars(config, row, &version);
+        // Read at most once per region, and only for a gate that needs it.
+        let mut version: Option<Result<String, String>> = None;
+        // The version known without asking the platform, for gates that do not need one.
+        let known = row
+            .live
+            .as_ref()
+            .and_then(Live::version)
+            .map(str::to_string)
+            .or_else(|| {
+                let v = &row.recorded.version;
+                (!v.is_empty() && v != UNKNOWN_VERSION).then(|| v.clone())
+            });
         for name in &stage.gates {
             let Some(gate) = config.gates.get(name) else {
                 continue;
             };
-            let (result, probes) = if gate.uses_region() {
-                probe_gate(gate, &vars, &ctx)
+            let probe_version = if gate.needs_version() {
+                match version.get_or_insert_with(|| gate_version(config, row, &mut adapter, cancel))
+                {
+                    Ok(v) => Some(v.clone()),
+                    Err(why) => {
+                        problems.push(format!(
+                            "{}: gate {name} ({}) cannot be probed: it needs {{version}}, but {why}",
+                            row.region,
+                            gate.severity.as_str(),
+                        ));
+                        row.gates.push(GateCheck {
+                            gate: name.clone(),
+                            severity: gate.severity,
+                            pass: false,
+                            probes: 0,
+                            detail: why.clone(),
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let vars = region_vars(config, row, probe_version.as_deref().or(known.as_deref()));
+            let (tripped, results) = if gate.uses_region() {
+                check_gate(gate, &vars, &ctx)
             } else {
                 shared
-                    .entry((stage.name.clone(), name.clone()))
-                    .or_insert_with(|| probe_gate(gate, &vars, &ctx))
+                    .entry((stage.name.clone(), name.clone(), probe_version.clone()))
+                    .or_insert_with(|| check_gate(gate, &vars, &ctx))
                     .clone()
             };
-            if !result.pass {
+            let detail = results.last().map(|r| r.detail.clone()).unwrap_or_default();
+            if tripped {
                 problems.push(format!(
-                    "{}: gate {name} ({}) tripped: {}",
+                    "{}: gate {name} ({}) tripped: {detail}",
                     row.region,
                     gate.severity.as_str(),
-                    result.detail
                 ));
             }
             row.gates.push(GateCheck {
                 gate: name.clone(),
                 severity: gate.severity,
-                pass: result.pass,
-                probes,
-                detail: result.detail,
+                pass: !tripped,
+                probes: results.len() as u32,
+                detail,
             });
         }
     }
@@ -494,7 +582,11 @@ fn print_human(
                 "    gate {} ({}): {} — {}\n",
                 g.gate,
                 g.severity.as_str(),
-                if g.pass { "pass" } else { "TRIPPED" },
+                match (g.pass, g.probes) {
+                    (true, _) => "pass",
+                    (false, 0) => "NOT PROBED",
+                    (false, _) => "TRIPPED",
+                },
                 g.detail
             ));
         }

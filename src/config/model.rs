@@ -235,13 +235,31 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Whether any templated field of the gate mentions `{region}`: if not, the gate is probed
-    /// once per stage and its result shared by every region.
-    pub fn uses_region(&self) -> bool {
+    /// Whether any templated field of the gate mentions `{name}`.
+    pub fn uses(&self, name: &str) -> bool {
         self.kind
             .templates()
             .iter()
-            .any(|t| placeholder::mentions(t, "region"))
+            .any(|t| placeholder::mentions(t, name))
+    }
+
+    /// Whether any templated field of the gate mentions `{region}`: if not, the gate is probed
+    /// once per stage and its result shared by every region.
+    pub fn uses_region(&self) -> bool {
+        self.uses("region")
+    }
+
+    /// Whether probing the gate needs the version a region runs: it mentions `{version}`, or
+    /// `{image}` (rendered from the version).
+    pub fn needs_version(&self) -> bool {
+        self.uses("version") || self.uses("image")
+    }
+
+    /// The trip rule (SPEC §3), one for `deploy` and `status --check`: the gate trips after
+    /// this many consecutive failed probes. `failures` as configured (the loader defaults it to
+    /// 1 for P0, 3 for P1), never less than 1.
+    pub fn trip_after(&self) -> u32 {
+        self.failures.max(1)
     }
 }
 
@@ -439,5 +457,46 @@ mod humantime_serde_opt {
             Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
             None => s.serialize_none(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command_gate(run: &[&str], severity: Severity, failures: u32) -> Gate {
+        Gate {
+            name: "smoke".into(),
+            kind: GateKind::Command(CommandGate {
+                run: run.iter().map(|s| s.to_string()).collect(),
+            }),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            delay: Duration::ZERO,
+            severity,
+            failures,
+        }
+    }
+
+    #[test]
+    fn a_gate_says_which_placeholders_it_needs() {
+        let g = command_gate(&["./smoke.sh", "{region}", "v={version}"], Severity::P1, 3);
+        assert!(g.uses("region") && g.uses_region() && g.uses("version") && g.needs_version());
+        assert!(!g.uses("stage"));
+        let g = command_gate(&["./smoke.sh", "{image}"], Severity::P1, 3);
+        assert!(
+            !g.uses("version") && g.needs_version(),
+            "{{image}} is rendered from the version"
+        );
+        let g = command_gate(&["./smoke.sh", "{{version}}"], Severity::P1, 3);
+        assert!(!g.needs_version(), "a literal brace is not a placeholder");
+    }
+
+    #[test]
+    fn the_trip_rule_is_the_configured_failures_whatever_the_severity() {
+        assert_eq!(command_gate(&["x"], Severity::P0, 3).trip_after(), 3);
+        assert_eq!(command_gate(&["x"], Severity::P1, 3).trip_after(), 3);
+        assert_eq!(command_gate(&["x"], Severity::P0, 1).trip_after(), 1);
+        assert_eq!(command_gate(&["x"], Severity::P0, 0).trip_after(), 1);
     }
 }

@@ -269,7 +269,7 @@ impl StageWatch {
             .iter()
             .zip(&state.views)
             .filter(|(_, v)| v.consecutive_failures > 0)
-            .map(|(g, v)| (g.name.clone(), v.consecutive_failures, g.failures))
+            .map(|(g, v)| (g.name.clone(), v.consecutive_failures, g.trip_after()))
             .collect();
         let baking = now < state.ready_at + self.bake;
         if passed == self.gates.len() && failing.is_empty() && !baking {
@@ -317,7 +317,7 @@ fn apply(view: &mut GateView, gate: &Gate, result: &ProbeResult) -> Option<(&'st
     } else {
         view.consecutive_failures += 1;
         let count = view.consecutive_failures;
-        if count >= gate.failures.max(1) {
+        if count >= gate.trip_after() {
             Some(("tripped", count))
         } else {
             Some(("fail", count))
