@@ -30,11 +30,16 @@ fn happy_path_reaches_every_region() {
             )
         })
         .collect();
+    // Each stage says when its deploy commands start (so a killed deploy names its regions),
+    // then how it ended.
     assert_eq!(
         stages,
         vec![
+            ("canary".into(), "started".into()),
             ("canary".into(), "success".into()),
+            ("primary".into(), "started".into()),
             ("primary".into(), "success".into()),
+            ("full".into(), "started".into()),
             ("full".into(), "success".into())
         ]
     );
@@ -311,8 +316,7 @@ fn dry_run_prints_exact_commands_and_changes_nothing() {
         run.stderr
     );
     assert!(
-        run.stderr
-            .contains("on failure: $ ./rollback.sh lhr '<previous>'"),
+        run.stderr.contains("on failure: $ ./rollback.sh lhr v1"),
         "{}",
         run.stderr
     );

@@ -340,7 +340,17 @@ fn dry_run_shows_the_exact_flyctl_argv() {
     let (p, _server, _) = fly_project();
     let run = p.run(&["deploy", "--dry-run"]).expect(code::SUCCESS);
     assert!(run.stderr.contains(&format!("$ flyctl deploy --app {APP} --image {IMAGE}:v2 --regions lhr,nrt --strategy rolling --wait-timeout 300 --yes")), "{}", run.stderr);
-    assert!(fakes::calls(p.path()).is_empty(), "dry run called flyctl");
+    // It reads what runs (the rollback targets it prints), and changes nothing.
+    let calls = fakes::calls(p.path());
+    assert!(
+        calls.iter().all(|c| c[1] == "machines" && c[2] == "list"),
+        "dry run ran more than reads: {calls:?}"
+    );
+    assert!(
+        run.stderr.contains(&format!("on failure: $ flyctl deploy --app {APP} --image {IMAGE}:v1 --regions lhr,nrt --strategy immediate")),
+        "{}",
+        run.stderr
+    );
 }
 
 /// QA: a platform CLI failing on a data command lost its own message. flyctl's stderr tail is

@@ -14,6 +14,7 @@ mod git_store;
 mod history;
 mod kubernetes;
 mod notify;
+mod one_truth;
 mod preflight;
 mod rollback;
 mod status;

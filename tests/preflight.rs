@@ -235,7 +235,7 @@ fn a_deploy_program_that_cannot_start_at_run_time_leaves_its_regions_unchanged()
             .ends_with("no region was changed"),
         "{last}"
     );
-    assert_eq!(p.kind("stage")[0]["status"], "failed");
+    assert_eq!(p.kind("stage").pop().unwrap()["status"], "failed");
     assert!(!p.audit().iter().any(|a| a["title"]
         .as_str()
         .unwrap_or("")

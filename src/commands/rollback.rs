@@ -141,6 +141,7 @@ fn plan(engine: &Engine<'_>, regions: &[String], to: Option<&str>) -> Result<Rol
     let recorded = engine.ledger.status(&mut Vec::new())?;
     let mut plan = RollbackPlan::default();
     let mut problems = Vec::new();
+    let mut unknown = Vec::new();
     for region in regions {
         let current = match live.get(region) {
             Some(Ok(Live::Version(v))) => Some(v.clone()),
@@ -172,18 +173,26 @@ fn plan(engine: &Engine<'_>, regions: &[String], to: Option<&str>) -> Result<Rol
                 from: current,
                 to: Some(to),
             }),
-            None => engine.reporter.warn(&format!(
-                "{region}: skipped: no earlier version known (history and the platform have none before {}){}",
-                current.as_deref().unwrap_or("its current one"),
-                if needs_human { "; it needs a human: name its version with --to V --region R" } else { "" }
-            )),
+            None => {
+                let why = format!(
+                    "{region}: no earlier version known (history and the platform have none before {}){}",
+                    current.as_deref().unwrap_or("its current one"),
+                    if needs_human { "; it needs a human" } else { "" }
+                );
+                engine.reporter.warn(&format!("skipped {why}"));
+                unknown.push(why);
+            }
         }
+    }
+    // Skipping is for a plan with something left to do; with nothing left, say why.
+    if plan.is_empty() && !unknown.is_empty() {
+        problems.extend(unknown);
     }
     if !problems.is_empty() {
         return Err(
-            Error::failed("cannot plan the rollback; nothing was changed")
+            Error::usage("cannot plan the rollback; nothing was changed")
                 .with_detail(problems.join("\n"))
-                .with_hint("check the platform CLI and its credentials, or narrow the rollback with --region"),
+                .with_hint("name the version with --to V (and narrow with --region), or check the platform CLI and its credentials"),
         );
     }
     Ok(plan)

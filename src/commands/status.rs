@@ -118,7 +118,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
         .collect();
 
     let mut rows = region_rows(config.as_ref(), &state.regions);
-    let attention = needs_attention(&rows);
+    let attention = needs_attention(&rows, running.is_some());
     let mut problems = Vec::new();
     if let Some(config) = &config {
         let cancel = Cancel::new();
@@ -126,7 +126,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
             check_live(config, &mut rows, &cancel, &mut problems)?;
         }
         if args.check {
-            check_gates(config, &mut rows, &cancel, &mut problems);
+            check_gates(config, &mut rows, running.is_some(), &cancel, &mut problems);
         }
         if !problems.is_empty() {
             alert(config, &ledger, args.notify, &problems, output);
@@ -175,26 +175,42 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
     })
 }
 
-/// The version recorded for a region whose failed rollback left it unknown.
-const UNKNOWN_VERSION: &str = "unknown";
+use crate::ledger::records::{RegionState, UNKNOWN_VERSION};
 
-/// Regions the record says a human must look at: a rollback failed there, so what runs is
-/// unknown or mixed. Plain `status` lists them (exit 0: it reports); `--check` and `--live`
-/// count them as problems.
-fn needs_attention(rows: &[RegionRow]) -> Vec<String> {
+/// Whether the record leaves `row` for a human (or `shipgate recover`): a rollback failed
+/// there, a cancelled deploy left it unsettled, or a deploy that is not running any more (killed)
+/// had started its deploy command there.
+fn unsettled(row: &RegionRow, deploy_running: bool) -> bool {
+    row.recorded.needs_human() || (row.recorded.may_run.is_some() && !deploy_running)
+}
+
+/// Regions the record says a human must look at, each with why. Plain `status` lists them
+/// (exit 0: it reports); `--check` counts them as problems until `recover` or a later verified
+/// deploy or rollback settles them.
+fn needs_attention(rows: &[RegionRow], deploy_running: bool) -> Vec<String> {
     rows.iter()
-        .filter(|r| r.recorded.needs_human())
+        .filter(|r| unsettled(r, deploy_running))
         .map(|r| {
-            let runs = if r.recorded.version.is_empty() || r.recorded.version == UNKNOWN_VERSION {
-                "runs an unknown version".to_string()
-            } else {
-                format!("should run {}", r.recorded.version)
+            let rec = &r.recorded;
+            let id = if rec.deploy_id.is_empty() { "?" } else { &rec.deploy_id };
+            let runs = match rec.known_version() {
+                Some(v) => format!("runs {v}"),
+                None => "runs an unknown version".to_string(),
+            };
+            let why = match (rec.status, &rec.may_run) {
+                (RegionState::RollbackFailed, _) => format!("the rollback of deploy {id} failed; it {runs}"),
+                (RegionState::Cancelled, may) => format!(
+                    "deploy {id} was cancelled before its rollback finished; it {}",
+                    may.as_ref().map(|v| format!("may run {v}")).unwrap_or(runs)
+                ),
+                (_, Some(v)) => format!(
+                    "a deploy of {v} was interrupted after its deploy command started there; it may run {v}"
+                ),
+                _ => format!("it {runs}"),
             };
             format!(
-                "{}: the rollback of deploy {} failed; it {runs} (see `shipgate history --region {}`)",
-                r.region,
-                if r.recorded.deploy_id.is_empty() { "?" } else { &r.recorded.deploy_id },
-                r.region
+                "{}: {why} (`shipgate recover` returns it; see `shipgate history --region {}`)",
+                r.region, r.region
             )
         })
         .collect()
@@ -384,6 +400,7 @@ fn gate_version(
 fn check_gates(
     config: &Config,
     rows: &mut [RegionRow],
+    deploy_running: bool,
     cancel: &Cancel,
     problems: &mut Vec<String>,
 ) {
@@ -400,12 +417,16 @@ fn check_gates(
         let Some(stage) = row.stage.as_deref().and_then(|s| config.stage(s)) else {
             continue;
         };
-        if row.recorded.version == UNKNOWN_VERSION {
+        if unsettled(row, deploy_running) {
             // Whatever the gates say, the record needs a human until a verified change.
             problems.push(format!(
-                "{}: runs an unknown version since a failed rollback; a human must look \
-                 (`shipgate status --live` reads what runs)",
-                row.region
+                "{}: {} since a failed rollback, a cancel or a kill; a human must look \
+                 (`shipgate recover` returns it; `shipgate status --live` reads what runs)",
+                row.region,
+                match row.recorded.known_version() {
+                    Some(v) => format!("runs {v}"),
+                    None => "runs an unknown version".to_string(),
+                }
             ));
         }
         // Read at most once per region, and only for a gate that needs it.

@@ -186,14 +186,7 @@ impl Ledger {
         let body = serde_json::to_value(record).context("cannot encode record")?;
         let mut appended = self.append(FileKind::History, body)?;
         if status::changes_state(record) {
-            let stored = Stored {
-                schema: SCHEMA,
-                id: appended.id.clone(),
-                ts: appended.ts.clone(),
-                prev: String::new(),
-                body: record.clone(),
-            };
-            if let Err(e) = self.apply_to_status(&stored) {
+            if let Err(e) = self.apply_to_status() {
                 appended.warning = Some(format!("cannot update {STATUS_FILE}: {e}"));
             }
         }
@@ -264,19 +257,39 @@ impl Ledger {
         ))
     }
 
-    /// The current state: `status.json` when it is the fold of all of history, else rebuilt
-    /// from history (a missing file silently; an unreadable or stale one with a warning: a
-    /// process killed between an append and the `status.json` write leaves it stale). Never
-    /// writes.
+    /// The current state: `status.json` when it is the fold of all of history; one that is
+    /// behind (a process killed between an append and the `status.json` write) is brought up
+    /// to date from the records after its `last_record`, with a warning; a missing one is
+    /// rebuilt silently, an unreadable one with a warning. Never writes.
     pub fn status(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
+        let stale = || {
+            format!(
+                "{STATUS_FILE} is older than history (a run was killed before writing it); \
+                 brought it up to date from history"
+            )
+        };
         match self.read_status_file()? {
-            StatusRead::Current(s) if s.last_record == self.last_state_record(None)? => Ok(s),
-            StatusRead::Current(_) => {
-                warnings.push(format!(
-                    "{STATUS_FILE} is older than history (a run was killed before writing it); \
-                     rebuilt it from history"
-                ));
-                self.rebuild_status()
+            StatusRead::Current(mut s) => {
+                let newer = if s.last_record.is_empty() {
+                    // Written before status.json named its last record.
+                    self.state_records_since("")?.filter(|n| n.is_empty())
+                } else {
+                    self.state_records_since(&s.last_record)?
+                };
+                match newer {
+                    Some(newer) if newer.is_empty() => Ok(s),
+                    Some(newer) => {
+                        warnings.push(stale());
+                        for r in &newer {
+                            status::apply(&mut s, r);
+                        }
+                        Ok(s)
+                    }
+                    None => {
+                        warnings.push(stale());
+                        self.rebuild_status()
+                    }
+                }
             }
             StatusRead::Missing => self.rebuild_status(),
             StatusRead::Unusable(why) => {
@@ -313,36 +326,6 @@ impl Ledger {
         })
     }
 
-    /// The id of the newest deploy, stage or rollback record, skipping `except` (empty when
-    /// there is none). Reads backwards; gate and event lines are skipped unparsed.
-    fn last_state_record(&self, except: Option<&str>) -> Result<String, Error> {
-        let Some(mut lines) = self.rev_lines(FileKind::History)? else {
-            return Ok(String::new());
-        };
-        #[derive(serde::Deserialize)]
-        struct Brief<'a> {
-            #[serde(borrow)]
-            id: std::borrow::Cow<'a, str>,
-            #[serde(borrow)]
-            kind: std::borrow::Cow<'a, str>,
-        }
-        while let Some((_, line)) = lines.next_line().context("cannot read history")? {
-            if is_kind(line, "gate") || is_kind(line, "event") {
-                continue;
-            }
-            let Ok(brief) = serde_json::from_slice::<Brief>(line) else {
-                continue;
-            };
-            if Some(brief.id.as_ref()) == except
-                || !matches!(brief.kind.as_ref(), "deploy" | "stage" | "rollback")
-            {
-                continue;
-            }
-            return Ok(brief.id.into_owned());
-        }
-        Ok(String::new())
-    }
-
     /// Rebuilds the state from history: the fold of every record, streamed oldest first.
     pub fn rebuild_status(&self) -> Result<StatusFile, Error> {
         let Some(mut lines) = self.lines(FileKind::History)? else {
@@ -374,20 +357,68 @@ impl Ledger {
         Ok(status)
     }
 
-    /// Applies a just-appended record to `status.json` under the status lock: to the file when
-    /// it is the fold of everything before the record, else (missing, unreadable, stale) by
-    /// rebuilding from history, which holds the record already.
-    fn apply_to_status(&self, record: &Stored<HistoryRecord>) -> Result<(), Error> {
-        self.write_status(|ledger| {
-            let before = ledger.last_state_record(Some(&record.id))?;
-            match ledger.read_status_file()? {
-                StatusRead::Current(mut s) if s.last_record == before => {
-                    status::apply(&mut s, record);
+    /// Brings `status.json` up to date after an append, under the status lock: the state
+    /// records appended since the file's `last_record` (this one, and any a concurrent writer
+    /// appended) are applied oldest first. A missing or unreadable file, or one whose last
+    /// record is not found, is rebuilt from history.
+    fn apply_to_status(&self) -> Result<(), Error> {
+        self.write_status(|ledger| match ledger.read_status_file()? {
+            // Written before status.json named its last record: rebuild once.
+            StatusRead::Current(s) if s.last_record.is_empty() => ledger.rebuild_status(),
+            StatusRead::Current(mut s) => match ledger.state_records_since(&s.last_record)? {
+                Some(newer) => {
+                    for r in &newer {
+                        status::apply(&mut s, r);
+                    }
                     Ok(s)
                 }
-                _ => ledger.rebuild_status(),
-            }
+                None => ledger.rebuild_status(),
+            },
+            _ => ledger.rebuild_status(),
         })
+    }
+
+    /// The deploy, stage and rollback records appended after the one with id `last`, oldest
+    /// first; `None` when `last` is not in history (then only a rebuild can tell). Reads
+    /// backwards, so it costs what was appended since, not the size of history.
+    fn state_records_since(&self, last: &str) -> Result<Option<Vec<Stored<HistoryRecord>>>, Error> {
+        let Some(mut lines) = self.rev_lines(FileKind::History)? else {
+            return Ok(last.is_empty().then(Vec::new));
+        };
+        #[derive(serde::Deserialize)]
+        struct Brief<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+        }
+        let mut newer = Vec::new();
+        while let Some((_, line)) = lines.next_line().context("cannot read history")? {
+            if is_kind(line, "gate") || is_kind(line, "event") {
+                continue;
+            }
+            let Ok(r) = parse_history_line(line) else {
+                if serde_json::from_slice::<Brief>(line).is_ok_and(|b| b.id == last) {
+                    return Ok(None);
+                }
+                continue;
+            };
+            if r.id == last {
+                newer.reverse();
+                return Ok(Some(newer));
+            }
+            if status::changes_state(&r.body) {
+                newer.push(r);
+            }
+            // A file this far behind is cheaper to rebuild than to catch up.
+            if newer.len() > 10_000 {
+                return Ok(None);
+            }
+        }
+        // Reached the start of history: a file with no last record is the empty state.
+        if last.is_empty() {
+            newer.reverse();
+            return Ok(Some(newer));
+        }
+        Ok(None)
     }
 
     /// Takes the status lock, computes the new state with `next`, and replaces the file.

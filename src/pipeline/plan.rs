@@ -352,7 +352,7 @@ pub fn dry_run(
                     DryRunGate {
                         name: g.name.clone(),
                         severity: g.severity.as_str().into(),
-                        failures: g.failures,
+                        failures: g.trip_after(),
                         probes,
                     }
                 })

@@ -221,8 +221,8 @@ impl Engine<'_> {
             match &t.to {
                 None => {
                     let msg = match &t.from {
-                        Some(v) => format!("nothing is known to have run here before, so there is nothing to roll back to: it still runs {v}"),
-                        None => "nothing is known to have run here before, and what runs now is unknown".to_string(),
+                        Some(v) => format!("nothing ran here before, so there is nothing to roll back to: it still runs {v}"),
+                        None => "nothing ran here before that anyone knows of, and what runs now is unknown".to_string(),
                     };
                     self.reporter
                         .error(&format!("rollback impossible in {}", t.region), &msg);
@@ -249,8 +249,9 @@ impl Engine<'_> {
             .iter()
             .filter(|t| matches!(results.get(&t.region), Some(Err(_))))
             .collect();
-        // A batched call that failed may have returned some of its regions all the same: each is
-        // read back and judged on its own (not when abandoned: the runner's SIGKILL is near).
+        // What a region whose call failed runs now is read back, so the record says it where the
+        // platform can (a batched fly call already judges each region on its own). Not when
+        // abandoned: the runner's SIGKILL is near.
         let read_back = if abandoned {
             BTreeMap::new()
         } else {
@@ -267,17 +268,6 @@ impl Engine<'_> {
                 }
                 Err(e) => e,
             };
-            match read_back.get(&t.region) {
-                Some(Ok(Live::Version(v))) if v == to => {
-                    self.reporter.line(&format!(
-                        "{}: the rollback command failed, but the region runs {to}: judged on its own",
-                        t.region
-                    ));
-                    rolled.insert(t.region.clone(), to.clone());
-                    continue;
-                }
-                _ => {}
-            }
             let now_runs = match read_back.get(&t.region) {
                 Some(Ok(Live::Version(v))) => {
                     self.progress.set(&t.region, Position::Changed);
@@ -585,6 +575,162 @@ mod tests {
                 vec!["ewr".into()]
             ]
         );
+    }
+
+    /// An adapter that records the commands each `rollback` call would run, and succeeds.
+    struct Recording {
+        batches: bool,
+        ran: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Adapter for Recording {
+        fn kind(&self) -> crate::config::AdapterKind {
+            crate::config::AdapterKind::Exec
+        }
+        fn batches_regions(&self) -> bool {
+            self.batches
+        }
+        fn deploy_commands(
+            &self,
+            _: &[String],
+            _: &Vars,
+            _: std::time::Duration,
+        ) -> Vec<crate::exec::CommandSpec> {
+            Vec::new()
+        }
+        fn deploy(
+            &self,
+            regions: &[String],
+            _: &Vars,
+            _: &RunCtx<'_>,
+        ) -> Vec<crate::adapters::RegionResult> {
+            regions.iter().map(|r| (r.clone(), Ok(()))).collect()
+        }
+        fn reads_live_version(&self) -> bool {
+            false
+        }
+        fn current(&self, _: &str, _: &Vars, _: &RunCtx<'_>) -> Result<Live, Error> {
+            Ok(Live::Absent)
+        }
+        fn rollback(
+            &self,
+            regions: &[String],
+            to: Option<&str>,
+            vars: &Vars,
+            ctx: &RunCtx<'_>,
+        ) -> Vec<crate::adapters::RegionResult> {
+            let commands = self.rollback_commands(regions, to, vars, ctx.command_timeout);
+            let mut ran = self.ran.lock().unwrap();
+            ran.extend(commands.into_iter().map(|c| c.argv));
+            regions.iter().map(|r| (r.clone(), Ok(()))).collect()
+        }
+        fn rollback_commands(
+            &self,
+            regions: &[String],
+            to: Option<&str>,
+            vars: &Vars,
+            _: std::time::Duration,
+        ) -> Vec<crate::exec::CommandSpec> {
+            let mut argv = vec!["platform".to_string(), "rollback".into(), regions.join(",")];
+            argv.push(to.unwrap_or("?").to_string());
+            argv.push(vars.get("previous_version").unwrap_or("").to_string());
+            argv.push(vars.get("deploy_id").unwrap_or("").to_string());
+            vec![crate::exec::CommandSpec::new(
+                argv,
+                std::time::Duration::from_secs(1),
+            )]
+        }
+        fn programs(&self) -> Vec<crate::adapters::Program> {
+            Vec::new()
+        }
+        fn release_history(&self, _: &str, _: &Vars, _: &RunCtx<'_>) -> Result<Vec<String>, Error> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// The dry runs print [`plan_commands`]; the rollback runs the calls. Both come from the
+    /// one planner, so they are the same commands, in the same order.
+    #[test]
+    fn the_dry_run_and_the_rollback_make_the_same_adapter_calls() {
+        let text = r#"
+[app]
+name = "web"
+[target]
+adapter = "exec"
+[target.exec]
+deploy = ["true"]
+[[stage]]
+name = "canary"
+regions = ["lhr", "nrt"]
+verify_rollback = false
+[[stage]]
+name = "primary"
+regions = ["ewr", "ord", "fra"]
+verify_rollback = false
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            crate::config::parse(&dir.path().join("pipeline.toml"), text, Some(dir.path()))
+                .unwrap();
+        for batches in [true, false] {
+            let adapter = Recording {
+                batches,
+                ran: Default::default(),
+            };
+            let ledger = crate::ledger::Ledger::open(dir.path()).unwrap();
+            let notify = crate::notify::queue::Queue::start(
+                crate::notify::Notifier::from_config(&config),
+                ledger.clone(),
+            );
+            let output = crate::output::Output {
+                format: crate::cli::Format::Json,
+                quiet: true,
+                progress: crate::output::ProgressMode::Quiet,
+                color: false,
+                github: false,
+            };
+            let reporter = crate::report::Reporter::new(&output);
+            let signals = super::super::signals::Signals::inert();
+            let invocation = super::super::actor::Invocation::default();
+            let engine = Engine {
+                config: &config,
+                adapter: &adapter,
+                ledger: &ledger,
+                notify: &notify,
+                reporter: &reporter,
+                signals: &signals,
+                invocation: &invocation,
+                deploy_id: "d1".into(),
+                version: "v3".into(),
+                progress: Default::default(),
+            };
+            let plan = plan();
+            let printed = plan_commands(&config, &adapter, "d1", &plan);
+            let outcome = engine.rollback(
+                &plan,
+                RollbackOptions {
+                    reason: "test",
+                    automatic: true,
+                    verify: false,
+                    recover: false,
+                },
+            );
+            let mut ran = adapter.ran.lock().unwrap().clone();
+            if !batches {
+                // Per-region calls run in parallel: compare as sets.
+                ran.sort();
+                let mut printed = printed.clone();
+                printed.sort();
+                assert_eq!(ran, printed);
+            } else {
+                assert_eq!(ran, printed);
+            }
+            assert_eq!(printed.len(), if batches { 2 } else { 3 });
+            // The region already at its target is resolved, the one without is for a human.
+            assert_eq!(outcome.regions["fra"].status, RegionState::Resolved);
+            assert_eq!(outcome.regions["ord"].status, RegionState::RollbackFailed);
+            assert_eq!(outcome.regions["lhr"].version.as_deref(), Some("v2"));
+        }
     }
 
     #[test]

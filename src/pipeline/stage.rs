@@ -280,21 +280,28 @@ impl<'r, 'e> StageRun<'r, 'e> {
         }
     }
 
-    /// Starts deploy batches while the limit allows. Before a batch starts, a `stage` record
-    /// with status `started` names its regions: a deploy killed from now on is known to have
+    /// Starts deploy batches while the limit allows. Before they start, one `stage` record with
+    /// status `started` names their regions: a deploy killed from now on is known to have
     /// touched them (they "may run" the new version).
     fn start_deploys<'s>(&mut self, scope: &'s Scope<'s, 'r>, tx: &mpsc::Sender<Msg>, now: Instant)
     where
         'e: 'r,
     {
+        let mut batches = Vec::new();
         while !self.stop_new
             && matches!(self.mode, Mode::Deploy)
-            && self.in_flight_deploys < self.limit.max(1)
+            && self.in_flight_deploys + batches.len() < self.limit.max(1)
         {
-            let Some(batch) = self.pending.pop_front() else {
-                break;
-            };
-            self.record_started(&batch);
+            match self.pending.pop_front() {
+                Some(batch) => batches.push(batch),
+                None => break,
+            }
+        }
+        if batches.is_empty() {
+            return;
+        }
+        self.record_started(&batches.concat());
+        for batch in batches {
             for r in &batch {
                 let o = self.outcomes.get_mut(r).expect("a region of the stage");
                 o.changed = true;
@@ -611,7 +618,7 @@ impl<'r, 'e> StageRun<'r, 'e> {
                     .config
                     .gates
                     .get(&ev.gate)
-                    .map(|g| g.failures)
+                    .map(|g| g.trip_after())
                     .unwrap_or(0),
                 ev.detail
             ));

@@ -23,8 +23,11 @@ pub mod code {
     pub const SIGTERM: i32 = 143;
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_shipgate")
+/// The binary under test: this build's, or `SHIPGATE_TEST_BIN` (to run a regression test
+/// against an older release and watch it fail).
+pub fn bin() -> String {
+    std::env::var("SHIPGATE_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_shipgate").to_string())
 }
 
 /// The repository root (for `examples/`, `tests/fakes/`, `tests/fixtures/`).
@@ -37,6 +40,8 @@ pub fn repo() -> PathBuf {
 pub struct Project {
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// The scenario wrote `status.json` or history by hand on purpose.
+    skip_fold_check: std::cell::Cell<bool>,
 }
 
 /// What a run of the binary left.
@@ -80,6 +85,7 @@ impl Project {
         Project {
             dir,
             env: Vec::new(),
+            skip_fold_check: std::cell::Cell::new(false),
         }
     }
 
@@ -160,5 +166,45 @@ impl Project {
 
     pub fn run(&self, args: &[&str]) -> Run {
         self.command(args).output().expect("run shipgate").into()
+    }
+}
+
+impl Project {
+    /// For a scenario that writes `status.json` or history by hand: the end-of-scenario check
+    /// that `status.json` is the fold of history does not apply.
+    pub fn skip_fold_check(&self) {
+        self.skip_fold_check.set(true);
+    }
+
+    /// `status.json` as written, and the fold of `history.jsonl` through the one reducer, when
+    /// the state dir has both.
+    pub fn written_and_folded_status(&self) -> Option<(serde_json::Value, serde_json::Value)> {
+        let dir = self.state_dir();
+        let written = std::fs::read(dir.join("status.json")).ok()?;
+        let history = std::fs::read(dir.join("history.jsonl")).ok()?;
+        let written: serde_json::Value = serde_json::from_slice(&written).ok()?;
+        let records = history
+            .split(|b| *b == b'\n')
+            .filter_map(|line| shipgate::ledger::parse_history_line(line).ok());
+        let folded = serde_json::to_value(shipgate::ledger::status::fold(records)).unwrap();
+        Some((written, folded))
+    }
+}
+
+/// The end of every scenario: `status.json`, as the last command left it, equals the state
+/// rebuilt from history (SPEC §4 "One truth").
+impl Drop for Project {
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.skip_fold_check.get() {
+            return;
+        }
+        if let Some((written, folded)) = self.written_and_folded_status() {
+            assert_eq!(
+                written,
+                folded,
+                "status.json is not the fold of history in {}",
+                self.path().display()
+            );
+        }
     }
 }

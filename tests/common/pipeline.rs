@@ -7,6 +7,9 @@
 //! - `FAIL_GATE=ewr`: the health gate fails in these regions while they run `BAD_VERSION`
 //!   (default `v2`), so a rollback's verification passes.
 //! - `DEPLOY_SLEEP=1`: each deploy takes this many seconds; `ROLLBACK_SLEEP` likewise;
+//!   `SETTLE_SLEEP=9`: each deploy changes its region first, then waits this long (like a
+//!   platform command that updates the instances, then waits for their health checks);
+//! - `EMPTY_CURRENT=1`: the `current` command prints nothing (and exits 0);
 //!   `SLOW_REGIONS=nrt`: these regions' deploys take 3 s more; `HEALTH_SLEEP=2`: each probe.
 //! - a file `state/<region>.bad` holding a version makes the health gate fail in that region
 //!   while it runs that version.
@@ -22,6 +25,7 @@ sleep "${DEPLOY_SLEEP:-0}"
 case ",${SLOW_REGIONS:-}," in *",$1,"*) sleep 3;; esac
 printf '%s\n' "$2" > "$dir/state/$1"
 echo "$1 now runs $2"
+sleep "${SETTLE_SLEEP:-0}"
 "#;
 
 pub const ROLLBACK: &str = r#"#!/bin/sh
@@ -35,6 +39,7 @@ printf '%s\n' "$2" > "$dir/state/$1"
 
 pub const CURRENT: &str = r#"#!/bin/sh
 dir="$(cd "$(dirname "$0")" && pwd)"
+[ -n "${EMPTY_CURRENT:-}" ] && exit 0
 [ -f "$dir/state/$1" ] && cat "$dir/state/$1"
 exit 0
 "#;
