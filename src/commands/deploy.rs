@@ -9,7 +9,7 @@ use crate::output::Output;
 use crate::pipeline::deploy::{deploy, DeployOptions};
 use crate::pipeline::engine::Engine;
 use crate::pipeline::{actor, plan, preflight, signals::Signals};
-use crate::report::{github, Reporter};
+use crate::report::Reporter;
 use crate::version;
 
 pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i32, Error> {
@@ -86,12 +86,12 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     let result = deploy(&engine, &opts);
     reporter.finish();
     if let Ok(result) = &result {
-        finish(output, result);
+        super::finish(output, result);
     }
     // The outcome is decided and shown; nothing changes any more, so the next deploy may start
     // while queued notifications and events finish and are recorded (appends lock themselves).
     drop(guard);
-    await_deliveries(&notify, &signals, output);
+    super::await_deliveries(&notify, &signals, output);
     Ok(result?.exit_code)
 }
 
@@ -139,63 +139,6 @@ fn dry_run(
         output.warn(preflight::warning(m));
     }
     Ok(exit_code::SUCCESS)
-}
-
-/// After a deploy or rollback (its lock released): waits for queued notifications and events
-/// to be delivered and recorded. A signal now (Ctrl-C, the CI runner cancelling) ends the
-/// wait: what is still being delivered is recorded as not delivered, so nothing is lost to the
-/// SIGKILL that follows.
-pub fn await_deliveries(
-    notify: &crate::notify::queue::Queue,
-    signals: &crate::pipeline::signals::Signals,
-    output: &Output,
-) {
-    signals.run_over();
-    let before = signals.received();
-    // After a second signal the runner's SIGKILL is seconds away: record at once what is
-    // still being delivered as not delivered.
-    let abandoned = signals.state().abandoned();
-    for w in notify.finish_or_abandon(
-        |waiting| output.info(waiting),
-        || abandoned || signals.received() > before,
-    ) {
-        output.warn(w);
-    }
-}
-
-/// Prints the result and writes the GitHub step summary and outputs.
-pub fn finish(output: &Output, result: &crate::report::result::RunResult) {
-    match output.format {
-        Format::Human => {
-            if !output.quiet || result.exit_code != 0 {
-                crate::say_part!("{}", crate::redact::redact(&result.render_human()));
-            } else {
-                crate::say!("{}", crate::redact::redact(&result.verdict()));
-            }
-        }
-        _ => output.json(&serde_json::to_value(result).unwrap_or_default()),
-    }
-    if output.github {
-        if let Err(e) = github::append_env_file("GITHUB_STEP_SUMMARY", &result.render_markdown()) {
-            output.warn(format!("cannot write GITHUB_STEP_SUMMARY: {e}"));
-        }
-        let previous = {
-            let mut vs: Vec<&String> = result.previous_versions.values().collect();
-            vs.sort();
-            vs.dedup();
-            vs.into_iter().cloned().collect::<Vec<_>>().join(",")
-        };
-        let pairs = [
-            ("version", result.version.clone()),
-            ("previous_version", previous),
-            ("status", result.status.clone()),
-            ("deploy_id", result.deploy_id.clone()),
-            ("exit_code", result.exit_code.to_string()),
-        ];
-        if let Err(e) = github::write_outputs(&pairs) {
-            output.warn(format!("cannot write GITHUB_OUTPUT: {e}"));
-        }
-    }
 }
 
 /// The stages to run: all, or the named ones in pipeline order.

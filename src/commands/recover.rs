@@ -174,9 +174,9 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs, output: &Output) -> Result<i
             ctx,
         );
     }
-    super::deploy::finish(output, &result);
+    super::finish(output, &result);
     drop(guard);
-    super::deploy::await_deliveries(&notify, &signals, output);
+    super::await_deliveries(&notify, &signals, output);
     Ok(result.exit_code)
 }
 

@@ -125,10 +125,10 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
             ctx,
         );
     }
-    super::deploy::finish(output, &result);
+    super::finish(output, &result);
     // Nothing changes any more: free the lock before waiting for slow deliveries.
     drop(guard);
-    super::deploy::await_deliveries(&notify, &signals, output);
+    super::await_deliveries(&notify, &signals, output);
     Ok(result.exit_code)
 }
 
