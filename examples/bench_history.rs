@@ -19,8 +19,8 @@
 //! | `history --status failed --format jsonl`  | 128 ms          | 4.2 MB   | `jq -c 'select(.status=="failed")'`: 8.65 s (68× slower) |
 //! | `history --stats`                         | 0.70 s (2 threads, 1.27 s CPU) | 14.2 MB |                      |
 //! | `history verify` (both chains)            | 1.43 s          | 3.8 MB   |                                    |
-//! | `status` (status.json present)            | 283 ms          | 11.6 MB  | scans deploy lines for interrupted deploys |
-//! | `status` (status.json missing: rebuild)   | 1.73 s, once    | 11.7 MB  | the rebuilt file is kept           |
+//! | `status` (status.json present)            | 0.28–0.37 s     | 15.1 MB  | scans deploy lines for interrupted deploys |
+//! | `status` (status.json missing: rebuild)   | 1.94 s, once    | 15.8 MB  | the rebuilt file is kept           |
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -605,7 +605,19 @@ impl Ledger {
         let rebuilt = !seen.is_empty() || !self.dir.join(STATUS_FILE).exists();
         warnings.extend(seen);
         if rebuilt && self.dir.is_dir() && status != StatusFile::default() {
-            let _ = self.write_status(|ledger| ledger.rebuild_status());
+            // Under the lock: the state just rebuilt, plus whatever was appended since.
+            let _ = self.write_status(|ledger| {
+                let mut s = status.clone();
+                match ledger.state_records_since(&s.last_record)? {
+                    Some(newer) => {
+                        for r in &newer {
+                            status::apply(&mut s, r);
+                        }
+                        Ok(s)
+                    }
+                    None => ledger.rebuild_status(),
+                }
+            });
         }
         Ok(status)
     }
