@@ -491,3 +491,28 @@ fn a_batched_fly_rollback_that_fails_in_one_region_marks_only_that_region() {
         .collect();
     assert!(!unquoted.contains("lhr"), "lhr is named: {message}");
 }
+
+/// Was: `flyctl machines list --json` printing `[]` made every region look empty although
+/// history said what ran there: the deploy went ahead with no rollback target, and a tripped
+/// gate ended in exit 3.
+#[test]
+fn an_empty_machines_list_falls_back_to_history_for_the_rollback_target() {
+    let (mut p, _server, failing) = fly_project();
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.run(&["rollback", "--yes"]).expect(code::SUCCESS);
+    assert_eq!(version_in(&p, "lhr"), "v1");
+    // The reads before the next deploy's first change get `[]`.
+    fakes::knob(p.path(), "empty-machines-list", &ALL.len().to_string());
+    failing.lock().unwrap().insert("lhr".to_string());
+    p.env("SHIPGATE_VERSION", "v2");
+    let run = p.run(&["deploy"]).expect(code::FAILED);
+    assert!(
+        run.stderr
+            .contains("lhr: the platform reports nothing deployed, but history says it runs v1"),
+        "{}",
+        run.stderr
+    );
+    for r in ALL {
+        assert_eq!(version_in(&p, r), "v1", "{r}\n{}", run.stderr);
+    }
+}
