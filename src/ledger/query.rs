@@ -23,6 +23,8 @@ pub const OUTCOMES: &[&str] = &[
     "rollback_failed",
     "cancelling",
     "cancelled",
+    "deploying",
+    "resolved",
     "pass",
     "fail",
     "tripped",
