@@ -199,6 +199,15 @@ fn githubs_cancel_ladder_leaves_a_cancelled_record_and_recover_finishes_the_job(
     let rb = p.kind("rollback").pop().unwrap();
     assert_eq!(rb["recover"], true);
     p.run(&["status", "--check"]).expect(code::SUCCESS);
+    // A second recover finds nothing left to do.
+    let again = p
+        .run(&["recover", "--latest", "--yes"])
+        .expect(code::SUCCESS);
+    assert!(
+        again.stderr.contains("nothing to recover"),
+        "{}",
+        again.stderr
+    );
     let after = status_json(&p);
     assert_eq!(after["attention"], serde_json::json!([]), "{after}");
 }

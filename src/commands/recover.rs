@@ -66,6 +66,26 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs, output: &Output) -> Result<i
         ));
         return Ok(exit_code::SUCCESS);
     }
+    // A final deploy (cancelled, rollback_failed) whose regions were settled since — by an
+    // earlier `recover`, a rollback, a later deploy — has nothing left to do.
+    let recorded = ledger.status(&mut Vec::new())?;
+    let settled = |r: &String| {
+        recorded
+            .regions
+            .get(r)
+            .is_some_and(|s| !s.needs_human() && s.may_run.is_none() && s.deploy_id != id)
+            || recorded.regions.get(r).is_some_and(|s| {
+                matches!(s.status, RegionState::RolledBack | RegionState::Resolved)
+                    && s.may_run.is_none()
+            })
+    };
+    if found.record.status.is_final() && found.changed.iter().all(settled) {
+        output.info(format!(
+            "nothing to recover: the regions deploy {id} ({}) changed were settled since",
+            found.record.status
+        ));
+        return Ok(exit_code::SUCCESS);
+    }
     let adapter = crate::adapters::build(&config)?;
     super::refuse_missing_programs(
         &config,
