@@ -62,36 +62,97 @@ impl Redactor {
         out
     }
 
-    /// Redacts every string (and object key) inside a JSON value.
+    /// Redacts a JSON value field by field: values only, never structure. Object keys are
+    /// never changed, nor the values of [`STRUCTURAL`] fields (ids, hashes, timestamps, enums,
+    /// names and versions the ledger folds): a secret that happens to equal `prev`, `success`
+    /// or a region name must not rewrite a record into one that no longer parses or chains.
+    /// Every other string (messages, reasons, errors, details, argv, stderr tails, metadata
+    /// values) is redacted wherever it sits.
     pub fn redact_json(&self, value: &mut serde_json::Value) {
-        use serde_json::Value;
-        if self.secrets.is_empty() {
-            return;
+        if !self.secrets.is_empty() {
+            self.redact_value(value);
         }
+    }
+
+    fn redact_value(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
         match value {
-            Value::String(s) => {
-                let r = self.redact(s);
-                if r != *s {
-                    *s = r;
-                }
+            Value::String(s)
+                if self
+                    .secrets
+                    .iter()
+                    .any(|secret| s.contains(secret.as_str())) =>
+            {
+                *s = self.redact(s);
             }
-            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_value(v)),
             Value::Object(map) => {
-                let needs_key_change = map.keys().any(|k| self.redact(k) != *k);
-                if needs_key_change {
-                    let old = std::mem::take(map);
-                    for (k, mut v) in old {
-                        self.redact_json(&mut v);
-                        map.insert(self.redact(&k), v);
+                for (k, v) in map.iter_mut() {
+                    // An object under a structural name is a record of its own (or a map keyed
+                    // by region: a region may be called `prev`), so its fields are judged anew.
+                    if v.is_object() || !STRUCTURAL.contains(&k.as_str()) {
+                        self.redact_value(v);
                     }
-                } else {
-                    map.values_mut().for_each(|v| self.redact_json(v));
                 }
             }
             _ => {}
         }
     }
 }
+
+/// Fields whose values are the records' structure, never free text: the envelope, ids, hashes,
+/// timestamps, enum values, and the names and versions `status.json` is folded from (strings
+/// and lists of them; an object under such a name has its own fields judged). A secret is never one of these; masking one that equals such a
+/// value would only break the ledger.
+pub const STRUCTURAL: &[&str] = &[
+    // The ledger envelope.
+    "schema",
+    "id",
+    "ts",
+    "prev",
+    // Enums and ids.
+    "kind",
+    "status",
+    "priority",
+    "severity",
+    "result",
+    "position",
+    "trigger",
+    "outcome",
+    "deploy_id",
+    "event_id",
+    "last_record",
+    // Times.
+    "start_time",
+    "end_time",
+    "updated_at",
+    "deployed_at",
+    "started_at",
+    "time",
+    // Names and versions the state is folded from.
+    "app",
+    "stage",
+    "stages",
+    "region",
+    "regions",
+    "gate",
+    "version",
+    "versions",
+    "previous_version",
+    "previous_versions",
+    "from_version",
+    "to_version",
+    "target",
+    "may_run",
+    "mixed_regions",
+    "failed_regions",
+    // CloudEvents attributes.
+    "specversion",
+    "type",
+    "source",
+    "subject",
+    "datacontenttype",
+];
 
 fn global_cell() -> &'static RwLock<Redactor> {
     static GLOBAL: OnceLock<RwLock<Redactor>> = OnceLock::new();
@@ -171,11 +232,22 @@ mod tests {
     }
 
     #[test]
-    fn masks_json_keys_and_values() {
+    fn masks_free_text_values_and_never_keys_or_structural_fields() {
         let mut r = Redactor::default();
         r.add("s3cr3t");
-        let mut v = serde_json::json!({"a": ["x s3cr3t"], "s3cr3t": 1});
+        r.add("success");
+        r.add("prev");
+        let mut v = serde_json::json!({
+            "a": ["x s3cr3t"], "s3cr3t": 1, "prev": "abc", "status": "success",
+            "message": "deploy success", "regions_detail": {"prev": {"error": "s3cr3t", "status": "success"}},
+        });
         r.redact_json(&mut v);
-        assert_eq!(v, serde_json::json!({"a": ["x ***"], "***": 1}));
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "a": ["x ***"], "s3cr3t": 1, "prev": "abc", "status": "success",
+                "message": "deploy ***", "regions_detail": {"prev": {"error": "***", "status": "success"}},
+            })
+        );
     }
 }
