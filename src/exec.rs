@@ -1,7 +1,9 @@
 //! Running one child process (SPEC §3 "Child processes"): argv only (never a shell), a null
 //! stdin, its own process group, `SHIPGATE_*` env additions, stdout and stderr drained on their
 //! own threads and streamed to the log with the tail kept for errors, bounded by a timeout:
-//! TERM to the whole group, a grace period, then KILL.
+//! TERM to the whole group, a grace period, then KILL. A command's children die with it: when
+//! it exits, anything left in its group gets the same TERM, grace, KILL (without making the
+//! caller wait), and whatever is still left at shipgate's exit gets the KILL then.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -31,11 +33,59 @@ pub fn hurry_all() {
     HURRIED.store(true, Ordering::SeqCst);
 }
 
-/// KILLs the process group of every child still running (the last act before exiting).
+/// The groups of commands that exited (or were stopped) with processes still in them, and when
+/// their grace ends: they get their KILL then, or at shipgate's exit.
+static LINGERING: std::sync::Mutex<Vec<(libc::pid_t, Instant)>> = std::sync::Mutex::new(Vec::new());
+
+/// KILLs the process group of every child still running, and of every command that exited
+/// leaving processes behind (the last act before exiting on an abandoned run).
 pub fn kill_all() {
+    for (pgid, _) in LINGERING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+    {
+        signal_group(pgid, libc::SIGKILL);
+    }
     for pgid in LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         signal_group(*pgid, libc::SIGKILL);
     }
+}
+
+/// Before shipgate exits: what is left in the groups of commands that exited (TERMed already)
+/// gets the rest of its grace to go, then KILL, so nothing shipgate started outlives it.
+pub fn kill_lingering() {
+    let lingering: Vec<_> = LINGERING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .collect();
+    for (pgid, deadline) in lingering {
+        while group_alive(pgid) && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+/// The group's leader has exited but processes are left in it: they get KILL once `left` has
+/// passed (their TERM was sent already), or at shipgate's exit if that comes first.
+fn kill_after(pgid: libc::pid_t, left: Duration) {
+    let deadline = Instant::now() + left;
+    LINGERING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((pgid, deadline));
+    std::thread::spawn(move || {
+        std::thread::sleep(left);
+        let mut lingering = LINGERING.lock().unwrap_or_else(|e| e.into_inner());
+        // Still ours only while listed: `kill_all` or `kill_lingering` may have taken it (and
+        // the id may have been reused since).
+        if let Some(at) = lingering.iter().position(|(g, _)| *g == pgid) {
+            lingering.remove(at);
+            signal_group(pgid, libc::SIGKILL);
+        }
+    });
 }
 
 fn grace() -> Duration {
@@ -287,11 +337,7 @@ pub fn run(
                     // that ignore TERM still get the KILL when the grace ends, without making
                     // the caller wait for it.
                     if !killed && group_alive(pgid) {
-                        let left = grace().saturating_sub(now - stopped_at);
-                        std::thread::spawn(move || {
-                            std::thread::sleep(left);
-                            signal_group(pgid, libc::SIGKILL);
-                        });
+                        kill_after(pgid, grace().saturating_sub(now - stopped_at));
                     }
                     break;
                 }
@@ -315,6 +361,9 @@ pub fn run(
         Some(s) => s,
         None => (child.wait()?, Instant::now()),
     };
+    if stop.is_none() {
+        end_leftovers(spec, pgid, open_pipes > 0);
+    }
     let elapsed = start.elapsed();
     let output = collected.finish(st, elapsed);
     match stop {
@@ -469,6 +518,30 @@ fn stopped_error(spec: &CommandSpec, why: Stop, out: &CommandOutput) -> Error {
         err = err.with_detail(format!("── stderr ──\n{tail}\n────────────"));
     }
     err
+}
+
+/// The command exited by itself: whatever it left in its process group (a `sleep 3600 &` holding
+/// stdout) gets TERM now and KILL after the grace, so nothing it started outlives it. Pipes
+/// still held with the group gone mean a process that left the group (`setsid`): shipgate
+/// cannot reach it and says so.
+fn end_leftovers(spec: &CommandSpec, pgid: libc::pid_t, pipes_held: bool) {
+    if group_alive(pgid) {
+        signal_group(pgid, libc::SIGTERM);
+        kill_after(pgid, grace());
+    } else if pipes_held {
+        let line = format!(
+            "`{}` exited, but a process it started outside its process group (setsid?) still \
+             holds its output; shipgate cannot stop it",
+            crate::redact::redact(&spec.display())
+        );
+        crate::say!("warning: {line}");
+        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+            crate::report::github::command(&format!(
+                "::warning::{}",
+                crate::output::github_escape(&line)
+            ));
+        }
+    }
 }
 
 /// Sends `signal` to every process in the group. ESRCH (nothing left) is fine.
@@ -823,7 +896,7 @@ mod tests {
     }
 
     #[test]
-    fn a_grandchild_holding_the_pipes_does_not_keep_us_waiting() {
+    fn a_grandchild_holding_the_pipes_does_not_keep_us_waiting_and_dies_with_the_command() {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("pid");
         let spec = sh(
@@ -843,9 +916,35 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
+        assert!(
+            wait_gone(pid, Duration::from_secs(3)),
+            "the grandchild outlived its command"
+        );
+    }
+
+    #[test]
+    fn a_grandchild_ignoring_term_gets_the_kill_at_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        // The grandchild ignores TERM and closes our pipes, so nothing but the group remembers it.
+        let spec = sh(
+            &format!(
+                "(trap '' TERM; exec sleep 100) >/dev/null 2>&1 & echo $! > {}; exit 0",
+                pidfile.display()
+            ),
+            Duration::from_secs(30),
+        );
+        run(&spec, &Cancel::new(), None).unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!gone(pid), "TERM is ignored: it waits for its KILL");
+        let t = Instant::now();
+        kill_lingering();
+        assert!(t.elapsed() <= KILL_GRACE + Duration::from_secs(1));
+        assert!(wait_gone(pid, Duration::from_secs(2)), "KILL at exit");
     }
 
     #[test]

@@ -76,5 +76,8 @@ fn main() {
             err.exit_code()
         }
     };
+    // Nothing a command started may outlive shipgate: what is left of the groups of commands
+    // that exited (TERMed already, still in their grace) gets the KILL now.
+    shipgate::exec::kill_lingering();
     std::process::exit(code);
 }
