@@ -682,31 +682,29 @@ fn verify_reports_unparsable_lines_and_missing_fields() {
 }
 
 #[test]
-fn a_torn_final_line_is_skipped_reported_and_never_swallows_the_next_append() {
+fn a_torn_final_line_is_skipped_reported_and_moved_aside_by_the_next_append() {
     let p = fixture_project();
     let path = p.state_dir().join("history.jsonl");
+    let torn = b"{\"schema\":1,\"id\":\"01J9TORN\",\"ts\":\"2026-01-14T0";
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
         .unwrap();
-    std::io::Write::write_all(
-        &mut f,
-        b"{\"schema\":1,\"id\":\"01J9TORN\",\"ts\":\"2026-01-14T0",
-    )
-    .unwrap();
+    std::io::Write::write_all(&mut f, torn).unwrap();
     drop(f);
     // Readers skip it with a warning.
     let r = run(&p, &["history", "--last", "1", "--format", "jsonl"]).expect(code::SUCCESS);
     assert_eq!(kinds_and_status(&r), vec!["deploy:d4:started"]);
     assert!(r.stderr.contains("torn final line"), "{}", r.stderr);
-    // Verify reports the tear.
+    // Verify reports the tear (and changes nothing).
     let r = run(&p, &["history", "verify"]).expect(code::FAILED);
     assert!(
         r.stderr.contains("history.jsonl line 18: torn final line"),
         "{}",
         r.stderr
     );
-    // The next append lands on its own line, chained to the torn bytes as they are.
+    let before = std::fs::read_to_string(&path).unwrap();
+    // The next append moves the torn bytes aside and chains to the last whole line.
     let ledger = Ledger::open(&p.state_dir()).unwrap();
     ledger
         .append_history(&HistoryRecord::Deploy(DeployRecord {
@@ -717,18 +715,26 @@ fn a_torn_final_line_is_skipped_reported_and_never_swallows_the_next_append() {
         .unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 19);
-    assert!(lines[17].starts_with("{\"schema\":1,\"id\":\"01J9TORN\""));
-    let last: Value = serde_json::from_str(lines[18]).unwrap();
+    assert_eq!(lines.len(), 18);
+    assert!(before.starts_with(&lines[..17].join("\n")));
+    let last: Value = serde_json::from_str(lines[17]).unwrap();
     assert_eq!(last["deploy_id"], "d5");
-    assert_eq!(last["prev"], hash_line(lines[17].as_bytes()));
-    // Verify still reports the (now complete but unparsable) torn line, and only it.
-    let r = run(&p, &["history", "verify", "--format", "json"]).expect(code::FAILED);
-    let v = r.json();
-    let problems = v["files"]["history.jsonl"]["problems"].as_array().unwrap();
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    assert_eq!(problems[0]["line"], 18);
-    // Readers skip it in the middle too.
+    assert_eq!(last["prev"], hash_line(lines[16].as_bytes()));
+    let aside: Vec<_> = std::fs::read_dir(p.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("history.jsonl.torn-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), torn);
+    // Verify passes and says what was repaired.
+    let r = run(&p, &["history", "verify"]).expect(code::SUCCESS);
+    assert!(r.stderr.contains("repaired"), "{}", r.stderr);
     let r = run(&p, &["history", "--last", "2", "--format", "jsonl"]).expect(code::SUCCESS);
     assert_eq!(
         kinds_and_status(&r),

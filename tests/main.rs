@@ -13,6 +13,7 @@ mod gates;
 mod git_store;
 mod history;
 mod kubernetes;
+mod ledger_faults;
 mod notify;
 mod one_truth;
 mod preflight;

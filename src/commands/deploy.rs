@@ -83,16 +83,21 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         dirty: resolved.dirty,
         reason: None,
     };
-    let result = deploy(&engine, &opts);
+    let mut result = deploy(&engine, &opts);
     reporter.finish();
-    if let Ok(result) = &result {
+    if let Ok(result) = &mut result {
+        super::fail_if_unrecorded(&ledger, result);
         super::finish(output, result);
     }
     // The outcome is decided and shown; nothing changes any more, so the next deploy may start
     // while queued notifications and events finish and are recorded (appends lock themselves).
     drop(guard);
     super::await_deliveries(&notify, &signals, output);
-    Ok(result?.exit_code)
+    Ok(super::exit_code_after_deliveries(
+        &ledger,
+        result?.exit_code,
+        output,
+    ))
 }
 
 /// `deploy --dry-run`: the plan, with the rollback targets read from the platform and history

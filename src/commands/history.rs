@@ -79,6 +79,14 @@ fn verify(ledger: &Ledger, output: &Output) -> Result<i32, Error> {
             "files": {HISTORY_FILE: history, AUDIT_FILE: audit},
         }));
     }
+    for (name, v) in files {
+        for aside in &v.repairs {
+            output.info(format!(
+                "{name}: a torn final line (a crash mid-append) was repaired earlier: its bytes \
+                 were moved to {aside}"
+            ));
+        }
+    }
     if ok {
         for (name, v) in files {
             output.info(format!("{name}: {} records, hash chain intact", v.lines));

@@ -44,8 +44,9 @@ pub fn load_config(global: &crate::cli::GlobalArgs) -> Result<Config, Error> {
     Ok(config)
 }
 
-/// Takes the deploy lock for `command`: exit 5 naming the holder, or the signal's exit code
-/// when interrupted while waiting (nothing was changed either way).
+/// Takes the deploy lock for `command` once the state directory is known to be writable (exit
+/// 2 otherwise): exit 5 naming the holder, or the signal's exit code when interrupted while
+/// waiting (nothing was changed either way).
 pub(crate) fn take_lock(
     ledger: &crate::ledger::Ledger,
     signals: &crate::pipeline::signals::Signals,
@@ -54,6 +55,8 @@ pub(crate) fn take_lock(
     command: &str,
     wait: Option<std::time::Duration>,
 ) -> Result<crate::ledger::lock::LockGuard, Error> {
+    // Nothing may change that cannot be recorded: exit 2 now, before the lock.
+    ledger.check_writable()?;
     let info = crate::ledger::lock::LockInfo {
         pid: std::process::id(),
         host: invocation.host.clone(),
@@ -216,6 +219,44 @@ pub fn await_deliveries(
         || abandoned || signals.received() > before,
     ) {
         output.warn(w);
+    }
+}
+
+/// A run that could not record everything it did never reports success: before its result is
+/// shown, a successful result whose run lost a record (an audit append of a notification, say)
+/// becomes exit 1, saying why.
+pub fn fail_if_unrecorded(
+    ledger: &crate::ledger::Ledger,
+    result: &mut crate::report::result::RunResult,
+) {
+    if result.exit_code != crate::exit_code::SUCCESS {
+        return;
+    }
+    if let Some(why) = ledger.cannot_record() {
+        result.exit_code = crate::exit_code::FAILED;
+        result.message = format!("{}; but a record was lost: {why}", result.message);
+        result
+            .warnings
+            .push(format!("a record is missing from the ledger: {why}"));
+    }
+}
+
+/// After the deliveries were recorded: a record lost only now (an audit append of the final
+/// notification) still turns a success into exit 1, with an error saying which.
+pub fn exit_code_after_deliveries(
+    ledger: &crate::ledger::Ledger,
+    code: i32,
+    output: &Output,
+) -> i32 {
+    match ledger.cannot_record() {
+        Some(why) if code == crate::exit_code::SUCCESS => {
+            let err = Error::failed(format!(
+                "the run succeeded, but a record of it could not be written: {why}"
+            ));
+            crate::say_part!("{}", crate::redact::redact(&err.render(output.color)));
+            crate::exit_code::FAILED
+        }
+        _ => code,
     }
 }
 

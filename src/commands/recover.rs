@@ -194,10 +194,15 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs, output: &Output) -> Result<i
             ctx,
         );
     }
+    super::fail_if_unrecorded(&ledger, &mut result);
     super::finish(output, &result);
     drop(guard);
     super::await_deliveries(&notify, &signals, output);
-    Ok(result.exit_code)
+    Ok(super::exit_code_after_deliveries(
+        &ledger,
+        result.exit_code,
+        output,
+    ))
 }
 
 /// The deploy `id` (or the latest), its newest record and the regions it changed. Reads

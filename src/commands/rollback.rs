@@ -105,7 +105,7 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
     );
     reporter.finish();
     let verdict = judge_rollback(&outcome, "rolled back", signals.state());
-    let result = rollback_result(&config, &rollback_id, &plan, &outcome, &verdict, started);
+    let mut result = rollback_result(&config, &rollback_id, &plan, &outcome, &verdict, started);
     let ctx = serde_json::json!({"regions": plan.regions(), "to_version": result.version, "reason": reason, "run_url": invocation.run_url});
     if outcome.succeeded() {
         engine.notify(
@@ -125,11 +125,16 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
             ctx,
         );
     }
+    super::fail_if_unrecorded(&ledger, &mut result);
     super::finish(output, &result);
     // Nothing changes any more: free the lock before waiting for slow deliveries.
     drop(guard);
     super::await_deliveries(&notify, &signals, output);
-    Ok(result.exit_code)
+    Ok(super::exit_code_after_deliveries(
+        &ledger,
+        result.exit_code,
+        output,
+    ))
 }
 
 /// Where each region goes. A region with nothing to do (it already runs its target, or no

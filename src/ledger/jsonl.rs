@@ -2,15 +2,18 @@
 //! chain check. Nothing here ever reads a whole file into memory.
 //!
 //! **Torn lines.** A crash can leave a final line without its newline. Readers skip it with a
-//! warning. The next append writes `\n` first, in the same single `write` as its record, so the
-//! torn bytes become a complete (unparsable) line of their own and never swallow the record. That
-//! record's `prev` chains to the torn bytes *as they are* (the SHA-256 of the previous line's
-//! bytes, whatever they hold), so `verify` reports the torn line and still verifies every line
-//! after it.
+//! warning, and `verify` reports it. The next append moves its bytes aside, to a sibling file
+//! named after the time (`history.jsonl.torn-<time>`), cuts the file back to its last complete
+//! line and chains to that; the ledger writes an audit record of the repair, and `verify`
+//! lists the files moved aside. A broken line *inside* the chain (an edit) is never repaired.
+//!
+//! **All or nothing.** An append that fails part-way (a full disk) cuts the file back to its
+//! length before the append, so a failed append leaves no trace.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
@@ -35,38 +38,152 @@ pub struct Appended {
     /// Something after the append went wrong (`status.json` could not be updated): the record
     /// stands, the caller says so.
     pub warning: Option<String>,
+    /// The file ended in a torn line (a crash mid-append); its bytes were moved to this sibling
+    /// file before the record was written. The caller records the repair in the audit trail.
+    pub repaired: Option<Repair>,
 }
 
-/// Appends one record: takes an exclusive `flock` on the file, finds the previous line by
-/// reading backwards from the end, writes the envelope (`schema`, `id`, `ts`, `prev`) and `body`
-/// redacted as one `write`, then fsyncs. The lock is released when the file is closed.
+/// A torn final line moved aside by an append.
+#[derive(Debug, Clone)]
+pub struct Repair {
+    /// The ledger file that ended in the torn line.
+    pub file: PathBuf,
+    /// Where its bytes are now.
+    pub aside: PathBuf,
+    pub bytes: u64,
+}
+
+/// Appends one record, all or nothing: takes an exclusive `flock` on the file, moves a torn
+/// final line aside ([`repair_torn_tail`]), finds the previous line by reading backwards from
+/// the end, writes the envelope (`schema`, `id`, `ts`, `prev`) and `body` redacted as one
+/// `write`, then fsyncs. When the write or the fsync fails (a full disk), the file is cut back
+/// to its length before the append: no partial line is ever left behind. The lock is released
+/// when the file is closed.
 pub fn append(path: &Path, body: serde_json::Value) -> Result<Appended, Error> {
     let existed = path.exists();
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)
-        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    let mut file = super::file::open(
+        path,
+        OpenOptions::new().create(true).append(true).read(true),
+    )?
+    .ok_or_else(|| Error::failed(format!("cannot create `{}`", path.display())))?;
     file.lock()
         .with_context(|| format!("cannot lock `{}`", path.display()))?;
+    let repaired = repair_torn_tail(&mut file, path)?;
     let (last, torn) = last_line(&mut file)
         .with_context(|| format!("cannot read the end of `{}`", path.display()))?;
     let prev = match &last {
         Some(line) => hash_line(line),
         None => GENESIS.to_string(),
     };
-    let (appended, buf) = encode_line(body, prev, torn)?;
+    let (mut appended, buf) = encode_line(body, prev, torn)?;
+    appended.repaired = repaired;
+    let before = file
+        .metadata()
+        .with_context(|| format!("cannot read the length of `{}`", path.display()))?
+        .len();
     // One write of the whole line (O_APPEND): concurrent readers never see half of it unless
-    // the machine dies mid-write, which leaves the torn line handled above.
-    file.write_all(&buf)
-        .with_context(|| format!("cannot append to `{}`", path.display()))?;
-    file.sync_all()
-        .with_context(|| format!("cannot fsync `{}`", path.display()))?;
+    // the machine dies mid-write, which leaves a torn line the next append repairs.
+    let written = file
+        .write_all(&buf)
+        .with_context(|| format!("cannot append to `{}`", path.display()))
+        .and_then(|()| {
+            file.sync_all()
+                .with_context(|| format!("cannot fsync `{}`", path.display()))
+        });
+    if let Err(e) = written {
+        // All or nothing: cut the partial line off again (shrinking needs no space).
+        let _ = file.set_len(before).and_then(|()| file.sync_all());
+        let hint = hint_for_write(&e);
+        return Err(e.with_hint(hint));
+    }
     if !existed {
         sync_dir(path.parent().unwrap_or(Path::new(".")));
     }
     Ok(appended)
+}
+
+fn hint_for_write(e: &Error) -> String {
+    if e.causes.iter().any(|c| c.contains("No space left")) {
+        "the disk holding the state directory is full: free space there".into()
+    } else {
+        "check the state directory's disk and permissions".into()
+    }
+}
+
+/// The name of the file a torn line of `path` is moved to: `<name>.torn-<UTC time>`.
+pub fn torn_aside_name(path: &Path) -> PathBuf {
+    let time = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    let name = path
+        .file_name()
+        .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!("{name}{TORN_INFIX}{time}"))
+}
+
+/// What sits between a ledger file's name and the time in the name of its moved-aside torn
+/// lines.
+pub const TORN_INFIX: &str = ".torn-";
+
+/// A torn final line (a crash mid-append: bytes after the last newline) is evidence, not a
+/// record: its bytes are copied to a sibling file named after the time (fsynced), then the file
+/// is cut back to its last complete line. Called under the file's lock; `None` when the file
+/// ends in a newline.
+fn repair_torn_tail(file: &mut File, path: &Path) -> Result<Option<Repair>, Error> {
+    let ctx = || format!("cannot repair the torn final line of `{}`", path.display());
+    let size = file.metadata().with_context(ctx)?.len();
+    if size == 0 {
+        return Ok(None);
+    }
+    let rev = RevLines::new(file.try_clone().with_context(ctx)?).with_context(ctx)?;
+    if !rev.torn_tail {
+        return Ok(None);
+    }
+    let mut rev = rev;
+    let start = match rev.next_line().with_context(ctx)? {
+        Some((offset, _)) => offset,
+        None => 0,
+    };
+    let mut torn = vec![0u8; (size - start) as usize];
+    file.seek(SeekFrom::Start(start)).with_context(ctx)?;
+    file.read_exact(&mut torn).with_context(ctx)?;
+    let aside = torn_aside_name(path);
+    let keep = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&aside)?;
+        f.write_all(&torn)?;
+        f.sync_all()
+    };
+    if let Err(e) = keep() {
+        let _ = std::fs::remove_file(&aside);
+        return Err(Error::failed(ctx()).caused_by(e));
+    }
+    file.set_len(start).with_context(ctx)?;
+    file.sync_all().with_context(ctx)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")));
+    Ok(Some(Repair {
+        file: path.to_path_buf(),
+        aside,
+        bytes: size - start,
+    }))
+}
+
+/// Torn lines moved aside from `path` by earlier appends, oldest first.
+pub fn earlier_repairs(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}{TORN_INFIX}", name.to_string_lossy());
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
 }
 
 /// The bytes one append writes: the envelope (`schema`, `id`, `ts`, `prev`) and `body`,
@@ -112,6 +229,7 @@ pub fn encode_line(
             id,
             ts,
             warning: None,
+            repaired: None,
         },
         buf,
     ))
@@ -330,20 +448,26 @@ pub struct Problem {
 pub struct Verified {
     pub lines: u64,
     pub problems: Vec<Problem>,
+    /// Torn final lines earlier appends moved aside (the files holding their bytes): evidence
+    /// of a crash, repaired, not a problem.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<String>,
 }
 
 /// Checks every line of a file: parsable JSON, the envelope and body fields present, and `prev`
 /// equal to the hash of the line before. Streams the file; a missing file verifies (empty).
 pub fn verify(path: &Path, kind: FileKind) -> Result<Verified, Error> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verified::default()),
-        Err(e) => {
-            return Err(Error::failed(format!("cannot open `{}`", path.display())).caused_by(e))
-        }
+    let mut out = Verified {
+        repairs: earlier_repairs(path)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        ..Default::default()
+    };
+    let Some(file) = super::file::open_read(path)? else {
+        return Ok(out);
     };
     let mut lines = Lines::new(file);
-    let mut out = Verified::default();
     let mut expected = GENESIS.to_string();
     while let Some((number, line, complete)) = lines
         .next_line()
@@ -352,8 +476,10 @@ pub fn verify(path: &Path, kind: FileKind) -> Result<Verified, Error> {
         let problem = if !complete {
             Some(format!(
                 "torn final line ({} bytes, no newline): a write was interrupted by a crash; \
-                 the next append starts on a new line and chains to these bytes",
-                line.len()
+                 the next append moves these bytes aside (to `{}.torn-<time>`) and chains to \
+                 the line before",
+                line.len(),
+                path.file_name().unwrap_or_default().to_string_lossy()
             ))
         } else {
             check_line(line, kind, &expected, number)

@@ -177,14 +177,17 @@ pub fn acquire_until(
     }
 }
 
+/// Opens (creating) the lock file, never through a symbolic link.
 fn open(path: &Path) -> Result<File, Error> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot open the lock file `{}`", path.display()))
+    super::file::open(
+        path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )?
+    .ok_or_else(|| Error::failed(format!("cannot create the lock file `{}`", path.display())))
 }
 
 fn still_at_path(file: &File, path: &Path) -> bool {
@@ -243,12 +246,8 @@ pub struct LockState {
 /// has no query); [`acquire`] tolerates that.
 pub fn state(dir: &Path) -> Result<LockState, Error> {
     let path = path(dir);
-    let mut file = match OpenOptions::new().read(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::default()),
-        Err(e) => {
-            return Err(Error::failed(format!("cannot open `{}`", path.display())).caused_by(e))
-        }
+    let Some(mut file) = super::file::open_read(&path)? else {
+        return Ok(LockState::default());
     };
     let held = match file.try_lock_shared() {
         Ok(()) => {
@@ -292,12 +291,9 @@ pub enum Released {
 /// unless `force`, which removes the lock file so the next deploy takes a fresh lock.
 pub fn release(dir: &Path, force: bool) -> Result<Released, Error> {
     let path = path(dir);
-    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Released::NotHeld),
-        Err(e) => {
-            return Err(Error::failed(format!("cannot open `{}`", path.display())).caused_by(e))
-        }
+    let Some(mut file) = super::file::open(&path, OpenOptions::new().read(true).write(true))?
+    else {
+        return Ok(Released::NotHeld);
     };
     match file.try_lock() {
         Ok(()) => {

@@ -10,6 +10,7 @@
 //! The store is a seam: with the git store, `[state].dir` is a cache of the branch that readers
 //! read as plain files; only appends, `status.json` writes and the lock differ.
 
+pub mod file;
 pub mod git;
 pub mod jsonl;
 pub mod lock;
@@ -18,9 +19,8 @@ pub mod records;
 pub mod stats;
 pub mod status;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::{Config, StoreKind};
@@ -48,35 +48,33 @@ enum Store {
 pub struct Ledger {
     dir: PathBuf,
     store: Store,
+    /// The first append of this run (any clone, any thread) that failed: from then on the run
+    /// cannot record what it does, so it must stop changing things ([`Ledger::cannot_record`]).
+    unrecorded: Arc<Mutex<Option<String>>>,
 }
 
+/// The files of the state directory, each of which must be a regular file when it exists.
+const STATE_FILES: &[&str] = &[HISTORY_FILE, AUDIT_FILE, STATUS_FILE, "lock", "status.lock"];
+
 impl Ledger {
-    /// Opens (creating when missing) the state directory of the file store.
+    /// Opens (creating when missing) the state directory of the file store. A directory that
+    /// cannot be created (its parent is a file, a read-only mount, no permission) is exit 2:
+    /// nothing has changed yet.
     pub fn open(dir: &Path) -> Result<Ledger, Error> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            let err = Error::failed(format!("cannot create state directory `{}`", dir.display()))
+            let err = Error::usage(format!("cannot create state directory `{}`", dir.display()))
                 .caused_by(&e);
             if dir.exists() && !dir.is_dir() {
-                // A configuration mistake, found before anything changed.
-                Error {
-                    code: crate::exit_code::USAGE,
-                    ..err
-                }
-                .with_hint(format!(
+                err.with_hint(format!(
                     "`{}` is a file: point --state-dir (SHIPGATE_STATE_DIR) or [state].dir at a \
                      directory",
                     dir.display()
                 ))
             } else {
-                err.with_hint(
-                    "check --state-dir (SHIPGATE_STATE_DIR) or [state].dir and its permissions",
-                )
+                err.with_hint(file::hint_for(&e))
             }
         })?;
-        Ok(Ledger {
-            dir: dir.to_path_buf(),
-            store: Store::File,
-        })
+        Ok(Ledger::reader(dir))
     }
 
     /// The file store in `dir` for reading: nothing is created (a reader must not create the
@@ -85,6 +83,7 @@ impl Ledger {
         Ledger {
             dir: dir.to_path_buf(),
             store: Store::File,
+            unrecorded: Default::default(),
         }
     }
 
@@ -100,6 +99,7 @@ impl Ledger {
                 Ok(Ledger {
                     dir: config.state.dir.clone(),
                     store: Store::Git(Arc::new(store)),
+                    unrecorded: Default::default(),
                 })
             }
         }
@@ -165,8 +165,11 @@ impl Ledger {
         }
     }
 
+    /// Appends one record to the store. A failure is remembered for the whole run
+    /// ([`Ledger::cannot_record`]) and returned. A torn final line the append moved aside is
+    /// recorded in the audit trail.
     fn append(&self, kind: FileKind, body: serde_json::Value) -> Result<Appended, Error> {
-        match &self.store {
+        let result = match &self.store {
             Store::File => jsonl::append(&self.path(kind), body),
             Store::Git(git) => {
                 let file = match kind {
@@ -175,7 +178,83 @@ impl Ledger {
                 };
                 git.append(&self.dir, file, body)
             }
+        };
+        match result {
+            Ok(appended) => {
+                if let Some(repair) = &appended.repaired {
+                    self.record_repair(repair);
+                }
+                Ok(appended)
+            }
+            Err(e) => {
+                let mut first = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+                if first.is_none() {
+                    *first = Some(e.to_string());
+                }
+                Err(e)
+            }
         }
+    }
+
+    /// Why this run can no longer record what it does (the first failed append), if it cannot.
+    pub fn cannot_record(&self) -> Option<String> {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The audit record of a torn line moved aside (best effort: a failure is remembered by
+    /// [`Ledger::append`] like any other).
+    fn record_repair(&self, repair: &jsonl::Repair) {
+        let name = repair
+            .file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let record = AuditRecord {
+            priority: "P2".into(),
+            title: format!("repaired a torn final line of {name}"),
+            message: format!(
+                "{name} ended in a torn line ({} bytes without a newline: a write interrupted by \
+                 a crash); its bytes were moved to {} and the file continues from the line \
+                 before",
+                repair.bytes,
+                repair.aside.display()
+            ),
+            context: serde_json::json!({
+                "file": repair.file.display().to_string(),
+                "moved_to": repair.aside.display().to_string(),
+                "bytes": repair.bytes,
+            }),
+            ..Default::default()
+        };
+        let _ = self.append_audit(&record);
+    }
+
+    /// Before the lock of a deploy, rollback or recover: every file of the state directory this
+    /// run writes can be written, so nothing is changed that cannot be recorded. Exit 2 with the
+    /// path and a hint: a file that is not a regular file (a link), an existing ledger file that
+    /// cannot be opened for appending (immutable, no permission), and a directory that takes no
+    /// new data (read-only, full). The git store checks its remote when it opens.
+    pub fn check_writable(&self) -> Result<(), Error> {
+        if !matches!(self.store, Store::File) {
+            return Ok(());
+        }
+        for name in STATE_FILES {
+            file::ensure_regular_or_missing(&self.dir.join(name))?;
+        }
+        for kind in [FileKind::History, FileKind::Audit] {
+            let path = self.path(kind);
+            if let Err(e) = file::open(&path, std::fs::OpenOptions::new().append(true)) {
+                // Known before anything changed, whatever the cause.
+                return Err(Error {
+                    code: crate::exit_code::USAGE,
+                    ..e
+                });
+            }
+        }
+        file::probe_dir(&self.dir)
     }
 
     /// Appends to `history.jsonl` (redacted, under an exclusive lock, one write, fsync), then
@@ -203,25 +282,19 @@ impl Ledger {
     /// not exist yet.
     pub fn rev_lines(&self, kind: FileKind) -> Result<Option<jsonl::RevLines>, Error> {
         let path = self.path(kind);
-        match File::open(&path) {
-            Ok(f) => {
+        match file::open_read(&path)? {
+            Some(f) => {
                 Ok(Some(jsonl::RevLines::new(f).with_context(|| {
                     format!("cannot read `{}`", path.display())
                 })?))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::failed(format!("cannot open `{}`", path.display())).caused_by(e)),
+            None => Ok(None),
         }
     }
 
     /// Raw lines of a file, oldest first, with a fixed-size buffer.
     pub fn lines(&self, kind: FileKind) -> Result<Option<jsonl::Lines>, Error> {
-        let path = self.path(kind);
-        match File::open(&path) {
-            Ok(f) => Ok(Some(jsonl::Lines::new(f))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::failed(format!("cannot open `{}`", path.display())).caused_by(e)),
-        }
+        Ok(file::open_read(&self.path(kind))?.map(jsonl::Lines::new))
     }
 
     /// History records, newest first, read lazily backwards from the end of the file. A torn
@@ -302,12 +375,8 @@ impl Ledger {
     /// `status.json` as written, without comparing it with history.
     fn read_status_file(&self) -> Result<StatusRead, Error> {
         let path = self.dir.join(STATUS_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StatusRead::Missing),
-            Err(e) => {
-                return Err(Error::failed(format!("cannot read `{}`", path.display())).caused_by(e))
-            }
+        let Some(bytes) = file::read(&path)? else {
+            return Ok(StatusRead::Missing);
         };
         Ok(match serde_json::from_slice::<serde_json::Value>(&bytes) {
             // shipgate always writes both; `{}` or `[]` would otherwise read as "nothing
@@ -429,12 +498,14 @@ impl Ledger {
         match &self.store {
             Store::File => {
                 let lock_path = self.dir.join("status.lock");
-                let lock = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
+                let lock = file::open(
+                    &lock_path,
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true),
+                )?
+                .ok_or_else(|| Error::failed(format!("cannot create `{}`", lock_path.display())))?;
                 lock.lock()
                     .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
                 let text = encode_status(&next(self)?)?;
@@ -456,9 +527,16 @@ impl Ledger {
         let tmp = self
             .dir
             .join(format!(".{STATUS_FILE}.{}.tmp", std::process::id()));
+        // A leftover of a killed run with the same pid (containers reuse pids) goes first.
+        let _ = std::fs::remove_file(&tmp);
         let write = || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = File::create(&tmp)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
             f.write_all(text)?;
             f.sync_all()?;
             std::fs::rename(&tmp, self.dir.join(STATUS_FILE))
@@ -780,7 +858,7 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_line_is_skipped_and_the_next_append_starts_a_new_line() {
+    fn a_torn_line_is_skipped_by_readers_and_moved_aside_by_the_next_append() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
         ledger.append_history(&deploy("d0", "started")).unwrap();
@@ -795,13 +873,24 @@ mod tests {
         assert_eq!((n, warnings.len()), (1, 1));
         ledger.append_history(&deploy("d1", "success")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<_> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[1], "{\"schema\":1,\"id\":\"torn");
-        let (h, _) = ledger.verify().unwrap();
-        assert_eq!(h.problems.len(), 1, "{:?}", h.problems);
-        assert_eq!(h.problems[0].line, 2);
-        assert!(h.problems[0].message.contains("unparsable"));
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains("torn"), "{text}");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with("history.jsonl.torn-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join(&aside[0])).unwrap(),
+            b"{\"schema\":1,\"id\":\"torn"
+        );
+        let (h, a) = ledger.verify().unwrap();
+        assert!(h.problems.is_empty(), "{:?}", h.problems);
+        assert_eq!(h.repairs.len(), 1, "{:?}", h.repairs);
+        assert!(a.problems.is_empty(), "{:?}", a.problems);
+        let audit = std::fs::read_to_string(ledger.path(FileKind::Audit)).unwrap();
+        assert!(audit.contains("torn"), "{audit}");
     }
 
     #[test]

@@ -59,8 +59,9 @@ fn apply_deploy(status: &mut StatusFile, d: &DeployRecord, ts: &str) {
         });
     }
     // A cancelled deploy says where each region it changed stands (written at once on the
-    // second signal, before anything else could be recorded).
-    if d.status != DeployStatus::Cancelled {
+    // second signal, before anything else could be recorded); so does a final record of a
+    // deploy whose other records could not all be written (a full disk).
+    if !d.status.is_final() || d.regions_detail.is_empty() {
         return;
     }
     let at = d.end_time.clone().unwrap_or_else(|| ts.to_string());
@@ -77,7 +78,11 @@ fn apply_deploy(status: &mut StatusFile, d: &DeployRecord, ts: &str) {
             }
             _ => {
                 entry.version = UNKNOWN_VERSION.into();
-                entry.status = RegionState::Cancelled;
+                entry.status = if d.status == DeployStatus::Cancelled {
+                    RegionState::Cancelled
+                } else {
+                    RegionState::RollbackFailed
+                };
                 entry.may_run = Some(d.version.clone());
             }
         }

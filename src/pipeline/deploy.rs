@@ -47,7 +47,7 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
     let mut run = DeployRun::new(engine, opts, regions, previous);
     run.start()?;
     for (i, stage) in opts.stages.iter().enumerate() {
-        if engine.signals.state().cancelled() {
+        if engine.signals.state().cancelled() || run.stopped_unrecorded() {
             break;
         }
         let go_on = run.stage(i, stage);
@@ -56,7 +56,7 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
         }
     }
     engine.reporter.end_group();
-    run.roll_back_if_cancelled();
+    run.roll_back_if_stopped();
     Ok(run.finish(started))
 }
 
@@ -293,8 +293,8 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 .map(|o| o.region.clone()),
         );
         let mut detail = self.stage_detail(&outcomes);
-        // Read once: a signal arriving later is handled after the stage loop.
-        let cancelled = engine.signals.state().cancelled();
+        // Read once: a signal (or a failed record) arriving later is handled after the loop.
+        let cancelled = engine.signals.state().cancelled() || self.stopped_unrecorded();
         let failed: Vec<&RegionOutcome> = outcomes.iter().filter(|o| !o.healthy()).collect();
         let mut status = StageStatus::Success;
         let mut go_on = true;
@@ -516,10 +516,28 @@ impl<'r, 'e> DeployRun<'r, 'e> {
         rb
     }
 
-    /// Cancelled: roll back what changed (unless the stage loop already did).
-    fn roll_back_if_cancelled(&mut self) {
+    /// Whether a record could not be written (any append of this run, history or audit):
+    /// then the deploy starts nothing new and rolls back what it changed. Remembered in the
+    /// facts for the verdict.
+    fn stopped_unrecorded(&mut self) -> bool {
+        if self.facts.unrecorded.is_none() {
+            self.facts.unrecorded = self.engine.ledger.cannot_record();
+            if let Some(why) = &self.facts.unrecorded {
+                self.engine.reporter.error(
+                    "cannot record",
+                    &format!("{why}; the deploy starts nothing new and rolls back what it changed"),
+                );
+            }
+        }
+        self.facts.unrecorded.is_some()
+    }
+
+    /// Cancelled, or stopped because records cannot be written: roll back what changed
+    /// (unless the stage loop already did).
+    fn roll_back_if_stopped(&mut self) {
         let engine = self.engine;
-        if !engine.signals.state().cancelled() {
+        let cancelled = engine.signals.state().cancelled();
+        if !cancelled && !self.stopped_unrecorded() {
             return;
         }
         let already: Vec<String> = self.facts.rollbacks.iter().flat_map(|r| r.ok()).collect();
@@ -530,15 +548,26 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             .filter(|r| !already.contains(r))
             .cloned()
             .collect();
+        let (what, reason) = if cancelled {
+            ("cancelled", "deploy cancelled by a signal".to_string())
+        } else {
+            (
+                "cannot record",
+                format!(
+                    "cannot record the deploy in history: {}",
+                    self.facts.unrecorded.as_deref().unwrap_or("")
+                ),
+            )
+        };
         engine.reporter.line(&format!(
-            "cancelled: rolling back {}",
+            "{what}: rolling back {}",
             if scope.is_empty() {
                 "nothing".to_string()
             } else {
                 scope.join(", ")
             }
         ));
-        let rb = self.roll_back(&scope, "deploy cancelled by a signal");
+        let rb = self.roll_back(&scope, &reason);
         for row in self
             .result
             .stages
@@ -592,10 +621,12 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             failed_regions: self.facts.failed_regions.clone(),
             ..self.base.clone()
         };
-        if verdict.status == DeployStatus::Cancelled {
+        // Records were lost (a full disk): the final record alone says where each region
+        // stands, so the fold of history is right without them.
+        let unrecorded = self.facts.unrecorded.is_some() || engine.ledger.cannot_record().is_some();
+        if verdict.status == DeployStatus::Cancelled || unrecorded {
             record.regions_detail = engine.progress.snapshot();
         }
-        // The outcome stands even when it cannot be recorded: say so loudly, keep the exit code.
         match engine.ledger.append_history(&HistoryRecord::Deploy(record)) {
             Ok(appended) => {
                 if let Some(w) = appended.warning {
@@ -603,19 +634,60 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                     self.result.warnings.push(w);
                 }
             }
-            Err(e) => {
-                engine.reporter.error(
-                    "history",
-                    &format!(
-                        "cannot write the deploy's final `{}` record: {e}",
-                        verdict.status
-                    ),
-                );
-                self.result
-                    .warnings
-                    .push(format!("the final record is missing from history: {e}"));
-            }
+            Err(e) => self.final_record_lost(verdict, &e),
         }
+    }
+
+    /// The final record cannot be written: history cannot tell what runs where, so this run
+    /// must. Exit 3 (a human must look), naming every region and what it runs.
+    fn final_record_lost(&mut self, verdict: &Verdict, e: &Error) {
+        let engine = self.engine;
+        let snapshot = engine.progress.snapshot();
+        let regions: Vec<String> = self
+            .regions
+            .iter()
+            .map(|r| match snapshot.get(r) {
+                None => format!(
+                    "{r}: unchanged, runs {}",
+                    self.previous
+                        .get(r)
+                        .map_or("what it ran before", String::as_str)
+                ),
+                Some(d) if d.position == Position::Back => format!(
+                    "{r}: rolled back, runs {}",
+                    d.target.as_deref().unwrap_or("its previous version")
+                ),
+                Some(d) => format!(
+                    "{r}: {} (may run {}; its target is {})",
+                    d.position,
+                    engine.version,
+                    d.target.as_deref().unwrap_or("unknown")
+                ),
+            })
+            .collect();
+        engine.reporter.error(
+            "cannot record",
+            &format!(
+                "cannot write the deploy's final `{}` record: {e}\nhistory does not say what \
+                 runs where; this does:\n{}",
+                verdict.status,
+                regions.join("\n")
+            ),
+        );
+        self.result
+            .warnings
+            .push(format!("the final record is missing from history: {e}"));
+        self.result.exit_code = crate::exit_code::ROLLBACK_FAILED;
+        self.result.status = DeployStatus::RollbackFailed.as_str().into();
+        self.result.message = format!(
+            "{}; cannot record it in history: a human must look at what runs where",
+            verdict.message
+        );
+        self.result.mixed_regions = snapshot
+            .iter()
+            .filter(|(_, d)| d.position != Position::Back)
+            .map(|(r, _)| r.clone())
+            .collect();
     }
 
     fn tell_people(&self, verdict: &Verdict) {

@@ -107,18 +107,23 @@ impl Engine<'_> {
         }
     }
 
-    /// Records a history line; a ledger failure is shown, never silently dropped.
-    pub fn record(&self, record: HistoryRecord) {
+    /// Records a history line; false (and shown) when it cannot be written. From then on
+    /// [`Ledger::cannot_record`] says so to the whole run: it starts nothing new.
+    pub fn record(&self, record: HistoryRecord) -> bool {
         match self.ledger.append_history(&record) {
             Ok(appended) => {
                 if let Some(w) = appended.warning {
                     self.reporter.warn(&w);
                 }
+                true
             }
-            Err(e) => self.reporter.warn(&format!(
-                "cannot write a {} record to history: {e}",
-                record.kind()
-            )),
+            Err(e) => {
+                self.reporter.warn(&format!(
+                    "cannot record a {} record in history: {e}",
+                    record.kind()
+                ));
+                false
+            }
         }
     }
 

@@ -37,6 +37,9 @@ pub struct DeployFacts {
     pub rollbacks: Vec<RollbackOutcome>,
     /// Why the deploy stopped before its last stage (a stage failed under a stopping policy).
     pub stopped_by: Option<String>,
+    /// A record could not be written (a full disk): the deploy stopped and rolled back what it
+    /// changed. Why, in the ledger's words.
+    pub unrecorded: Option<String>,
     pub allow_partial: bool,
 }
 
@@ -56,6 +59,10 @@ impl DeployFacts {
             .flat_map(|r| r.abandoned.iter().cloned())
             .collect()
     }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
 fn list(regions: &[String], none: &str) -> String {
@@ -121,11 +128,30 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
             status: DeployStatus::RollbackFailed,
             exit_code: exit_code::ROLLBACK_FAILED,
             message: format!(
-                "rollback failed in {} ({}): a human must look at what they run",
+                "{}rollback failed in {} ({}): a human must look at what they run",
+                f.unrecorded
+                    .as_deref()
+                    .map(|w| format!(
+                        "stopped: cannot record the deploy in history ({}); ",
+                        first_line(w)
+                    ))
+                    .unwrap_or_default(),
                 failed_names.join(", "),
                 why.join("; ")
             ),
             mixed: failed_names,
+        };
+    }
+    if let Some(why) = &f.unrecorded {
+        return Verdict {
+            status: DeployStatus::RolledBack,
+            exit_code: exit_code::FAILED,
+            message: format!(
+                "stopped: cannot record the deploy in history ({}); rolled back {}",
+                first_line(why),
+                list(&f.rolled_back(), "nothing (no region was changed)")
+            ),
+            mixed: Vec::new(),
         };
     }
     if let Some(reason) = &f.stopped_by {

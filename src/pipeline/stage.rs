@@ -272,11 +272,20 @@ impl<'r, 'e> StageRun<'r, 'e> {
         self.outcomes.into_values().collect()
     }
 
-    /// A signal stops new work and terminates this stage's commands.
+    /// A signal stops new work and terminates this stage's commands; a failed record stops new
+    /// work.
     fn follow_signal(&mut self) {
         if self.outer.is_cancelled() && !self.stop_new {
             self.stop_new = true;
             self.cancel.cancel();
+        }
+        // A record that could not be written stops new work too; what runs finishes, so it can
+        // be rolled back from a known state.
+        if !self.stop_new
+            && matches!(self.mode, Mode::Deploy)
+            && self.engine.ledger.cannot_record().is_some()
+        {
+            self.stop_new = true;
         }
     }
 
@@ -300,7 +309,14 @@ impl<'r, 'e> StageRun<'r, 'e> {
         if batches.is_empty() {
             return;
         }
-        self.record_started(&batches.concat());
+        // Nothing starts that cannot be recorded: once a record failed, the deploy stops here.
+        if self.engine.ledger.cannot_record().is_some() || !self.record_started(&batches.concat()) {
+            self.stop_new = true;
+            for batch in batches.into_iter().rev() {
+                self.pending.push_front(batch);
+            }
+            return;
+        }
         for batch in batches {
             for r in &batch {
                 let o = self.outcomes.get_mut(r).expect("a region of the stage");
@@ -335,14 +351,11 @@ impl<'r, 'e> StageRun<'r, 'e> {
         }
     }
 
-    fn record_started(&self, batch: &[String]) {
+    /// The `started` stage record of `batch`; false when it cannot be written (then the batch
+    /// must not start).
+    fn record_started(&self, batch: &[String]) -> bool {
         let engine = self.engine;
-        for r in batch {
-            engine
-                .progress
-                .changed(r, self.previous.get(r).map(String::as_str));
-        }
-        engine.record(HistoryRecord::Stage(StageRecord {
+        let recorded = engine.record(HistoryRecord::Stage(StageRecord {
             deploy_id: engine.deploy_id.clone(),
             stage: self.stage.name.clone(),
             version: engine.version.clone(),
@@ -364,6 +377,14 @@ impl<'r, 'e> StageRun<'r, 'e> {
                 .collect(),
             ..Default::default()
         }));
+        if recorded {
+            for r in batch {
+                engine
+                    .progress
+                    .changed(r, self.previous.get(r).map(String::as_str));
+            }
+        }
+        recorded
     }
 
     /// Starts every probe that is due.

@@ -98,6 +98,12 @@ severity = "P1"
 failures = 2
 "#;
 
+/// The `[app]`, `[target]` and `[defaults]` of [`THREE_STAGES`], for pipelines with stages of
+/// their own.
+pub fn exec_header() -> &'static str {
+    THREE_STAGES.split("[[stage]]").next().unwrap_or_default()
+}
+
 pub const REGIONS: &[&str] = &["lhr", "nrt", "ewr", "ord", "fra"];
 
 /// A project with the scripts, `config`, and every region of `REGIONS` at `v1`.
