@@ -95,14 +95,23 @@ impl Error {
         self.code
     }
 
-    /// Renders the error for a person, optionally with ANSI colour.
+    /// Renders the error for a person, optionally with colour (style markers: print it through
+    /// [`crate::say_part!`], which also neutralises the text quoted from elsewhere, such as a
+    /// platform's stderr tail).
     pub fn render(&self, color: bool) -> String {
-        let (red, yellow, bold, reset) = if color {
-            ("\x1b[1;31m", "\x1b[1;33m", "\x1b[1m", "\x1b[0m")
-        } else {
-            ("", "", "", "")
+        use crate::output::neutral::{styled, Style};
+        let style = |style: Style, s: &str| {
+            if color {
+                styled(style, s)
+            } else {
+                s.to_string()
+            }
         };
-        let mut out = format!("{red}error{reset}: {bold}{}{reset}\n", self.message);
+        let mut out = format!(
+            "{}: {}\n",
+            style(Style::Red, "error"),
+            style(Style::Bold, &self.message)
+        );
         if let Some(detail) = &self.detail {
             for line in detail.lines() {
                 out.push_str(&format!("  {line}\n"));
@@ -121,7 +130,7 @@ impl Error {
             }
         }
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("\n{yellow}hint{reset}: {hint}\n"));
+            out.push_str(&format!("\n{}: {hint}\n", style(Style::Yellow, "hint")));
         }
         out
     }

@@ -536,10 +536,7 @@ fn end_leftovers(spec: &CommandSpec, pgid: libc::pid_t, pipes_held: bool) {
         );
         crate::say!("warning: {line}");
         if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
-            crate::report::github::command(&format!(
-                "::warning::{}",
-                crate::output::github_escape(&line)
-            ));
+            crate::report::github::command("warning", &[], &line);
         }
     }
 }

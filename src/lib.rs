@@ -5,32 +5,36 @@
 //! ([`pipeline`], [`adapters`], [`gates`], [`exec`]) → ledger ([`ledger`]) → reports
 //! ([`report`], [`notify`], [`events`]).
 
-/// `eprintln!` that never panics. stderr may be a pipe whose reader died (`deploy 2>&1 | tee
+/// `eprintln!` that never panics, for text for people: it goes through the neutraliser
+/// ([`output::neutral::text`]), so text from elsewhere formatted into it cannot drive the
+/// terminal or the GitHub runner. stderr may be a pipe whose reader died (`deploy 2>&1 | tee
 /// log` after Ctrl-C, a dropped SSH session): the line is lost, but the deploy, its rollback and
 /// its records go on; `eprintln!` would panic half-way through.
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        let mut text = format!($($arg)*);
+        text.push('\n');
+        $crate::output::raw_stderr(&$crate::output::neutral::text(&text));
     }};
 }
 
-/// `eprint!` that never panics (see [`say!`]).
+/// `eprint!` that never panics, neutralised (see [`say!`]).
 #[macro_export]
 macro_rules! say_part {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr().lock(), $($arg)*);
+        $crate::output::raw_stderr(&$crate::output::neutral::text(&format!($($arg)*)));
     }};
 }
 
-/// `println!` that never panics (see [`say!`]): for data on stdout.
+/// `println!` that never panics, for data on stdout (JSON documents): neutralised as JSON
+/// ([`output::neutral::json`]), which leaves every value a program reads unchanged.
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stdout().lock(), "{}", $crate::output::neutral::json(&text));
     }};
 }
 

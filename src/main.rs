@@ -25,8 +25,9 @@ fn main() {
             // `--format json` promises one JSON document on stdout, also for a command line
             // clap refuses (help and --version are not errors and print as usual).
             if e.use_stderr() {
+                // The flag values clap quotes came from elsewhere: neutralised, like all text.
+                shipgate::say_part!("{}", shipgate::redact::redact(&e.to_string()));
                 if let Some(jsonl) = json_requested() {
-                    let _ = e.print();
                     let message = e.to_string();
                     let message = message
                         .lines()
@@ -48,8 +49,8 @@ fn main() {
                             serde_json::to_string_pretty(&doc).unwrap_or_default()
                         );
                     }
-                    std::process::exit(shipgate::exit_code::USAGE);
                 }
+                std::process::exit(shipgate::exit_code::USAGE);
             }
             e.exit()
         }
@@ -63,10 +64,7 @@ fn main() {
             output.json_error(&err);
             if output.github {
                 let message = shipgate::redact::redact(&err.to_string());
-                shipgate::report::github::command(&format!(
-                    "::error title=shipgate::{}",
-                    shipgate::output::github_escape(&message)
-                ));
+                shipgate::report::github::command("error", &[("title", "shipgate")], &message);
                 // Later workflow steps read the outcome even when shipgate stopped early.
                 let _ = shipgate::report::github::write_outputs(&[
                     ("status", "error".to_string()),

@@ -5,6 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::{ColorChoice, Format, GlobalArgs};
 
+pub mod neutral;
+
+/// Writes text to stderr as it is, never panicking: only for text neutralised already (what
+/// [`crate::say!`] prints) and shipgate's own workflow commands.
+pub fn raw_stderr(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// How progress is shown on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -110,13 +119,15 @@ impl Output {
     pub fn warn(&self, line: impl AsRef<str>) {
         let text = crate::redact::redact(line.as_ref());
         if self.color {
-            crate::say!("\x1b[1;33mwarning\x1b[0m: {text}");
+            crate::say!(
+                "{}: {text}",
+                neutral::styled(neutral::Style::Yellow, "warning")
+            );
         } else {
             crate::say!("warning: {text}");
         }
         if self.github {
-            // On stderr, like every workflow command (the runner reads both streams).
-            crate::say!("::warning::{}", github_escape(&text));
+            crate::report::github::command("warning", &[], &text);
         }
     }
 
@@ -152,20 +163,15 @@ impl Output {
         }));
     }
 
+    /// `s` in bold when colour is on (a style marker: printed through [`crate::say!`] or
+    /// [`neutral::text`], it becomes the escape sequence).
     pub fn bold(&self, s: &str) -> String {
         if self.color {
-            format!("\x1b[1m{s}\x1b[0m")
+            neutral::styled(neutral::Style::Bold, s)
         } else {
             s.to_string()
         }
     }
-}
-
-/// Escapes a GitHub Actions workflow-command message (`%`, CR, LF).
-pub fn github_escape(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
 }
 
 #[cfg(test)]

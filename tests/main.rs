@@ -16,6 +16,7 @@ mod kubernetes;
 mod ledger_faults;
 mod notify;
 mod one_truth;
+mod output_neutral;
 mod preflight;
 mod rollback;
 mod status;

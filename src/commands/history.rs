@@ -210,7 +210,8 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
             out.write_all(b"[")?;
         }
         if let Sink::Table { audit, .. } = sink {
-            writeln!(err, "{}", output.bold(&header(audit)))?;
+            let header = output.bold(&header(audit));
+            writeln!(err, "{}", crate::output::neutral::text(&header))?;
         }
         let Some(mut lines) = ledger.rev_lines(kind).map_err(std::io::Error::other)? else {
             return Ok(());
@@ -254,11 +255,20 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
                         out.write_all(if *first { b"\n" } else { b",\n" })?;
                         *first = false;
                     }
-                    if redactor.secrets().is_empty() {
-                        out.write_all(line)?;
+                    let text = String::from_utf8_lossy(line);
+                    let secret_inside = redactor
+                        .secrets()
+                        .iter()
+                        .any(|secret| text.contains(secret.as_str()));
+                    if secret_inside {
+                        // Values only, never structure (a secret may equal a key or an enum).
+                        let mut v: serde_json::Value =
+                            serde_json::from_str(&text).map_err(std::io::Error::other)?;
+                        redactor.redact_json(&mut v);
+                        let text = serde_json::to_string(&v).map_err(std::io::Error::other)?;
+                        out.write_all(crate::output::neutral::json(&text).as_bytes())?;
                     } else {
-                        let text = String::from_utf8_lossy(line);
-                        out.write_all(redactor.redact(&text).as_bytes())?;
+                        out.write_all(crate::output::neutral::json(&text).as_bytes())?;
                     }
                     if let Sink::Jsonl = sink {
                         out.write_all(b"\n")?;
@@ -271,7 +281,8 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
                     } else {
                         history_row(&facts)
                     };
-                    writeln!(err, "{}", redactor.redact(&row))?;
+                    let row = redactor.redact(&row);
+                    writeln!(err, "{}", crate::output::neutral::text(&row))?;
                 }
                 Sink::Stats(b) => b.add(offset, &facts),
             }
@@ -286,7 +297,11 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
             Sink::Stats(b) => {
                 let stats = b.finish(filter.since, chrono::Utc::now());
                 if output.format == Format::Human {
-                    write!(err, "{}", render_stats(&stats))?;
+                    write!(
+                        err,
+                        "{}",
+                        crate::output::neutral::text(&render_stats(&stats))
+                    )?;
                 } else {
                     serde_json::to_writer_pretty(&mut out, &stats)?;
                     out.write_all(b"\n")?;

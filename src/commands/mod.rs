@@ -38,7 +38,7 @@ pub fn load_config(global: &crate::cli::GlobalArgs) -> Result<Config, Error> {
     if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
         for secret in crate::redact::global().secrets() {
             // stderr: the runner reads workflow commands there too, and stdout stays data.
-            crate::say!("::add-mask::{secret}");
+            crate::report::github::add_mask(secret);
         }
     }
     Ok(config)

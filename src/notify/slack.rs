@@ -39,7 +39,7 @@ pub fn payload(app: &str, n: &Notification) -> Value {
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
     json!({
-        "text": super::truncate(&format!("[{}] {}: {}", n.priority.as_str(), n.title, n.message), SECTION_MAX),
+        "text": super::truncate(&format!("[{}] {}: {}", n.priority.as_str(), escape(&n.title), escape(&n.message)), SECTION_MAX),
         "blocks": blocks,
     })
 }
@@ -59,4 +59,32 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_fallback_escapes_like_the_blocks() {
+        let n = Notification {
+            priority: crate::config::Priority::P0,
+            title: "deploy failed: <!here>".into(),
+            message: "see <https://evil.example|the fix> & more".into(),
+            context: serde_json::json!({}),
+            deploy_id: None,
+        };
+        let p = payload("demo", &n);
+        let text = p["text"].as_str().unwrap();
+        assert_eq!(
+            text,
+            "[P0] deploy failed: &lt;!here&gt;: see &lt;https://evil.example|the fix&gt; &amp; more"
+        );
+        // Every mrkdwn text is escaped (the header is plain_text, which Slack never parses).
+        let section = p["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert_eq!(
+            section,
+            "see &lt;https://evil.example|the fix&gt; &amp; more"
+        );
+    }
 }

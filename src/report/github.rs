@@ -1,19 +1,85 @@
 //! GitHub Actions (SPEC §7): workflow commands, the step summary and step outputs.
+//!
+//! [`command`] is the one writer of workflow commands, escaping exactly as `@actions/core` does
+//! (`toCommandValue` + `escapeData` / `escapeProperty`); everything else shipgate prints goes
+//! through the neutraliser ([`crate::output::neutral`]), so no other line can be one.
 
 use std::io::Write;
 
-/// Prints a workflow command, on stderr: the runner reads workflow commands from both streams,
-/// and stdout stays for data (a `--format json` document must parse).
-pub fn command(line: &str) {
-    let line = crate::redact::redact(line);
-    crate::say!("{line}");
+use crate::output::neutral;
+
+/// Prints the workflow command `::name k=v,…::data`, on stderr (the runner reads workflow
+/// commands from both streams, and stdout stays for data). Data and property values are
+/// redacted, their control characters shown visibly (but CR and LF, which the escaping keeps),
+/// and escaped as the runner unescapes them.
+pub fn command(name: &str, properties: &[(&str, &str)], data: &str) {
+    let data = crate::redact::redact(data);
+    let data = visible(&data);
+    let properties: Vec<(&str, String)> = properties
+        .iter()
+        .map(|(k, v)| (*k, visible(&crate::redact::redact(v))))
+        .collect();
+    write_command(name, &properties, &data);
 }
 
-/// Escapes a workflow-command property value (`title=`), which also forbids `:` and `,`.
+/// Registers `secret` with the runner's masker. A multi-line secret is masked whole and line
+/// by line too: the runner masks within a line, so the lines of a PEM key printed one by one
+/// would otherwise show in clear.
+pub fn add_mask(secret: &str) {
+    write_command("add-mask", &[], secret);
+    if secret.contains(['\n', '\r']) {
+        for line in secret.split(['\n', '\r']).map(str::trim) {
+            if !line.is_empty() {
+                write_command("add-mask", &[], line);
+            }
+        }
+    }
+}
+
+fn write_command(name: &str, properties: &[(&str, String)], data: &str) {
+    let mut line = format!("::{name}");
+    for (i, (k, v)) in properties.iter().enumerate() {
+        line.push(if i == 0 { ' ' } else { ',' });
+        line.push_str(&format!("{k}={}", escape_property(v)));
+    }
+    line.push_str("::");
+    line.push_str(&escape_data(data));
+    line.push('\n');
+    crate::output::raw_stderr(&line);
+}
+
+/// Control characters visible (CR and LF excepted: [`escape_data`] escapes them) and no `##[`.
+fn visible(s: &str) -> String {
+    s.split('\n')
+        .map(|line| {
+            line.split('\r')
+                .map(|part| neutral::inline(part).into_owned())
+                .collect::<Vec<_>>()
+                .join("\r")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `@actions/core` `escapeData`: `%`, CR, LF.
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// `@actions/core` `escapeProperty`: also `:` and `,`, which end a property.
 pub fn escape_property(s: &str) -> String {
-    crate::output::github_escape(s)
-        .replace(':', "%3A")
-        .replace(',', "%2C")
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// One cell of a step-summary (Markdown) table: `|` would end the cell and a newline the row.
+pub fn summary_cell(s: &str) -> String {
+    s.split(['\n', '\r'])
+        .filter(|line| !line.is_empty())
+        .map(|line| neutral::inline_for(line, false).replace('|', "\\|"))
+        .collect::<Vec<_>>()
+        .join("<br>")
 }
 
 /// Appends to the file named by an environment variable (`GITHUB_STEP_SUMMARY`, `GITHUB_OUTPUT`).

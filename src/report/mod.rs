@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::output::{Output, ProgressMode};
+use crate::output::{neutral, Output, ProgressMode};
 use crate::redact::redact;
 
 /// What a region is doing, as shown on its progress line.
@@ -95,7 +95,7 @@ impl Reporter {
             ProgressMode::Quiet => {}
             ProgressMode::Bars => {
                 if let Some(m) = &self.multi {
-                    let _ = m.println(&text);
+                    let _ = m.println(neutral::text(&text));
                 }
             }
             ProgressMode::Lines => {
@@ -109,7 +109,7 @@ impl Reporter {
         let text = redact(text);
         match (&self.multi, self.output.progress) {
             (Some(m), _) => {
-                let _ = m.println(format!("warning: {text}"));
+                let _ = m.println(neutral::text(&format!("warning: {text}")));
             }
             (None, ProgressMode::Lines) => crate::say!(
                 "{} warning: {text}",
@@ -118,10 +118,7 @@ impl Reporter {
             (None, _) => crate::say!("warning: {text}"),
         }
         if self.output.github {
-            github::command(&format!(
-                "::warning::{}",
-                crate::output::github_escape(&text)
-            ));
+            github::command("warning", &[], &text);
         }
     }
 
@@ -131,29 +128,29 @@ impl Reporter {
         let text = text.strip_prefix("error: ").unwrap_or(&text).to_string();
         self.line(&format!("error: {title}: {text}"));
         if self.output.github {
-            github::command(&format!(
-                "::error title={}::{}",
-                github::escape_property(title),
-                crate::output::github_escape(&text)
-            ));
+            github::command("error", &[("title", title)], &text);
         }
     }
 
     pub fn stage_started(&self, index: usize, total: usize, name: &str, regions: &[String]) {
         if self.output.github {
             self.end_group();
-            github::command(&format!(
-                "::group::Stage {}/{}: {name} ({})",
-                index + 1,
-                total,
-                regions.join(", ")
-            ));
+            github::command(
+                "group",
+                &[],
+                &format!(
+                    "Stage {}/{}: {name} ({})",
+                    index + 1,
+                    total,
+                    regions.join(", ")
+                ),
+            );
             *self.group_open.lock().unwrap() = true;
         }
         let header = format!("stage {}/{total} {name}: {}", index + 1, regions.join(", "));
         match &self.multi {
             Some(m) => {
-                let _ = m.println(self.output.bold(&header));
+                let _ = m.println(neutral::text(&self.output.bold(&header)));
             }
             None => self.line(&header),
         }
@@ -165,7 +162,7 @@ impl Reporter {
     pub fn end_group(&self) {
         let mut open = self.group_open.lock().unwrap();
         if *open {
-            github::command("::endgroup::");
+            github::command("endgroup", &[], "");
             *open = false;
         }
     }
@@ -179,7 +176,7 @@ impl Reporter {
                 ProgressStyle::with_template("{spinner} {prefix:<8} {wide_msg} {elapsed:>4}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            bar.set_prefix(region.to_string());
+            bar.set_prefix(neutral::inline(region).into_owned());
             bar.enable_steady_tick(Duration::from_millis(120));
             bars.insert(region.to_string(), (bar, Instant::now()));
         }
@@ -199,7 +196,7 @@ impl Reporter {
             self.ensure_bar(region);
             let bars = self.bars.lock().unwrap();
             if let Some((bar, _)) = bars.get(region) {
-                bar.set_message(text.clone());
+                bar.set_message(neutral::inline(&text).into_owned());
                 if matches!(
                     phase,
                     Phase::Healthy

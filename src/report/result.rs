@@ -112,13 +112,18 @@ impl RunResult {
         s
     }
 
-    /// The Markdown table for `$GITHUB_STEP_SUMMARY`.
+    /// The Markdown table for `$GITHUB_STEP_SUMMARY`: every value from elsewhere is one cell
+    /// ([`github::summary_cell`]: a `|` or a newline cannot break the table).
     pub fn render_markdown(&self) -> String {
+        use crate::report::github::summary_cell as cell;
         let mut s = String::new();
         writeln!(
             s,
             "### shipgate {}: {} `{}` — {}",
-            self.command, self.app, self.version, self.status
+            self.command,
+            cell(&self.app),
+            cell(&self.version),
+            self.status
         )
         .ok();
         writeln!(s).ok();
@@ -133,10 +138,10 @@ impl RunResult {
                 writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} |",
-                    stage.name,
-                    r.region,
-                    r.previous_version.as_deref().unwrap_or("-"),
-                    r.version.as_deref().unwrap_or("?"),
+                    cell(&stage.name),
+                    cell(&r.region),
+                    cell(r.previous_version.as_deref().unwrap_or("-")),
+                    cell(r.version.as_deref().unwrap_or("?")),
                     r.status,
                     secs(r.duration_seconds)
                 )
@@ -147,9 +152,9 @@ impl RunResult {
         writeln!(
             s,
             "{} — exit {} — deploy `{}` — {}",
-            self.message.replace('|', "\\|"),
+            cell(&self.message),
             self.exit_code,
-            self.deploy_id,
+            cell(&self.deploy_id),
             secs(self.duration_seconds)
         )
         .ok();
