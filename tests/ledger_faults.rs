@@ -16,10 +16,8 @@ use crate::common::pipeline::{exec_header, exec_project};
 use crate::common::Project;
 
 fn is_root() -> bool {
-    extern "C" {
-        fn geteuid() -> u32;
-    }
-    unsafe { geteuid() == 0 }
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// A tmpfs mounted on a directory, unmounted when dropped.
@@ -397,4 +395,39 @@ fn a_grandchild_left_in_the_commands_process_group_dies_with_the_command() {
                 .contains(") Z ");
         assert!(!alive, "grandchild {pid} outlived its command");
     }
+}
+
+#[test]
+fn a_setsid_escapee_holding_the_output_is_named_in_a_warning() {
+    let mut p = exec_project(crate::common::pipeline::THREE_STAGES);
+    p.env("GITHUB_ACTIONS", "true");
+    // Only the canary's first region starts an escapee: it holds the deploy's stdout while
+    // outside the command's process group (and session), where no group signal reaches it.
+    p.script(
+        "deploy.sh",
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = lhr ]; then setsid sleep 30 & echo $! > \"$(dirname \"$0\")/state/escapee\"; fi\n{}",
+            crate::common::pipeline::DEPLOY.trim_start_matches("#!/bin/sh\n")
+        ),
+    );
+    let r = p.run(&["deploy"]);
+    let pid: i32 = p.read("state/escapee").trim().parse().unwrap();
+    // SAFETY: kill has no memory-safety preconditions; the escapee is ours to end.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let r = r.expect(code::SUCCESS);
+    let warning = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("warning:") && l.contains("outside its process group"))
+        .unwrap_or_else(|| panic!("no escapee warning: {}", r.stderr));
+    assert!(warning.contains("./deploy.sh lhr v2"), "{warning}");
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("::warning::") && l.contains("outside its process group")),
+        "{}",
+        r.stderr
+    );
 }
