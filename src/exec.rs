@@ -64,27 +64,42 @@ pub fn kill_lingering() {
         while group_alive(pgid) && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
-        signal_group(pgid, libc::SIGKILL);
+        if group_alive(pgid) {
+            signal_group(pgid, libc::SIGKILL);
+        }
     }
 }
 
 /// The group's leader has exited but processes are left in it: they get KILL once `left` has
-/// passed (their TERM was sent already), or at shipgate's exit if that comes first.
+/// passed (their TERM was sent already), or at shipgate's exit if that comes first. The group
+/// is watched while it waits: once it is empty it is forgotten, so its id, free again, can
+/// never bring a KILL to a later group that happens to get it (a new child's group is
+/// forgotten here too).
 fn kill_after(pgid: libc::pid_t, left: Duration) {
     let deadline = Instant::now() + left;
     LINGERING
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push((pgid, deadline));
-    std::thread::spawn(move || {
-        std::thread::sleep(left);
+    std::thread::spawn(move || loop {
+        let now = Instant::now();
         let mut lingering = LINGERING.lock().unwrap_or_else(|e| e.into_inner());
-        // Still ours only while listed: `kill_all` or `kill_lingering` may have taken it (and
-        // the id may have been reused since).
-        if let Some(at) = lingering.iter().position(|(g, _)| *g == pgid) {
+        // Still ours only while listed: `kill_all`, `kill_lingering` or a new child with this
+        // group id may have taken it.
+        let Some(at) = lingering.iter().position(|(g, _)| *g == pgid) else {
+            return;
+        };
+        if !group_alive(pgid) {
+            lingering.remove(at);
+            return;
+        }
+        if now >= deadline {
             lingering.remove(at);
             signal_group(pgid, libc::SIGKILL);
+            return;
         }
+        drop(lingering);
+        std::thread::sleep(POLL.max((deadline - now).min(Duration::from_millis(100))));
     });
 }
 
@@ -101,6 +116,11 @@ struct LiveGroup(libc::pid_t);
 
 impl LiveGroup {
     fn new(pgid: libc::pid_t) -> Self {
+        // A lingering group with this id is gone (its id was free to be reused): forget it.
+        LINGERING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(g, _)| *g != pgid);
         LIVE_GROUPS
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -205,27 +205,31 @@ fn a_disk_full_for_a_moment_rolls_the_deploy_back_and_exits_1() {
 }
 
 /// Was: an immutable `audit.jsonl` was known at the first notification, before any region
-/// changed, yet the deploy ran to the end, exited 0, and every audit record was lost.
+/// changed, yet the deploy ran to the end, exited 0, and every audit record was lost. An
+/// immutable `status.json` likewise only warned on every update.
 #[test]
-fn an_unwritable_audit_file_refuses_the_deploy_before_anything_changes() {
+fn an_unwritable_audit_or_status_file_refuses_the_deploy_before_anything_changes() {
     if !is_root() {
         eprintln!("skipped: chattr +i needs root (CI runs as root)");
         return;
     }
-    let p = exec_project(crate::common::pipeline::THREE_STAGES);
-    std::fs::create_dir_all(p.state_dir()).unwrap();
-    let audit = p.state_dir().join("audit.jsonl");
-    std::fs::write(&audit, "").unwrap();
-    if !chattr("+i", &audit) {
-        eprintln!("skipped: this filesystem has no immutable flag");
-        return;
+    for name in ["audit.jsonl", "status.json"] {
+        let p = exec_project(crate::common::pipeline::THREE_STAGES);
+        std::fs::create_dir_all(p.state_dir()).unwrap();
+        let file = p.state_dir().join(name);
+        std::fs::write(&file, if name == "status.json" { "{}" } else { "" }).unwrap();
+        if !chattr("+i", &file) {
+            eprintln!("skipped: this filesystem has no immutable flag");
+            return;
+        }
+        let run = p.run(&["deploy"]);
+        chattr("-i", &file);
+        p.skip_fold_check();
+        let run = run.expect(code::USAGE);
+        assert!(run.stderr.contains(name), "{}", run.stderr);
+        assert!(p.calls().is_empty(), "nothing was changed: {:?}", p.calls());
+        assert!(!p.state_dir().join("history.jsonl").exists());
     }
-    let run = p.run(&["deploy"]);
-    chattr("-i", &audit);
-    let run = run.expect(code::USAGE);
-    assert!(run.stderr.contains("audit.jsonl"), "{}", run.stderr);
-    assert!(p.calls().is_empty(), "nothing was changed: {:?}", p.calls());
-    assert!(!p.state_dir().join("history.jsonl").exists());
 }
 
 /// Was: a read-only, full or impossible state dir made a deploy exit 1, although nothing was

@@ -303,7 +303,10 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
                         crate::output::neutral::text(&render_stats(&stats))
                     )?;
                 } else {
-                    serde_json::to_writer_pretty(&mut out, &stats)?;
+                    let mut v = serde_json::to_value(&stats).map_err(std::io::Error::other)?;
+                    redactor.redact_json(&mut v);
+                    let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
+                    out.write_all(crate::output::neutral::json(&text).as_bytes())?;
                     out.write_all(b"\n")?;
                 }
             }

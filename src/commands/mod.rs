@@ -254,6 +254,18 @@ pub fn exit_code_after_deliveries(
                 "the run succeeded, but a record of it could not be written: {why}"
             ));
             crate::say_part!("{}", crate::redact::redact(&err.render(output.color)));
+            if output.github {
+                crate::report::github::command(
+                    "error",
+                    &[("title", "shipgate: a record was lost")],
+                    &err.to_string(),
+                );
+                // The last value of a step output wins: later steps read the real exit code.
+                let _ = crate::report::github::write_outputs(&[
+                    ("status", "error".to_string()),
+                    ("exit_code", crate::exit_code::FAILED.to_string()),
+                ]);
+            }
             crate::exit_code::FAILED
         }
         _ => code,

@@ -800,16 +800,24 @@ fn materialise(repo: &Repository, tree: Option<&Tree>, dir: &Path) -> Result<(),
         Error::failed(format!("cannot write the state cache `{}`", dir.display())).caused_by(e)
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::write(
-        dir.join(CACHE_MARKER),
-        b"the git store's cache of [state].branch\n",
-    )
-    .map_err(io)?;
+    // Never through a link or into a FIFO planted in the cache (the state dir holds regular
+    // files only).
+    let marker = dir.join(CACHE_MARKER);
+    let mut f = super::file::open(
+        &marker,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true),
+    )?
+    .ok_or_else(|| Error::failed(format!("cannot create `{}`", marker.display())))?;
+    std::io::Write::write_all(&mut f, b"the git store's cache of [state].branch\n").map_err(io)?;
     for name in FILES {
         let path = dir.join(name);
         match read_file(repo, tree, name)? {
             Some(bytes) => {
-                if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+                super::file::ensure_regular_or_missing(&path)?;
+                if super::file::read(&path).is_ok_and(|old| old.as_deref() == Some(&bytes[..])) {
                     continue;
                 }
                 let tmp = dir.join(format!(

@@ -2,7 +2,9 @@
 //! chain check. Nothing here ever reads a whole file into memory.
 //!
 //! **Torn lines.** A crash can leave a final line without its newline. Readers skip it with a
-//! warning, and `verify` reports it. The next append moves its bytes aside, to a sibling file
+//! warning, and `verify` reports it. A whole record that lost only its newline (it parses and
+//! chains) is kept: the next append writes the newline first. Otherwise the next append moves
+//! its bytes aside, to a sibling file
 //! named after the time (`history.jsonl.torn-<time>`), cuts the file back to its last complete
 //! line and chains to that; the ledger writes an audit record of the repair, and `verify`
 //! lists the files moved aside. A broken line *inside* the chain (an edit) is never repaired.
@@ -90,9 +92,22 @@ pub fn append(path: &Path, body: serde_json::Value) -> Result<Appended, Error> {
             file.sync_all()
                 .with_context(|| format!("cannot fsync `{}`", path.display()))
         });
-    if let Err(e) = written {
+    if let Err(mut e) = written {
         // All or nothing: cut the partial line off again (shrinking needs no space).
-        let _ = file.set_len(before).and_then(|()| file.sync_all());
+        if let Err(cut) = file.set_len(before).and_then(|()| file.sync_all()) {
+            e = e.caused_by(format!(
+                "and the partial line could not be cut off again ({cut}): the next append moves \
+                 it aside"
+            ));
+        }
+        if let Some(r) = &appended.repaired {
+            // The repair happened, but its audit record will not: the error says so instead.
+            e = e.caused_by(format!(
+                "its torn final line ({} bytes) had been moved to `{}`",
+                r.bytes,
+                r.aside.display()
+            ));
+        }
         let hint = hint_for_write(&e);
         return Err(e.with_hint(hint));
     }
@@ -103,7 +118,10 @@ pub fn append(path: &Path, body: serde_json::Value) -> Result<Appended, Error> {
 }
 
 fn hint_for_write(e: &Error) -> String {
-    if e.causes.iter().any(|c| c.contains("No space left")) {
+    if e.causes
+        .iter()
+        .any(|c| c.contains("No space left") || c.contains("quota exceeded"))
+    {
         "the disk holding the state directory is full: free space there".into()
     } else {
         "check the state directory's disk and permissions".into()
@@ -138,13 +156,21 @@ fn repair_torn_tail(file: &mut File, path: &Path) -> Result<Option<Repair>, Erro
         return Ok(None);
     }
     let mut rev = rev;
-    let start = match rev.next_line().with_context(ctx)? {
-        Some((offset, _)) => offset,
-        None => 0,
+    let (start, torn) = match rev.next_line().with_context(ctx)? {
+        Some((offset, line)) => (offset, line.to_vec()),
+        None => return Ok(None),
     };
-    let mut torn = vec![0u8; (size - start) as usize];
-    file.seek(SeekFrom::Start(start)).with_context(ctx)?;
-    file.read_exact(&mut torn).with_context(ctx)?;
+    // A whole record that only lost its newline (it parses and chains to the line before) is
+    // kept: the append writes the newline first.
+    let prev = match rev.next_line().with_context(ctx)? {
+        Some((_, line)) => hash_line(line),
+        None => GENESIS.to_string(),
+    };
+    let chains = serde_json::from_slice::<serde_json::Value>(&torn)
+        .is_ok_and(|v| v.get("prev").and_then(|p| p.as_str()) == Some(prev.as_str()));
+    if chains {
+        return Ok(None);
+    }
     let aside = torn_aside_name(path);
     let keep = || -> std::io::Result<()> {
         let mut f = OpenOptions::new()

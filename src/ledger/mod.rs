@@ -244,9 +244,22 @@ impl Ledger {
         for name in STATE_FILES {
             file::ensure_regular_or_missing(&self.dir.join(name))?;
         }
-        for kind in [FileKind::History, FileKind::Audit] {
-            let path = self.path(kind);
-            if let Err(e) = file::open(&path, std::fs::OpenOptions::new().append(true)) {
+        // History and audit are appended to; `status.json` is replaced, which an immutable or
+        // append-only flag forbids as it forbids opening it for writing.
+        let status = self.dir.join(STATUS_FILE);
+        let checks = [
+            (self.path(FileKind::History), true),
+            (self.path(FileKind::Audit), true),
+            (status, false),
+        ];
+        for (path, append) in checks {
+            let mut opts = std::fs::OpenOptions::new();
+            if append {
+                opts.append(true);
+            } else {
+                opts.write(true);
+            }
+            if let Err(e) = file::open(&path, &mut opts) {
                 // Known before anything changed, whatever the cause.
                 return Err(Error {
                     code: crate::exit_code::USAGE,
@@ -891,6 +904,29 @@ mod tests {
         assert!(a.problems.is_empty(), "{:?}", a.problems);
         let audit = std::fs::read_to_string(ledger.path(FileKind::Audit)).unwrap();
         assert!(audit.contains("torn"), "{audit}");
+    }
+
+    #[test]
+    fn a_whole_record_that_lost_only_its_newline_is_kept_and_chained() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        ledger.append_history(&deploy("d0", "started")).unwrap();
+        ledger.append_history(&deploy("d0", "success")).unwrap();
+        let path = ledger.path(FileKind::History);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        ledger.append_history(&deploy("d1", "started")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains("\"success\""), "{text}");
+        let (h, _) = ledger.verify().unwrap();
+        assert!(h.problems.is_empty(), "{:?}", h.problems);
+        assert!(h.repairs.is_empty(), "{:?}", h.repairs);
     }
 
     #[test]

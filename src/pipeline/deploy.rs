@@ -239,7 +239,11 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             let mut rec = rec;
             rec.reason = Some(format!("received {}", super::signals::name(sig)));
             rec.regions_detail = first.snapshot();
-            let _ = ledger.append_history(&HistoryRecord::Deploy(rec));
+            if let Err(e) = ledger.append_history(&HistoryRecord::Deploy(rec)) {
+                // The ledger latches it: the rollback goes on, and the final record (with
+                // where every region stands) is what history must not lose.
+                crate::say!("error: cannot record the cancel in history: {e}");
+            }
         });
         let (ledger, rec) = progress_record(DeployStatus::Cancelled, String::new());
         let started = Instant::now();
@@ -272,7 +276,20 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 .collect();
             rec.end_time = Some(now_rfc3339());
             rec.duration_seconds = Some(started.elapsed().as_secs_f64());
-            let _ = ledger.append_history(&HistoryRecord::Deploy(rec));
+            if let Err(e) = ledger.append_history(&HistoryRecord::Deploy(rec)) {
+                // Said now (shipgate may be killed before the engine returns), and again with
+                // exit 3 by the engine if it gets there.
+                crate::say!(
+                    "error: cannot write the deploy's final `cancelled` record: {e}; history does \
+                     not say what runs where: {}",
+                    if left.is_empty() {
+                        "every changed region is back".to_string()
+                    } else {
+                        format!("not back: {}", left.join(", "))
+                    }
+                );
+                progress.set_final_lost(e.to_string());
+            }
         });
     }
 
@@ -609,7 +626,11 @@ impl<'r, 'e> DeployRun<'r, 'e> {
     fn write_final(&mut self, verdict: &Verdict, started: Instant) {
         let engine = self.engine;
         if !engine.progress.claim_final() {
-            // The second signal's hook wrote the `cancelled` record already.
+            // The second signal's hook wrote the `cancelled` record already (or failed to).
+            if let Some(why) = engine.progress.final_lost() {
+                let e = Error::failed(why);
+                self.final_record_lost(verdict, &e);
+            }
             return;
         }
         let mut record = DeployRecord {

@@ -13,6 +13,8 @@ pub struct Progress {
     regions: Mutex<BTreeMap<String, DeployRegion>>,
     /// The deploy's final record is written (by the engine, or by the second signal's hook).
     finished: AtomicBool,
+    /// The second signal's hook could not write the final record: why.
+    final_lost: Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -53,6 +55,18 @@ impl Progress {
     /// engine and the second signal's hook never both write one.
     pub fn claim_final(&self) -> bool {
         !self.finished.swap(true, Ordering::SeqCst)
+    }
+
+    /// The final record claimed by the second signal's hook could not be written.
+    pub fn set_final_lost(&self, why: String) {
+        *self.final_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    pub fn final_lost(&self) -> Option<String> {
+        self.final_lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
