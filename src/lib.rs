@@ -27,6 +27,25 @@ macro_rules! say_part {
     }};
 }
 
+/// `println!` that never panics, for a command's answer on stdout in human form (tables, plans,
+/// the final summary): neutralised like [`say!`], so `shipgate status | grep lhr` reads it.
+#[macro_export]
+macro_rules! answer {
+    ($($arg:tt)*) => {{
+        let mut text = format!($($arg)*);
+        text.push('\n');
+        $crate::output::raw_stdout(&$crate::output::neutral::text(&text));
+    }};
+}
+
+/// `print!` that never panics, for the answer on stdout (see [`answer!`]).
+#[macro_export]
+macro_rules! answer_part {
+    ($($arg:tt)*) => {{
+        $crate::output::raw_stdout(&$crate::output::neutral::text(&format!($($arg)*)));
+    }};
+}
+
 /// `println!` that never panics, for data on stdout (JSON documents): neutralised as JSON
 /// ([`output::neutral::json`]), which leaves every value a program reads unchanged.
 #[macro_export]

@@ -14,6 +14,14 @@ pub fn raw_stderr(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
+/// Writes neutralised text to stdout, never panicking (a closed pipe: `shipgate history |
+/// head` loses the rest, nothing else).
+pub fn raw_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// How progress is shown on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -53,7 +61,7 @@ pub fn use_color(
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => {
-            if set("NO_COLOR") {
+            if set("NO_COLOR") || env("TERM").is_some_and(|t| t == "dumb") {
                 false
             } else if env("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0") {
                 true
@@ -86,7 +94,10 @@ pub struct Output {
     pub format: Format,
     pub quiet: bool,
     pub progress: ProgressMode,
+    /// Colour on stderr (progress, warnings, errors).
     pub color: bool,
+    /// Colour on stdout (the answer: tables, plans, the summary); never when piped.
+    pub color_out: bool,
     /// Running under GitHub Actions (`GITHUB_ACTIONS=true`).
     pub github: bool,
 }
@@ -94,11 +105,15 @@ pub struct Output {
 impl Output {
     pub fn from_args(g: &GlobalArgs) -> Self {
         let tty = std::io::stderr().is_terminal();
+        let env = |k: &str| std::env::var(k).ok();
+        // A dumb terminal cannot redraw bars.
+        let dumb = env("TERM").is_some_and(|t| t == "dumb");
         Output {
             format: g.format,
             quiet: g.quiet,
-            progress: progress_mode(tty, in_ci(), g.no_progress, g.quiet),
-            color: use_color(g.color, tty, |k| std::env::var(k).ok()),
+            progress: progress_mode(tty && !dumb, in_ci(), g.no_progress, g.quiet),
+            color: use_color(g.color, tty, env),
+            color_out: use_color(g.color, std::io::stdout().is_terminal(), env),
             github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
         }
     }
@@ -163,9 +178,18 @@ impl Output {
         }));
     }
 
-    /// `s` in bold when colour is on (a style marker: printed through [`crate::say!`] or
-    /// [`neutral::text`], it becomes the escape sequence).
+    /// `s` in bold for the answer on stdout, when its colour is on (a style marker: printed
+    /// through [`crate::answer!`] or [`neutral::text`], it becomes the escape sequence).
     pub fn bold(&self, s: &str) -> String {
+        if self.color_out {
+            neutral::styled(neutral::Style::Bold, s)
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// `s` in bold for stderr (progress headers).
+    pub fn bold_err(&self, s: &str) -> String {
         if self.color {
             neutral::styled(neutral::Style::Bold, s)
         } else {
@@ -195,6 +219,8 @@ mod tests {
     fn colour_rules() {
         let none = |_: &str| None;
         assert!(use_color(ColorChoice::Auto, true, none));
+        assert!(!use_color(ColorChoice::Auto, true, |k| (k == "TERM")
+            .then(|| "dumb".into())));
         assert!(!use_color(ColorChoice::Auto, false, none));
         assert!(!use_color(ColorChoice::Auto, true, |k| (k == "NO_COLOR")
             .then(|| "1".into())));

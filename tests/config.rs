@@ -39,11 +39,11 @@ fn invalid(config: &str) -> String {
 fn minimal_config_is_valid() {
     let p = Project::with_config(MINIMAL);
     let run = p.run(&["validate"]).expect(code::SUCCESS);
-    assert!(run.stderr.contains("stage 1. canary"), "{}", run.stderr);
+    assert!(run.stdout.contains("stage 1. canary"), "{}", run.stdout);
     assert!(
-        run.stderr.contains("trips after 3 failure(s)"),
+        run.stdout.contains("trips after 3 failure(s)"),
         "P1 default failures: {}",
-        run.stderr
+        run.stdout
     );
 }
 

@@ -311,20 +311,20 @@ fn dry_run_prints_exact_commands_and_changes_nothing() {
     let p = exec_project(THREE_STAGES);
     let run = p.run(&["deploy", "--dry-run"]).expect(code::SUCCESS);
     assert!(
-        run.stderr.contains("$ ./deploy.sh lhr v2"),
+        run.stdout.contains("$ ./deploy.sh lhr v2"),
         "{}",
-        run.stderr
+        run.stdout
     );
     assert!(
-        run.stderr.contains("on failure: $ ./rollback.sh lhr v1"),
+        run.stdout.contains("on failure: $ ./rollback.sh lhr v1"),
         "{}",
-        run.stderr
+        run.stdout
     );
     assert!(
-        run.stderr
+        run.stdout
             .contains("gate health [P1, trips after 2] ewr: run ./health.sh ewr"),
         "{}",
-        run.stderr
+        run.stdout
     );
     assert!(!p.state_dir().exists(), "dry run wrote state");
     assert!(p.calls().is_empty());
@@ -390,8 +390,13 @@ fn github_actions_annotations_summary_and_outputs() {
         .env("GITHUB_SHA", "0123456789abcdef")
         .env("FAIL_GATE", "fra");
     let run = p.run(&["deploy"]).expect(code::PARTIAL);
-    // Workflow commands go to stderr (the runner reads both streams); stdout stays data.
-    assert_eq!(run.stdout, "", "stdout is for data");
+    // Workflow commands go to stderr (the runner reads both streams); stdout is the answer.
+    assert!(run.stdout.contains("deploy partial"), "{}", run.stdout);
+    assert!(
+        !run.stdout.lines().any(|l| l.starts_with("::")),
+        "{}",
+        run.stdout
+    );
     assert_eq!(run.stderr.matches("::group::").count(), 3, "{}", run.stderr);
     assert_eq!(
         run.stderr.matches("::endgroup::").count(),
@@ -767,7 +772,7 @@ fn human_summary_of_a_partial_deploy() {
     p.env("FAIL_GATE", "fra");
     let run = p.run(&["deploy"]).expect(code::PARTIAL);
     insta::with_settings!({filters => snapshot_filters()}, {
-        insta::assert_snapshot!(summary(&run.stderr));
+        insta::assert_snapshot!(summary(&run.stdout));
     });
 }
 
@@ -777,7 +782,7 @@ fn human_summary_of_a_rolled_back_deploy() {
     p.env("FAIL_GATE", "ewr");
     let run = p.run(&["deploy"]).expect(code::FAILED);
     insta::with_settings!({filters => snapshot_filters()}, {
-        insta::assert_snapshot!(summary(&run.stderr));
+        insta::assert_snapshot!(summary(&run.stdout));
     });
 }
 
@@ -798,12 +803,12 @@ fn github_outputs_are_written_on_an_early_error() {
 fn quiet_prints_only_the_verdict() {
     let p = exec_project(THREE_STAGES);
     let run = p.run(&["deploy", "-q"]).expect(code::SUCCESS);
-    let lines: Vec<&str> = run.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
     assert!(
         lines[0].starts_with("deploy success: v2 runs on lhr, nrt, ewr, ord, fra (exit 0"),
         "{}",
-        run.stderr
+        run.stdout
     );
 }
 

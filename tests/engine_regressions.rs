@@ -167,6 +167,7 @@ fn dead_event_and_webhook_sinks_delay_neither_the_first_stage_nor_each_other() {
     let start = Instant::now();
     let child = p
         .command(&["deploy"])
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -204,8 +205,10 @@ fn dead_event_and_webhook_sinks_delay_neither_the_first_stage_nor_each_other() {
         waiting[0].contains("to be delivered (up to ") && waiting[0].contains("event(s)"),
         "{stderr}"
     );
-    let verdict = stderr.find("deploy success").expect("the verdict");
-    assert!(stderr.find("waiting for ").unwrap() > verdict, "{stderr}");
+    // The verdict and its warnings are the answer, on stdout; the wait is said on stderr.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("deploy success"), "the verdict: {stdout}");
+    let stderr = format!("{stderr}{stdout}");
     assert!(stderr.contains("start event not delivered"), "{stderr}");
     assert!(stderr.contains("success event not delivered"), "{stderr}");
 
@@ -396,7 +399,7 @@ fn a_signal_during_the_final_delivery_wait_records_the_rest_and_exits() {
     });
     // The run is over: the lock is already free for the next deploy.
     wait_until("the lock to be free", || {
-        p.run(&["lock", "status"]).stderr.contains("not held")
+        p.run(&["lock", "status"]).stdout.contains("not held")
     });
     let signalled = Instant::now();
     unsafe { kill(child.id() as i32, 2) };

@@ -339,7 +339,7 @@ fn fly_api_token_never_prints() {
 fn dry_run_shows_the_exact_flyctl_argv() {
     let (p, _server, _) = fly_project();
     let run = p.run(&["deploy", "--dry-run"]).expect(code::SUCCESS);
-    assert!(run.stderr.contains(&format!("$ flyctl deploy --app {APP} --image {IMAGE}:v2 --regions lhr,nrt --strategy rolling --wait-timeout 300 --yes")), "{}", run.stderr);
+    assert!(run.stdout.contains(&format!("$ flyctl deploy --app {APP} --image {IMAGE}:v2 --regions lhr,nrt --strategy rolling --wait-timeout 300 --yes")), "{}", run.stdout);
     // It reads what runs (the rollback targets it prints), and changes nothing.
     let calls = fakes::calls(p.path());
     assert!(
@@ -347,9 +347,9 @@ fn dry_run_shows_the_exact_flyctl_argv() {
         "dry run ran more than reads: {calls:?}"
     );
     assert!(
-        run.stderr.contains(&format!("on failure: $ flyctl deploy --app {APP} --image {IMAGE}:v1 --regions lhr,nrt --strategy immediate")),
+        run.stdout.contains(&format!("on failure: $ flyctl deploy --app {APP} --image {IMAGE}:v1 --regions lhr,nrt --strategy immediate")),
         "{}",
-        run.stderr
+        run.stdout
     );
 }
 

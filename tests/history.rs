@@ -404,7 +404,7 @@ fn bad_filters_are_usage_errors() {
 fn a_status_that_matches_nothing_suggests_the_closest_known_one() {
     let p = fixture_project();
     let r = run(&p, &["history", "--status", "rolledback"]).expect(code::SUCCESS);
-    assert!(r.stderr.contains("(no records)"), "{}", r.stderr);
+    assert!(r.stdout.contains("(no records)"), "{}", r.stdout);
     assert!(
         r.stderr.contains(
             "warning: no record has the status `rolledback`; did you mean `rolled_back`?"
@@ -417,7 +417,7 @@ fn a_status_that_matches_nothing_suggests_the_closest_known_one() {
     assert!(!r.stderr.contains("no record has"), "{}", r.stderr);
     let r = run(&p, &["history", "--status", "rolled_back"]).expect(code::SUCCESS);
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
-    assert!(r.stderr.contains("rolled_back"), "{}", r.stderr);
+    assert!(r.stdout.contains("rolled_back"), "{}", r.stdout);
 }
 
 #[test]
@@ -439,9 +439,9 @@ fn json_is_one_array_and_human_is_an_80_column_table() {
     assert_eq!(r.json(), json!([]));
 
     let r = run(&p, &["history", "--last", "4"]).expect(code::SUCCESS);
-    assert!(r.stdout.is_empty());
-    let lines: Vec<&str> = r.stderr.lines().collect();
-    assert_eq!(lines.len(), 5, "{}", r.stderr);
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
     assert_eq!(
         lines[0],
         "TIME             KIND     STAGE   VERSION  REGIONS   STATUS      DUR   ACTOR"
@@ -519,18 +519,18 @@ fn stats_match_the_hand_computed_fixture() {
     assert_eq!(s["success_rate"], 0.5);
 
     let r = run(&p, &["history", "--stats"]).expect(code::SUCCESS);
-    assert!(r.stderr.contains("success rate 66.7%"), "{}", r.stderr);
-    assert!(r.stderr.contains("rollback rate 33.3%"), "{}", r.stderr);
+    assert!(r.stdout.contains("success rate 66.7%"), "{}", r.stdout);
+    assert!(r.stdout.contains("rollback rate 33.3%"), "{}", r.stdout);
     assert!(
-        r.stderr.contains("  canary       1m00     1m20       3"),
+        r.stdout.contains("  canary       1m00     1m20       3"),
         "{}",
-        r.stderr
+        r.stdout
     );
     assert!(
-        r.stderr
+        r.stdout
             .contains("  lhr      api           50.0%  (2 pass, 1 fail, 1 tripped)"),
         "{}",
-        r.stderr
+        r.stdout
     );
 }
 
@@ -569,9 +569,9 @@ fn audit_trail_is_listed_with_audit() {
     assert_eq!(titles, vec!["lock force-released", "deploy failed"]);
     let r = run(&p, &["history", "--audit"]).expect(code::SUCCESS);
     assert!(
-        r.stderr.contains("P2  slack        lock force-released"),
+        r.stdout.contains("P2  slack        lock force-released"),
         "{}",
-        r.stderr
+        r.stdout
     );
     run(&p, &["history", "verify"]).expect(code::SUCCESS);
 }

@@ -155,16 +155,16 @@ fn status_live_quotes_kubectl_when_it_cannot_read_a_context() {
     fakes::knob(p.path(), "fail-get-deployment-gke-us", "");
     let run = p.run(&["status", "--live"]).expect(code::CHECK_FAILED);
     assert!(
-        run.stderr
+        run.stdout
             .contains("us: cannot read what runs: `kubectl --context gke-us"),
         "{}",
-        run.stderr
+        run.stdout
     );
     assert!(
-        run.stderr
+        run.stdout
             .contains("Unable to connect to the server: dial tcp 10.0.0.1:443: i/o timeout"),
         "kubectl's message is quoted: {}",
-        run.stderr
+        run.stdout
     );
 }
 

@@ -16,6 +16,7 @@ mod kubernetes;
 mod ledger_faults;
 mod notify;
 mod one_truth;
+mod operator;
 mod output_neutral;
 mod preflight;
 mod rollback;

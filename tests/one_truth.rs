@@ -111,9 +111,9 @@ fn a_region_with_no_version_known_anywhere_is_named_before_the_deploy_and_in_the
         dry.stderr
     );
     assert!(
-        dry.stderr.contains("rollback targets: lhr → none known"),
+        dry.stdout.contains("rollback targets: lhr → none known"),
         "{}",
-        dry.stderr
+        dry.stdout
     );
     let run = p.run(&["deploy"]).expect(code::SUCCESS);
     assert!(
@@ -239,7 +239,7 @@ fn a_deploy_killed_with_sigkill_names_every_region_whose_deploy_had_started() {
     assert_eq!(attention.len(), 2, "{v}");
     assert!(attention[0].as_str().unwrap().contains("may run v2"), "{v}");
     let check = p.run(&["status", "--check"]).expect(code::CHECK_FAILED);
-    assert!(check.stderr.contains("lhr: "), "{}", check.stderr);
+    assert!(check.stdout.contains("lhr: "), "{}", check.stdout);
     let live = p.run(&["status", "--live", "--format", "json"]).json();
     assert_eq!(region(&live, "lhr")["live"]["value"], "v2", "{live}");
 
@@ -357,9 +357,9 @@ fn recover_dry_run_prints_the_commands_and_changes_nothing() {
     let history = p.read(".shipgate/history.jsonl");
     let run = p.run(&["recover", "--dry-run"]).expect(code::SUCCESS);
     assert!(
-        run.stderr.contains("./rollback.sh lhr v1"),
+        run.stdout.contains("./rollback.sh lhr v1"),
         "{}",
-        run.stderr
+        run.stdout
     );
     assert_eq!(p.read(".shipgate/history.jsonl"), history);
     assert_eq!(p.live("lhr"), "v2");

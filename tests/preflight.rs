@@ -140,9 +140,9 @@ fn validate_and_dry_run_warn_about_a_missing_program() {
     );
     let run = p.run(&["deploy", "--dry-run"]).expect(code::SUCCESS);
     assert!(
-        run.stderr.contains("$ ./deploy.sh lhr v2"),
+        run.stdout.contains("$ ./deploy.sh lhr v2"),
         "{}",
-        run.stderr
+        run.stdout
     );
     assert!(
         run.stderr

@@ -189,15 +189,15 @@ fn dry_run_shows_the_plan_and_commands_and_changes_nothing() {
     let r = p
         .run(&["rollback", "--dry-run", "--stage", "canary"])
         .expect(code::SUCCESS);
-    assert!(r.stderr.contains("rollback plan:"), "{}", r.stderr);
-    assert!(r.stderr.contains("lhr      v3 → v2"), "{}", r.stderr);
-    assert!(r.stderr.contains("./rollback.sh lhr v2"), "{}", r.stderr);
-    assert!(r.stderr.contains("./rollback.sh nrt v2"), "{}", r.stderr);
-    assert!(!r.stderr.contains("ewr"), "{}", r.stderr);
+    assert!(r.stdout.contains("rollback plan:"), "{}", r.stdout);
+    assert!(r.stdout.contains("lhr      v3 → v2"), "{}", r.stdout);
+    assert!(r.stdout.contains("./rollback.sh lhr v2"), "{}", r.stdout);
+    assert!(r.stdout.contains("./rollback.sh nrt v2"), "{}", r.stdout);
+    assert!(!r.stdout.contains("ewr"), "{}", r.stdout);
     assert!(
-        r.stderr.contains("then verified by the gates: health"),
+        r.stdout.contains("then verified by the gates: health"),
         "{}",
-        r.stderr
+        r.stdout
     );
     let v = p
         .run(&[
@@ -246,11 +246,11 @@ fn dry_run_works_while_a_deploy_holds_the_lock() {
     p.env("TEST_VERSION", "v4").env("DEPLOY_SLEEP", "4");
     let mut holder = p
         .command(&["deploy", "--stage", "canary"])
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while p.run(&["lock", "status"]).stderr.contains("not held") {
+    while p.run(&["lock", "status"]).stdout.contains("not held") {
         assert!(std::time::Instant::now() < deadline, "never locked");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -258,6 +258,6 @@ fn dry_run_works_while_a_deploy_holds_the_lock() {
     let r = p
         .run(&["rollback", "--dry-run", "--region", "ewr"])
         .expect(code::SUCCESS);
-    assert!(r.stderr.contains("./rollback.sh ewr v2"), "{}", r.stderr);
+    assert!(r.stdout.contains("./rollback.sh ewr v2"), "{}", r.stdout);
     assert!(holder.wait().unwrap().success());
 }

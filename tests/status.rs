@@ -106,15 +106,15 @@ fn an_interrupted_deploy_is_listed() {
     assert_eq!(interrupted[0]["version"], "v4");
     let r = p.run(&["status"]).expect(code::SUCCESS);
     assert!(
-        r.stderr.contains("interrupted (started, never finished):"),
+        r.stdout.contains("interrupted (started, never finished):"),
         "{}",
-        r.stderr
+        r.stdout
     );
     assert!(
-        r.stderr
+        r.stdout
             .contains("  d4 version v4 started 2026-01-13 10:00 by alice (last status: started)"),
         "{}",
-        r.stderr
+        r.stdout
     );
 }
 
@@ -152,7 +152,7 @@ fn status_json_is_used_when_present_and_extra_regions_are_shown() {
         .collect();
     assert_eq!(names, vec!["lhr", "nrt", "ewr", "syd"]);
     let r = p.run(&["status"]).expect(code::SUCCESS);
-    assert!(r.stderr.contains("lhr      canary    v7"), "{}", r.stderr);
+    assert!(r.stdout.contains("lhr      canary    v7"), "{}", r.stdout);
     // This one was written by hand: it is no fold of history.
     p.skip_fold_check();
 }
@@ -236,10 +236,10 @@ fn a_held_lock_names_its_holder_and_a_killed_holder_frees_it() {
     assert_eq!(v["holder"]["deploy_id"], "01HOLDER");
     assert_eq!(v["holder"]["pid"], child.id());
     let r = p.run(&["lock", "status"]).expect(code::SUCCESS);
-    assert!(r.stderr.contains("held by pid"), "{}", r.stderr);
+    assert!(r.stdout.contains("held by pid"), "{}", r.stdout);
     // status shows the deploy as running
     let r = p.run(&["status"]).expect(code::SUCCESS);
-    assert!(r.stderr.contains("holds the deploy lock"), "{}", r.stderr);
+    assert!(r.stdout.contains("holds the deploy lock"), "{}", r.stdout);
 
     // Release without --force refuses.
     let r = p.run(&["lock", "release"]).expect(code::LOCKED);
@@ -255,7 +255,7 @@ fn a_held_lock_names_its_holder_and_a_killed_holder_frees_it() {
     assert_eq!(v["held"], false);
     assert_eq!(v["stale"]["deploy_id"], "01HOLDER");
     let r = p.run(&["lock", "status"]).expect(code::SUCCESS);
-    assert!(r.stderr.contains("not held"), "{}", r.stderr);
+    assert!(r.stdout.contains("not held"), "{}", r.stdout);
     let g = lock::acquire(&dir, &LockInfo::current("deploy", "01ME", "dave"), None).unwrap();
     drop(g);
     // The stale body of a crashed holder: release clears it.
@@ -368,21 +368,21 @@ mod live_and_check {
             "{v}"
         );
         let human = p.run(&["status"]).expect(code::SUCCESS);
-        assert!(human.stderr.contains("needs a human:"), "{}", human.stderr);
+        assert!(human.stdout.contains("needs a human:"), "{}", human.stdout);
         std::fs::remove_file(p.path().join("state/seen.calls")).unwrap();
         let check = p.run(&["status", "--check"]).expect(code::CHECK_FAILED);
         assert!(
-            check.stderr.contains(
+            check.stdout.contains(
                 "lhr: runs v3 since a failed rollback, a cancel or a kill; a human must look"
             ),
             "{}",
-            check.stderr
+            check.stdout
         );
         // Its gates are still probed: lhr still runs the bad v3 its rollback failed to leave.
         assert!(
-            check.stderr.contains("lhr: gate health (P1) tripped"),
+            check.stdout.contains("lhr: gate health (P1) tripped"),
             "{}",
-            check.stderr
+            check.stdout
         );
         // `{version}` is what runs there (read from the adapter), never the placeholder.
         let seen = p.read("state/seen.calls");
@@ -390,9 +390,9 @@ mod live_and_check {
         assert!(!seen.contains("unknown"), "{seen}");
         // The other regions are still checked.
         assert!(
-            check.stderr.contains("gate health (P1): pass"),
+            check.stdout.contains("gate health (P1): pass"),
             "{}",
-            check.stderr
+            check.stdout
         );
     }
 
@@ -452,10 +452,10 @@ mod live_and_check {
         p.write("state/ord", "hotfix-1\n");
         let run = p.run(&["status", "--live"]).expect(code::CHECK_FAILED);
         assert!(
-            run.stderr
+            run.stdout
                 .contains("ord: drift: runs hotfix-1, history says v2"),
             "{}",
-            run.stderr
+            run.stdout
         );
     }
 
@@ -665,7 +665,7 @@ echo "$1 serves $2"
     fn check_passes_when_every_gate_passes() {
         let p = deployed();
         let run = p.run(&["status", "--check"]).expect(code::SUCCESS);
-        assert!(run.stderr.contains("gate health"), "{}", run.stderr);
+        assert!(run.stdout.contains("gate health"), "{}", run.stdout);
         // A check never writes deploy history.
         let before = p.kind("deploy").len();
         p.run(&["status", "--check"]).expect(code::SUCCESS);
@@ -697,7 +697,7 @@ echo "$1 serves $2"
         let run = p
             .run(&["status", "--check", "--notify"])
             .expect(code::CHECK_FAILED);
-        assert!(run.stderr.contains("HTTP 503"), "{}", run.stderr);
+        assert!(run.stdout.contains("HTTP 503"), "{}", run.stdout);
         // P1 gates are probed up to their failure count: 2 probes for each of ord and fra.
         let probes: Vec<String> = health.requests()[before..]
             .iter()

@@ -134,7 +134,7 @@ fn dry_run(
     p.missing_programs = missing.iter().map(preflight::Missing::describe).collect();
     p.warnings = warnings.clone();
     match output.format {
-        Format::Human => crate::say_part!("{}", plan::render_dry_run(&p, output)),
+        Format::Human => crate::answer_part!("{}", plan::render_dry_run(&p, output)),
         _ => output.json(&serde_json::to_value(&p).unwrap_or_default()),
     }
     for w in &warnings {

@@ -211,7 +211,7 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
         }
         if let Sink::Table { audit, .. } = sink {
             let header = output.bold(&header(audit));
-            writeln!(err, "{}", crate::output::neutral::text(&header))?;
+            writeln!(out, "{}", crate::output::neutral::text(&header))?;
         }
         let Some(mut lines) = ledger.rev_lines(kind).map_err(std::io::Error::other)? else {
             return Ok(());
@@ -282,7 +282,7 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
                         history_row(&facts)
                     };
                     let row = redactor.redact(&row);
-                    writeln!(err, "{}", crate::output::neutral::text(&row))?;
+                    writeln!(out, "{}", crate::output::neutral::text(&row))?;
                 }
                 Sink::Stats(b) => b.add(offset, &facts),
             }
@@ -293,12 +293,12 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
         result?;
         match sink {
             Sink::Json { first } => out.write_all(if first { b"]\n" } else { b"\n]\n" })?,
-            Sink::Table { rows: 0, .. } => writeln!(err, "(no records)")?,
+            Sink::Table { rows: 0, .. } => writeln!(out, "(no records)")?,
             Sink::Stats(b) => {
                 let stats = b.finish(filter.since, chrono::Utc::now());
                 if output.format == Format::Human {
                     write!(
-                        err,
+                        out,
                         "{}",
                         crate::output::neutral::text(&render_stats(&stats))
                     )?;

@@ -21,13 +21,13 @@ pub fn run(global: &GlobalArgs, args: &LockArgs, output: &Output) -> Result<i32,
                 }));
             } else {
                 match (&state.held, &state.info) {
-                    (true, Some(info)) => crate::say!("held by {}", info.describe()),
-                    (true, None) => crate::say!("held by a process that has not written its details yet"),
-                    (false, Some(info)) => crate::say!(
+                    (true, Some(info)) => crate::answer!("held by {}", info.describe()),
+                    (true, None) => crate::answer!("held by a process that has not written its details yet"),
+                    (false, Some(info)) => crate::answer!(
                         "not held (a crashed holder left its details: {}; the next deploy takes the lock)",
                         info.describe()
                     ),
-                    (false, None) => crate::say!("not held"),
+                    (false, None) => crate::answer!("not held"),
                 }
             }
             Ok(exit_code::SUCCESS)

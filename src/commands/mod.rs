@@ -187,7 +187,7 @@ pub(crate) fn print_rollback_dry_run(
                 gates.join(", ")
             ));
         }
-        output.info(text.trim_end());
+        crate::answer!("{}", crate::redact::redact(text.trim_end()));
     } else {
         output.json(&serde_json::json!({
             "dry_run": true,
@@ -277,9 +277,9 @@ pub fn finish(output: &Output, result: &crate::report::result::RunResult) {
     match output.format {
         crate::cli::Format::Human => {
             if !output.quiet || result.exit_code != 0 {
-                crate::say_part!("{}", crate::redact::redact(&result.render_human()));
+                crate::answer_part!("{}", crate::redact::redact(&result.render_human()));
             } else {
-                crate::say!("{}", crate::redact::redact(&result.verdict()));
+                crate::answer!("{}", crate::redact::redact(&result.verdict()));
             }
         }
         _ => output.json(&serde_json::to_value(result).unwrap_or_default()),

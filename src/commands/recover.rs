@@ -135,14 +135,22 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs, output: &Output) -> Result<i
     if plan.is_empty() {
         output.info("nothing to recover: the deploy changed no region");
     } else {
-        output.info(super::rollback::render_plan(&plan).trim_end());
+        // The plan is the answer of a dry run, and context for the prompt otherwise.
+        let plan_text = super::rollback::render_plan(&plan);
+        if !args.dry_run {
+            output.info(plan_text.trim_end());
+        } else if output.format == crate::cli::Format::Human {
+            crate::answer!("{}", crate::redact::redact(plan_text.trim_end()));
+        }
     }
     if args.dry_run {
         super::print_rollback_dry_run(&engine, &plan, !args.no_verify, output);
         return Ok(exit_code::SUCCESS);
     }
     if !args.yes && !super::confirm(&format!("Recover {} region(s)?", plan.targets.len())) {
-        return Err(Error::failed("aborted; nothing was changed"));
+        // A declined prompt is an answer, not a failure: exit 0, nothing changed.
+        crate::answer!("aborted; nothing was changed");
+        return Ok(exit_code::SUCCESS);
     }
     let started = std::time::Instant::now();
     let reason = format!("recover deploy {id} ({})", found.record.status);

@@ -80,13 +80,21 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         output.info("nothing to roll back: no region has anything to do");
         return Ok(exit_code::SUCCESS);
     }
-    output.info(render_plan(&plan).trim_end());
+    // The plan is the answer of a dry run, and context for the prompt otherwise.
+    let plan_text = render_plan(&plan);
+    if !args.dry_run {
+        output.info(plan_text.trim_end());
+    } else if output.format == crate::cli::Format::Human {
+        crate::answer!("{}", crate::redact::redact(plan_text.trim_end()));
+    }
     if args.dry_run {
         super::print_rollback_dry_run(&engine, &plan, !args.no_verify, output);
         return Ok(exit_code::SUCCESS);
     }
     if !args.yes && !super::confirm(&format!("Roll back {} region(s)?", plan.targets.len())) {
-        return Err(Error::failed("aborted; nothing was changed"));
+        // A declined prompt is an answer, not a failure: exit 0, nothing changed.
+        crate::answer!("aborted; nothing was changed");
+        return Ok(exit_code::SUCCESS);
     }
 
     let reason = args

@@ -643,5 +643,5 @@ fn print_human(
             out.push_str(&format!("  {p}\n"));
         }
     }
-    crate::say_part!("{}", crate::redact::redact(&out));
+    crate::answer_part!("{}", crate::redact::redact(&out));
 }

@@ -26,7 +26,7 @@ pub fn run(config: &Config, output: &Output) -> Result<i32, Error> {
         Format::Json | Format::Jsonl => output.json(&plan::config_json(config)),
         Format::Human => {
             if !output.quiet {
-                crate::say_part!("{}", plan::render_config(config, output));
+                crate::answer_part!("{}", plan::render_config(config, output));
             }
         }
     }
@@ -34,7 +34,7 @@ pub fn run(config: &Config, output: &Output) -> Result<i32, Error> {
         output.warn(preflight::warning(m));
     }
     if output.format == Format::Human && !output.quiet {
-        crate::say!("{} is valid", config.path.display());
+        crate::answer!("{} is valid", config.path.display());
     }
     Ok(exit_code::SUCCESS)
 }

@@ -687,6 +687,7 @@ verify_rollback = false
                 quiet: true,
                 progress: crate::output::ProgressMode::Quiet,
                 color: false,
+                color_out: false,
                 github: false,
             };
             let reporter = crate::report::Reporter::new(&output);

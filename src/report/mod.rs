@@ -150,7 +150,7 @@ impl Reporter {
         let header = format!("stage {}/{total} {name}: {}", index + 1, regions.join(", "));
         match &self.multi {
             Some(m) => {
-                let _ = m.println(neutral::text(&self.output.bold(&header)));
+                let _ = m.println(neutral::text(&self.output.bold_err(&header)));
             }
             None => self.line(&header),
         }

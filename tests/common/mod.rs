@@ -5,6 +5,7 @@
 pub mod fakes;
 pub mod http;
 pub mod pipeline;
+pub mod pty;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -162,6 +163,21 @@ impl Project {
             cmd.env(k, v);
         }
         cmd
+    }
+
+    /// The environment of [`Project::command`] (PATH with the fakes first, and this project's
+    /// variables), for running the binary elsewhere (a pty).
+    pub fn tty_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![(
+            "PATH".to_string(),
+            format!(
+                "{}:{}",
+                self.path().join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )];
+        env.extend(self.env.iter().cloned());
+        env
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
