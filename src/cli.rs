@@ -45,7 +45,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "SHIPGATE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Output format: human text on stderr, or data on stdout
+    /// Output format of the answer on stdout: text for people, or data for programs
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 
@@ -57,14 +57,35 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "SHIPGATE_NO_PROGRESS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_progress: bool,
 
-    /// When to use colour (auto honours NO_COLOR, CLICOLOR, CLICOLOR_FORCE)
+    /// When to use colour (auto honours NO_COLOR, CLICOLOR, CLICOLOR_FORCE and TERM=dumb)
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+
+    /// What started this run, as recorded in history (default: detected: github-actions, ci,
+    /// terminal, cron or script)
+    #[arg(long, global = true, env = "SHIPGATE_TRIGGER", value_name = "NAME", value_parser = parse_trigger)]
+    pub trigger: Option<String>,
+}
+
+/// A trigger name: lowercase letters, digits and `-`, at most 32 characters.
+fn parse_trigger(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(
+            "a trigger is lowercase letters, digits and `-` (at most 32), e.g. `release-train`"
+                .into(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// Text for people on stderr (alias: table)
+    /// Text for people (alias: table); progress and warnings stay on stderr
     #[value(alias = "table")]
     Human,
     /// One JSON document on stdout

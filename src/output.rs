@@ -130,16 +130,17 @@ impl Output {
         }
     }
 
-    /// Prints a warning on stderr, even when quiet.
+    /// Prints a warning on stderr (not under `--quiet`, which prints errors and the verdict
+    /// only); a `::warning::` annotation under GitHub Actions either way.
     pub fn warn(&self, line: impl AsRef<str>) {
         let text = crate::redact::redact(line.as_ref());
-        if self.color {
-            crate::say!(
-                "{}: {text}",
+        if !self.quiet {
+            let label = if self.color {
                 neutral::styled(neutral::Style::Yellow, "warning")
-            );
-        } else {
-            crate::say!("warning: {text}");
+            } else {
+                "warning".to_string()
+            };
+            crate::say!("{label}: {text}");
         }
         if self.github {
             crate::report::github::command("warning", &[], &text);

@@ -355,6 +355,7 @@ fn json_result_document() {
     p.env("FAIL_GATE", "fra");
     let run = p.run(&["deploy", "--format", "json"]).expect(code::PARTIAL);
     let v = run.json();
+    assert_eq!(v["ok"], false, "every JSON result has `ok`");
     assert_eq!(v["status"], "partial");
     assert_eq!(v["exit_code"], 4);
     assert_eq!(v["version"], "v2");
@@ -801,8 +802,11 @@ fn github_outputs_are_written_on_an_early_error() {
 
 #[test]
 fn quiet_prints_only_the_verdict() {
-    let p = exec_project(THREE_STAGES);
+    let mut p = exec_project(THREE_STAGES);
+    // Warnings (no rollback target anywhere) are not errors: quiet leaves them out.
+    p.env("EMPTY_CURRENT", "1");
     let run = p.run(&["deploy", "-q"]).expect(code::SUCCESS);
+    assert_eq!(run.stderr, "", "quiet prints errors and the verdict only");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{}", run.stdout);
     assert!(

@@ -115,3 +115,78 @@ fn a_declined_prompt_changes_nothing_and_exits_0() {
     assert_eq!(p.read(".shipgate/history.jsonl"), history);
     assert_eq!(p.calls().len(), calls, "no platform call");
 }
+
+/// Was: any run outside CI without a terminal was recorded as `cron`. Now it is `script`
+/// unless cron started it, and `--trigger` / `SHIPGATE_TRIGGER` says what it was.
+#[test]
+fn the_trigger_is_script_outside_ci_and_can_be_named() {
+    let mut p = exec_project(THREE_STAGES);
+    let trigger_of_last_deploy = |p: &Project| {
+        p.kind("deploy").last().unwrap()["trigger"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let out = p.command(&["deploy"]).env_remove("CI").output().unwrap();
+    assert_eq!(out.status.code(), Some(code::SUCCESS));
+    assert_eq!(trigger_of_last_deploy(&p), "script");
+    p.env("TEST_VERSION", "v3");
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    assert_eq!(trigger_of_last_deploy(&p), "ci");
+    p.env("TEST_VERSION", "v4")
+        .env("SHIPGATE_TRIGGER", "release-train");
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    assert_eq!(trigger_of_last_deploy(&p), "release-train");
+    p.env("TEST_VERSION", "v5");
+    p.run(&["deploy", "--trigger", "hotfix"])
+        .expect(code::SUCCESS);
+    assert_eq!(trigger_of_last_deploy(&p), "hotfix");
+    let r = p
+        .run(&["deploy", "--trigger", "Bad Name"])
+        .expect(code::USAGE);
+    assert!(r.stderr.contains("lowercase"), "{}", r.stderr);
+}
+
+/// Was: a successful deploy's JSON had no `ok` key, although errors have one.
+#[test]
+fn every_json_result_says_ok() {
+    let p = exec_project(THREE_STAGES);
+    let v = p
+        .run(&["deploy", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["status"], "success", "{v}");
+    let v = p
+        .run(&["rollback", "--yes", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+/// Was: `--lock-wait` waited in silence, which looks hung. Now it says who holds the lock.
+#[test]
+fn a_lock_wait_says_who_holds_the_lock() {
+    let mut p = exec_project(THREE_STAGES);
+    p.env("DEPLOY_SLEEP", "2");
+    let mut holder = p
+        .command(&["deploy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !p.run(&["lock", "status"]).stdout.contains("held by") {
+        assert!(std::time::Instant::now() < deadline, "never locked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.env("TEST_VERSION", "v3");
+    let r = p.run(&["deploy", "--lock-wait", "1s"]).expect(code::LOCKED);
+    let notice = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("waiting for the deploy lock (up to 1s"))
+        .unwrap_or_else(|| panic!("no notice: {}", r.stderr));
+    assert!(notice.contains("held by pid"), "{notice}");
+    assert!(holder.wait().unwrap().success());
+}

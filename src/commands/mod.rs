@@ -17,6 +17,9 @@ use crate::output::Output;
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli, output: &Output) -> Result<i32, Error> {
+    if let Some(trigger) = &cli.global.trigger {
+        crate::pipeline::actor::set_trigger(trigger);
+    }
     match cli.command {
         Command::Completions(args) => completions::run(&args),
         Command::Validate => validate::run(&load_config(&cli.global)?, output),
@@ -282,7 +285,16 @@ pub fn finish(output: &Output, result: &crate::report::result::RunResult) {
                 crate::answer!("{}", crate::redact::redact(&result.verdict()));
             }
         }
-        _ => output.json(&serde_json::to_value(result).unwrap_or_default()),
+        _ => {
+            // `ok` as in the error document: a program tests one key, whatever happened.
+            let mut doc = serde_json::json!({"ok": result.exit_code == crate::exit_code::SUCCESS});
+            if let (Some(map), Ok(serde_json::Value::Object(fields))) =
+                (doc.as_object_mut(), serde_json::to_value(result))
+            {
+                map.extend(fields);
+            }
+            output.json(&doc)
+        }
     }
     if output.github {
         if let Err(e) =

@@ -121,6 +121,9 @@ impl Drop for LockGuard {
     }
 }
 
+/// How often a `--lock-wait` says again who holds the lock.
+const WAIT_NOTICE_EVERY: Duration = Duration::from_secs(30);
+
 /// Takes the lock, waiting up to `wait` (polling every 250 ms) when another process holds it.
 /// Held by another: exit code 5 with the holder's pid, host, actor, deploy id and start time.
 pub fn acquire(dir: &Path, info: &LockInfo, wait: Option<Duration>) -> Result<LockGuard, Error> {
@@ -139,6 +142,7 @@ pub fn acquire_until(
         .with_context(|| format!("cannot create state directory `{}`", dir.display()))?;
     let path = path(dir);
     let deadline = Instant::now() + wait.unwrap_or_default().max(GRACE);
+    let mut said: Option<Instant> = None;
     loop {
         let mut file = open(&path)?;
         match file.try_lock() {
@@ -162,6 +166,23 @@ pub fn acquire_until(
                 }
                 if now >= deadline {
                     return Err(held_error(&read_body(&mut file), wait));
+                }
+                // A silent wait looks hung: say who holds the lock, and again every 30 s.
+                if let Some(total) = wait {
+                    if said.is_none_or(|at| now - at >= WAIT_NOTICE_EVERY) {
+                        said = Some(now);
+                        let holder = read_body(&mut file).map_or_else(
+                            || "a process that has not written its details yet".to_string(),
+                            |b| b.describe(),
+                        );
+                        crate::say!(
+                            "waiting for the deploy lock (up to {}, {} left): held by {holder}",
+                            humantime::format_duration(Duration::from_secs(total.as_secs())),
+                            humantime::format_duration(Duration::from_secs(
+                                (deadline - now).as_secs()
+                            ))
+                        );
+                    }
                 }
                 let step = if wait.is_some() {
                     POLL

@@ -104,7 +104,7 @@ impl Reporter {
         }
     }
 
-    /// A warning, even when quiet; a `::warning::` annotation under GitHub Actions.
+    /// A warning (not under `--quiet`); a `::warning::` annotation under GitHub Actions.
     pub fn warn(&self, text: &str) {
         let text = redact(text);
         match (&self.multi, self.output.progress) {
@@ -115,6 +115,8 @@ impl Reporter {
                 "{} warning: {text}",
                 chrono::Utc::now().format("%H:%M:%S%.3f")
             ),
+            // `--quiet` prints errors and the verdict only (the annotation still goes).
+            (None, ProgressMode::Quiet) => {}
             (None, _) => crate::say!("warning: {text}"),
         }
         if self.output.github {
