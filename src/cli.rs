@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// tamper-evident history.
 #[derive(Debug, Parser)]
 #[command(name = "shipgate", version, about, max_term_width = 100)]
-#[command(after_long_help = EXIT_CODES_HELP)]
+#[command(after_help = MAIN_AFTER_HELP, after_long_help = MAIN_AFTER_LONG_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -16,20 +16,139 @@ pub struct Cli {
     pub command: Command,
 }
 
-pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0    success
-  1    failed, and every change was rolled back (or: an event could not be delivered)
-  2    usage or configuration error; nothing was changed
+const MAIN_AFTER_HELP: &str = "\
+Examples:
+  shipgate validate                     check pipeline.toml and print the plan
+  shipgate deploy --dry-run             the exact commands a deploy would run
+  shipgate deploy                       deploy, gate, roll back on failure
+  shipgate status                       what runs where
+
+`shipgate <command> --help` has examples and exit codes for each command; the README has the
+pipeline.toml reference, the GitHub Actions workflows and the reliability guarantees.";
+
+const MAIN_AFTER_LONG_HELP: &str = concat!(
+    "Examples:
+  shipgate validate                     check pipeline.toml and print the plan
+  shipgate deploy --dry-run             the exact commands a deploy would run
+  shipgate deploy                       deploy, gate, roll back on failure
+  shipgate status                       what runs where
+
+`shipgate <command> --help` has examples and exit codes for each command; the README has the
+pipeline.toml reference, the GitHub Actions workflows and the reliability guarantees.
+
+",
+    exit_codes!()
+);
+
+/// Every exit code shipgate returns (SPEC §6).
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
+  0    success (also: a declined prompt; nothing changed)
+  1    failed, and every change was rolled back (or: an event could not be delivered, or a
+       record could not be written and the deploy was rolled back)
+  2    usage or configuration error, or an unwritable state dir; nothing was changed
   3    rollback failed: some regions may run an unknown or mixed version
   4    partial: some regions failed under `continue` or `rollback-region`
   5    another deploy holds the lock
-  6    `status --check`: a gate tripped, or `--live` found drift
+  6    `status --check`: a gate tripped or cannot be probed, a region needs a human, or
+       `--live` found drift
   129  interrupted by SIGHUP: terminal closed (after cleanup)
   130  interrupted by SIGINT (after cleanup)
-  143  interrupted by SIGTERM (after cleanup)";
+  143  interrupted by SIGTERM (after cleanup)"
+    };
+}
+use exit_codes;
+
+pub const EXIT_CODES_HELP: &str = exit_codes!();
+
+const DEPLOY_HELP: &str = "\
+Examples:
+  shipgate deploy                              the version from SHIPGATE_VERSION or [app].version
+  shipgate deploy --version v1.4.2 --dry-run   the plan and every command, nothing changed
+  shipgate deploy --stage canary               only the canary stage
+  shipgate deploy --lock-wait 10m              wait for a running deploy instead of exit 5
+
+Exit codes: 0 success, 1 failed and rolled back, 2 usage/config (nothing changed), 3 rollback
+failed (a human must look: `shipgate recover`), 4 partial, 5 locked, 130/143 interrupted.";
+
+const ROLLBACK_HELP: &str = "\
+Examples:
+  shipgate rollback                            every region to its previous good version (asks)
+  shipgate rollback --region lhr --yes         one region, no prompt
+  shipgate rollback --to v1.4.1 --reason \"bad migration\"
+  shipgate rollback --dry-run                  the plan and the exact commands, nothing changed
+
+Exit codes: 0 rolled back and verified (or the prompt was declined: nothing changed), 1 a
+region's rollback or its verification failed, 2 usage (nothing changed), 3 regions left on an
+unknown version, 5 locked, 130/143 interrupted.";
+
+const RECOVER_HELP: &str = "\
+Examples:
+  shipgate recover                             the latest deploy's regions back, verified (asks)
+  shipgate recover --latest --yes              in a workflow step after a cancelled run
+  shipgate recover 01M8XCPQN8XPKN1T2F0NHXPQE0  one deploy by id
+  shipgate recover --dry-run                   what would run, nothing changed
+
+Exit codes: 0 every region at a known, verified version (or nothing to do, or the prompt was
+declined), 2 usage (nothing changed), 3 a region is still not at a known, verified version,
+5 locked, 130/143 interrupted.";
+
+const STATUS_HELP: &str = "\
+Examples:
+  shipgate status                              what runs where, from history
+  shipgate status --live                       ask the platform too and flag drift
+  shipgate status --check --notify             every gate once; exit 6 and alert when one trips
+  shipgate status --format json | jq .regions
+
+Exit codes: 0 ok, 2 usage/config, 6 `--check`: a gate tripped or cannot be probed, a region
+needs a human, or `--live` found drift.";
+
+const HISTORY_HELP: &str = "\
+Examples:
+  shipgate history --last 20                   the newest records
+  shipgate history --kind deploy --status failed --since 7d
+  shipgate history --stats > report.txt        success and rollback rates, durations
+  shipgate history --audit                     the notification audit trail
+  shipgate history verify                      check both hash chains
+
+Exit codes: 0 ok, 1 `verify` found a broken chain or a torn line, 2 usage.";
+
+const VALIDATE_HELP: &str = "\
+Examples:
+  shipgate validate                            ./pipeline.toml
+  shipgate -c deploy/prod.toml validate
+  shipgate validate --format json | jq .stages
+
+Exit codes: 0 valid (warnings about missing programs included), 2 invalid, with every problem
+and where it is.";
+
+const LOCK_HELP: &str = "\
+Examples:
+  shipgate lock status                         who holds the deploy lock
+  shipgate lock release                        clear what a crashed holder left
+  shipgate lock release --force                release a lock held by a live process
+
+Exit codes: 0 ok, 2 usage, 5 `release` of a lock another live process holds (without --force).";
+
+const PUBLISH_EVENT_HELP: &str = "\
+Examples:
+  shipgate publish-event --platform netlify --event-type success --commit-sha \"$GITHUB_SHA\"
+  shipgate publish-event --from render --payload payload.json
+  shipgate publish-event --platform fly --event-type failure --best-effort
+
+Exit codes: 0 delivered (or recorded with no sink, or --best-effort), 1 not delivered, 2 usage.";
+
+const COMPLETIONS_HELP: &str = "\
+Examples:
+  shipgate completions bash > /etc/bash_completion.d/shipgate
+  shipgate completions zsh > \"${fpath[1]}/_shipgate\"
+  shipgate completions fish > ~/.config/fish/completions/shipgate.fish
+
+Exit codes: 0 printed, 2 usage.";
 
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Path of the pipeline file
     #[arg(
@@ -49,7 +168,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 
-    /// Print only errors and the final result
+    /// Print only errors and the verdict (no progress, warnings or notes)
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
@@ -104,23 +223,32 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Deploy a version through the pipeline's stages, with gates and automatic rollback
+    #[command(after_help = DEPLOY_HELP)]
     Deploy(DeployArgs),
     /// Return regions to an earlier version
+    #[command(after_help = ROLLBACK_HELP)]
     Rollback(RollbackArgs),
     /// Show what runs where; `--check` runs every gate once (for cron)
+    #[command(after_help = STATUS_HELP)]
     Status(StatusArgs),
     /// Build a deployment event, record it and deliver it to the `[events]` sink
+    #[command(after_help = PUBLISH_EVENT_HELP)]
     PublishEvent(PublishEventArgs),
     /// Query the deploy history or the audit trail, newest first
+    #[command(after_help = HISTORY_HELP)]
     History(HistoryArgs),
     /// Load and check the pipeline file and print the resolved plan
+    #[command(after_help = VALIDATE_HELP)]
     Validate,
     /// Show or release the deploy lock
+    #[command(after_help = LOCK_HELP)]
     Lock(LockArgs),
     /// Finish an interrupted, cancelled or rollback-failed deploy: every region it changed back
     /// to its captured previous version, verified
+    #[command(after_help = RECOVER_HELP)]
     Recover(RecoverArgs),
     /// Print a shell completion script
+    #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
 }
 
@@ -276,8 +404,10 @@ pub struct HistoryArgs {
     /// Only records naming this region
     #[arg(long, value_name = "R")]
     pub region: Option<String>,
+    /// Only records with this status (success, failed, rolled_back, partial, cancelled, …)
     #[arg(long, value_name = "S")]
     pub status: Option<String>,
+    /// Only records of this version
     #[arg(long, value_name = "V")]
     pub version: Option<String>,
     /// Success rate, rollback rate, durations per stage and deploy frequency
@@ -296,6 +426,7 @@ pub enum HistoryAction {
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
+    /// What to do with the lock
     #[command(subcommand)]
     pub action: LockAction,
 }
@@ -314,10 +445,82 @@ pub enum LockAction {
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
+    /// The shell to complete for
     pub shell: clap_complete::Shell,
 }
 
 /// Parses a humantime duration (`300s`, `5m`, `1h30m`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use forms like 300s, 5m, 1h30m)"))
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command, subcommands included, with its path (`shipgate history verify`).
+    fn all_commands(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let p = format!("{path} {}", sub.get_name());
+            out.push((p.clone(), sub.clone()));
+            all_commands(sub, p, out);
+        }
+    }
+
+    #[test]
+    fn every_option_is_described_and_every_command_teaches_by_example() {
+        let mut root = Cli::command();
+        root.build();
+        let mut commands = Vec::new();
+        all_commands(&root, "shipgate".into(), &mut commands);
+        for (path, cmd) in std::iter::once(("shipgate".to_string(), root.clone())).chain(commands) {
+            if cmd.get_name() == "help" {
+                continue;
+            }
+            for arg in cmd.get_arguments() {
+                assert!(
+                    arg.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "`{path}`: `{}` has no description",
+                    arg.get_id()
+                );
+            }
+            assert!(
+                cmd.get_about().is_some() || path == "shipgate",
+                "`{path}` has no description"
+            );
+        }
+        for sub in root.get_subcommands().filter(|c| c.get_name() != "help") {
+            let after = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                after.contains("Examples:\n"),
+                "`{}`: no examples",
+                sub.get_name()
+            );
+            let examples = after
+                .lines()
+                .filter(|l| l.starts_with("  shipgate "))
+                .count();
+            assert!(
+                (2..=5).contains(&examples),
+                "`{}`: {examples} examples",
+                sub.get_name()
+            );
+            assert!(
+                after.contains("Exit codes:"),
+                "`{}`: no exit codes",
+                sub.get_name()
+            );
+            // Global options under their own heading.
+            let config = sub
+                .get_arguments()
+                .find(|a| a.get_id() == "config")
+                .expect("the global --config");
+            assert_eq!(config.get_help_heading(), Some("Global options"));
+        }
+    }
 }
