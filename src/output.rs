@@ -11,7 +11,24 @@ pub mod neutral;
 /// [`crate::say!`] prints) and shipgate's own workflow commands.
 pub fn raw_stderr(text: &str) {
     use std::io::Write as _;
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    let write = || {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    };
+    // While bars are drawn, text goes above them: a redraw never erases a signal notice or an
+    // error.
+    let bars = BARS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match bars {
+        Some(m) => m.suspend(write),
+        None => write(),
+    }
+}
+
+/// The progress bars on screen now, if any (set by the reporter while it draws them).
+static BARS: std::sync::Mutex<Option<indicatif::MultiProgress>> = std::sync::Mutex::new(None);
+
+/// The reporter draws `bars` from now on (`None`: no more).
+pub fn set_bars(bars: Option<indicatif::MultiProgress>) {
+    *BARS.lock().unwrap_or_else(|e| e.into_inner()) = bars;
 }
 
 /// Writes neutralised text to stdout, never panicking (a closed pipe: `shipgate history |

@@ -190,3 +190,97 @@ fn a_lock_wait_says_who_holds_the_lock() {
     assert!(notice.contains("held by pid"), "{notice}");
     assert!(holder.wait().unwrap().success());
 }
+
+/// Was: in a terminal, a failing deploy's automatic rollback showed frozen bars (the elapsed
+/// time stopped), and "verifying rollback" / "rolled back" were never drawn.
+#[test]
+fn a_terminal_shows_the_automatic_rollback_live() {
+    if !crate::common::pty::Tmux::available() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("BAD_VERSION", "v3")
+        .env("FAIL_GATE", "nrt")
+        .env("ROLLBACK_SLEEP", "4");
+    let tty = crate::common::pty::Tmux::start(
+        p.path(),
+        &p.tty_env(),
+        &[crate::common::bin(), "deploy".into()],
+    );
+    let first = tty.wait_for("the rollback", Duration::from_secs(30), |s| {
+        s.contains("rolling back")
+    });
+    let elapsed = |screen: &str| -> Vec<String> {
+        screen
+            .lines()
+            .filter(|l| l.contains("rolling back"))
+            .map(|l| l.split_whitespace().last().unwrap_or_default().to_string())
+            .collect()
+    };
+    let before = elapsed(&first);
+    let later = tty.wait_for("the elapsed time to move", Duration::from_secs(3), |s| {
+        let now = elapsed(s);
+        !now.is_empty() && now != before
+    });
+    assert!(later.contains("rolling back"), "{later}");
+    let done = tty.wait_for("the end", Duration::from_secs(30), |s| s.contains("[exit "));
+    assert!(done.contains("[exit 1]"), "{done}");
+    // Each region's last state stays on screen, above the summary.
+    for region in ["lhr", "nrt"] {
+        assert!(
+            done.lines()
+                .any(|l| l.contains(&format!("✓ {region}")) && l.contains("rolled back to v2")),
+            "{region}: {done}"
+        );
+    }
+}
+
+/// Was: the Ctrl-C notice was written, then wiped by the next redraw of the bars.
+#[test]
+fn the_ctrl_c_notice_stays_on_screen_through_the_rollback() {
+    if !crate::common::pty::Tmux::available() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("SETTLE_SLEEP", "20")
+        .env("ROLLBACK_SLEEP", "4");
+    let tty = crate::common::pty::Tmux::start(
+        p.path(),
+        &p.tty_env(),
+        &[crate::common::bin(), "deploy".into()],
+    );
+    tty.wait_for("the canary deploying", Duration::from_secs(30), |s| {
+        s.contains("deploying") && s.contains("lhr")
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !p.calls().iter().any(|c| c.starts_with("deploy lhr")) {
+        assert!(std::time::Instant::now() < deadline, "lhr never deployed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tty.send(&["C-c"]);
+    tty.wait_for("the notice", Duration::from_secs(10), |s| {
+        s.contains("send it again to abandon the rollback")
+    });
+    // Watched for 2 s of redraws while the rollback runs: it is never erased.
+    let watch = std::time::Instant::now();
+    while watch.elapsed() < Duration::from_secs(2) {
+        let screen = tty.screen();
+        assert!(
+            screen.contains("send it again to abandon the rollback"),
+            "the notice was erased:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let done = tty.wait_for("the end", Duration::from_secs(60), |s| s.contains("[exit "));
+    assert!(done.contains("[exit 130]"), "{done}");
+    assert!(
+        done.contains("send it again to abandon the rollback"),
+        "{done}"
+    );
+}

@@ -67,6 +67,12 @@ impl Phase {
     }
 }
 
+/// A live region: spinner, name, state and its ticking elapsed time.
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix:<8} {wide_msg} {elapsed:>4}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
 pub struct Reporter {
     pub output: Output,
     multi: Option<MultiProgress>,
@@ -79,6 +85,9 @@ impl Reporter {
     pub fn new(output: &Output) -> Self {
         let multi = (output.progress == ProgressMode::Bars)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        if multi.is_some() {
+            crate::output::set_bars(multi.clone());
+        }
         Reporter {
             output: output.clone(),
             multi,
@@ -174,10 +183,7 @@ impl Reporter {
         let mut bars = self.bars.lock().unwrap();
         if !bars.contains_key(region) {
             let bar = m.add(ProgressBar::new_spinner());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {prefix:<8} {wide_msg} {elapsed:>4}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
+            bar.set_style(spinner_style());
             bar.set_prefix(neutral::inline(region).into_owned());
             bar.enable_steady_tick(Duration::from_millis(120));
             bars.insert(region.to_string(), (bar, Instant::now()));
@@ -219,6 +225,15 @@ impl Reporter {
                     );
                     bar.disable_steady_tick();
                     bar.tick();
+                } else {
+                    // A region moving on after a final mark (failed → rolling back → verifying)
+                    // is live again: the spinner and its elapsed time tick, so a rollback of
+                    // minutes never looks hung. Its time counts from the rollback's start.
+                    if matches!(phase, Phase::RollingBack(_)) {
+                        bar.reset_elapsed();
+                    }
+                    bar.set_style(spinner_style());
+                    bar.enable_steady_tick(Duration::from_millis(120));
                 }
             }
         } else {
@@ -235,12 +250,13 @@ impl Reporter {
     }
 
     pub fn finish(&self) {
-        if let Some(m) = &self.multi {
+        if self.multi.is_some() {
+            // Every region's last state stays on screen, above the summary.
             for (bar, _) in self.bars.lock().unwrap().values() {
                 bar.disable_steady_tick();
-                bar.tick();
+                bar.abandon();
             }
-            let _ = m.clear();
+            crate::output::set_bars(None);
         }
         self.end_group();
     }

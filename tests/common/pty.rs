@@ -28,7 +28,9 @@ impl Tmux {
     /// `[exit N]` and stays open.
     pub fn start(cwd: &Path, env: &[(String, String)], argv: &[String]) -> Tmux {
         let socket = format!("shipgate-test-{}-{}", std::process::id(), fastrand::u64(..));
-        let mut script = String::from("cd \"$0\" || exit 1; ");
+        // The wrapper survives a Ctrl-C sent to the pane (a caught trap is reset to the
+        // default for the command, which handles the signal itself) to show the exit code.
+        let mut script = String::from("cd \"$0\" || exit 1; trap : INT; ");
         script.push_str("\"$@\"; echo \"[exit $?]\"; sleep 600");
         let mut cmd = Command::new("tmux");
         cmd.args([
