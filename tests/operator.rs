@@ -283,4 +283,33 @@ fn the_ctrl_c_notice_stays_on_screen_through_the_rollback() {
         done.contains("send it again to abandon the rollback"),
         "{done}"
     );
+    // Said as what it was: a cancel, not a failure, and not "cancelled: cancelled".
+    assert!(done.contains("stage canary cancelled"), "{done}");
+    assert!(!done.contains("stage canary failed"), "{done}");
+    assert!(
+        done.contains("deploy cancelled: stopped by SIGINT; rolled back lhr"),
+        "{done}"
+    );
+}
+
+/// Was: the summary table was 81 columns wide and wrapped on an 80-column terminal.
+#[test]
+fn the_summary_table_fits_80_columns() {
+    let mut p = exec_project(THREE_STAGES);
+    p.env("FAIL_GATE", "ewr").env("FAIL_ROLLBACK", "nrt");
+    let r = p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+    let table: Vec<&str> = r
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("STAGE"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(table.len() > 3, "{}", r.stdout);
+    for line in table {
+        assert!(
+            line.chars().count() <= 80,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
 }

@@ -339,9 +339,15 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             duration_seconds: Some(t0.elapsed().as_secs_f64()),
             regions_detail: detail,
         }));
+        // Recorded as failed (SPEC §4 has no cancelled stage), but said as what it was.
+        let said = if cancelled {
+            "cancelled".to_string()
+        } else {
+            status.to_string()
+        };
         engine
             .reporter
-            .line(&format!("stage {} {}", stage.name, status));
+            .line(&format!("stage {} {said}", stage.name));
         self.result.stages.push(rows);
         if status == StageStatus::Success && index + 1 < total {
             let config = engine.config;

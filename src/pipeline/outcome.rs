@@ -92,7 +92,9 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
                 status: DeployStatus::Cancelled,
                 exit_code: cancel.exit_code(),
                 message: format!(
-                    "cancelled; rollback abandoned, regions left mixed: {}",
+                    "stopped by {}, then the rollback abandoned by a second signal; regions left \
+                     mixed: {}",
+                    cancel.signal_name(),
                     list(&mixed, "none")
                 ),
                 mixed,
@@ -102,7 +104,8 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
                 status: DeployStatus::RollbackFailed,
                 exit_code: exit_code::ROLLBACK_FAILED,
                 message: format!(
-                    "cancelled, and the rollback failed in {}",
+                    "stopped by {}, and the rollback failed in {}",
+                    cancel.signal_name(),
                     failed_names.join(", ")
                 ),
                 mixed,
@@ -112,7 +115,8 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
                 status: DeployStatus::Cancelled,
                 exit_code: cancel.exit_code(),
                 message: format!(
-                    "cancelled; rolled back {}",
+                    "stopped by {}; rolled back {}",
+                    cancel.signal_name(),
                     list(&f.rolled_back(), "nothing (no region was changed)")
                 ),
                 mixed,

@@ -53,6 +53,14 @@ impl CancelState {
         matches!(self, CancelState::Abandoned { .. })
     }
     /// 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP (the first signal's).
+    /// The signal's name (`SIGINT`), for messages; `no signal` when running.
+    pub fn signal_name(self) -> &'static str {
+        match self {
+            CancelState::Running => "no signal",
+            CancelState::Cancelling { signal } | CancelState::Abandoned { signal } => name(signal),
+        }
+    }
+
     pub fn exit_code(self) -> i32 {
         match self {
             CancelState::Running => exit_code::SUCCESS,

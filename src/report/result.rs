@@ -69,13 +69,13 @@ impl RunResult {
         )
     }
 
-    /// The human summary table (stderr).
+    /// The human summary table (stdout), 80 columns for names and versions that fit theirs.
     pub fn render_human(&self) -> String {
         let mut s = String::new();
         writeln!(s).ok();
         writeln!(
             s,
-            "{:<10} {:<10} {:<16} {:<16} {:<16} {:>8}",
+            "{:<10} {:<10} {:<16} {:<16} {:<15} {:>8}",
             "STAGE", "REGION", "BEFORE", "NOW RUNS", "OUTCOME", "TIME"
         )
         .ok();
@@ -83,7 +83,7 @@ impl RunResult {
             for r in &stage.regions {
                 writeln!(
                     s,
-                    "{:<10} {:<10} {:<16} {:<16} {:<16} {:>8}",
+                    "{:<10} {:<10} {:<16} {:<16} {:<15} {:>8}",
                     stage.name,
                     r.region,
                     trunc(r.previous_version.as_deref().unwrap_or("-"), 16),
