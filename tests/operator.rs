@@ -313,3 +313,75 @@ fn the_summary_table_fits_80_columns() {
         );
     }
 }
+
+/// Was: `history` had no reason column, a first deploy's REGIONS cell was blank, and names were
+/// cut even when piped. `--kind deploy` is one line per deploy.
+#[test]
+fn history_says_what_happened_one_line_per_deploy() {
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("FAIL_GATE", "nrt")
+        .env("BAD_VERSION", "v3");
+    p.run(&["deploy"]).expect(code::FAILED);
+    let r = p
+        .run(&["history", "--kind", "deploy"])
+        .expect(code::SUCCESS);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "a header and one line per deploy:\n{}",
+        r.stdout
+    );
+    assert!(lines[0].ends_with("REASON"), "{}", lines[0]);
+    assert!(lines[1].contains("rolled_back"), "{}", lines[1]);
+    assert!(
+        lines[1].contains("stage canary failed (nrt: gate health tripped"),
+        "the reason: {}",
+        lines[1]
+    );
+    assert!(lines[2].contains("success"), "{}", lines[2]);
+    // The first deploy names its regions, and nothing is cut on a pipe.
+    assert!(lines[2].contains("lhr,nrt,ewr,ord,fra"), "{}", lines[2]);
+    assert!(lines[2].contains("canary,primary,full"), "{}", lines[2]);
+}
+
+/// On a terminal the history table is cut to the terminal's width (REASON takes the rest).
+#[test]
+fn history_on_a_terminal_fits_its_width() {
+    if !crate::common::pty::Tmux::available() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("FAIL_GATE", "nrt")
+        .env("BAD_VERSION", "v3");
+    p.run(&["deploy"]).expect(code::FAILED);
+    let tty = crate::common::pty::Tmux::start(
+        p.path(),
+        &p.tty_env(),
+        &[crate::common::bin(), "history".into()],
+    );
+    let screen = tty.wait_for("the table", Duration::from_secs(20), |s| {
+        s.contains("[exit 0]")
+    });
+    let table: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("TIME"))
+        .take_while(|l| !l.starts_with("[exit"))
+        .collect();
+    assert!(table[0].trim_end().ends_with("REASON"), "{screen}");
+    assert!(table.len() > 5, "{screen}");
+    for line in &table {
+        assert!(line.trim_end().chars().count() <= 120, "{line}");
+    }
+    assert!(
+        table
+            .iter()
+            .any(|l| l.contains("stage canary failed") && l.trim_end().ends_with('…')),
+        "a long reason is cut to the width:\n{screen}"
+    );
+}

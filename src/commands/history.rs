@@ -194,6 +194,8 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
     };
     let mut warnings = Vec::new();
     let mut matched = 0usize;
+    let one_per_deploy = args.kind.as_deref() == Some("deploy") && !args.audit;
+    let mut shown_deploys = std::collections::HashSet::new();
     // Statistics over the whole file: read its parts in parallel (order does not matter).
     let whole_file_stats = args.stats && filter.since.is_none() && args.last.is_none();
     if whole_file_stats {
@@ -247,6 +249,15 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
             };
             if !filter.matches(&facts) {
                 continue;
+            }
+            // `--kind deploy` as a table: one line per deploy, its newest record (the outcome,
+            // its duration and who), not its `started` line too.
+            if one_per_deploy && matches!(sink, Sink::Table { .. }) {
+                if let Some(id) = facts.deploy_id.as_deref() {
+                    if !shown_deploys.insert(id.to_string()) {
+                        continue;
+                    }
+                }
             }
             matched += 1;
             match &mut sink {
@@ -413,8 +424,9 @@ pub(super) fn cell(s: &str, width: usize) -> String {
     }
 }
 
-/// Column widths of the history table: 80 columns in all.
-const COLS: [(&str, usize); 8] = [
+/// Column widths of the history table (80 columns before REASON, which takes the rest of the
+/// terminal).
+const COLS: [(&str, usize); 9] = [
     ("TIME", 16),
     ("KIND", 8),
     ("STAGE", 7),
@@ -423,28 +435,58 @@ const COLS: [(&str, usize); 8] = [
     ("STATUS", 11),
     ("DUR", 5),
     ("ACTOR", 9),
+    ("REASON", 0),
 ];
 
-const AUDIT_COLS: [(&str, usize); 4] = [("TIME", 16), ("PRI", 3), ("DELIVERED", 12), ("TITLE", 46)];
+const AUDIT_COLS: [(&str, usize); 4] = [("TIME", 16), ("PRI", 3), ("DELIVERED", 12), ("TITLE", 0)];
+
+/// How wide the table may be: the terminal's width when stdout is one (cells are cut to fit,
+/// the last column takes what is left), else unbounded (piped: nothing is ever cut).
+fn table_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let width = terminal_size::terminal_size()
+        .map(|(w, _)| usize::from(w.0))
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .unwrap_or(80);
+    Some(width.max(80))
+}
 
 fn header(audit: bool) -> String {
+    header_in(audit, table_width())
+}
+
+fn header_in(audit: bool, width: Option<usize>) -> String {
     let cols: &[(&str, usize)] = if audit { &AUDIT_COLS } else { &COLS };
-    row(cols, cols.iter().map(|c| c.0.to_string()).collect())
+    row_in(cols, cols.iter().map(|c| c.0.to_string()).collect(), width)
 }
 
 fn row(cols: &[(&str, usize)], cells: Vec<String>) -> String {
+    row_in(cols, cells, table_width())
+}
+
+/// One table line within `width` columns (`None`: unbounded, nothing cut).
+fn row_in(cols: &[(&str, usize)], cells: Vec<String>, width: Option<usize>) -> String {
     let last = cols.len() - 1;
+    let fixed: usize = cols[..last].iter().map(|(_, w)| w + 1).sum();
     cells
         .iter()
         .zip(cols)
         .enumerate()
-        .map(|(i, (c, (_, w)))| {
-            let c = cell(c, *w);
-            if i == last {
-                c.trim_end().to_string()
-            } else {
-                c
+        .map(|(i, (c, (_, w)))| match (i == last, width) {
+            // On a terminal every cell fits its column, the last one the rest of the line.
+            // The last column takes the rest of the line, or is left out when that is too
+            // narrow to read (an 80-column terminal keeps the table to 80).
+            (true, Some(total)) if total >= fixed + 10 => {
+                cell(c, total - fixed).trim_end().to_string()
             }
+            (true, Some(_)) => String::new(),
+            (false, Some(_)) => cell(c, *w),
+            // Piped: padded to line up, never cut.
+            (true, None) => c.clone(),
+            (false, None) => format!("{c:<w$}"),
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -471,6 +513,10 @@ pub fn short_duration(secs: f64) -> String {
 }
 
 fn history_row(f: &Facts<'_>) -> String {
+    row(&COLS, history_cells(f))
+}
+
+fn history_cells(f: &Facts<'_>) -> Vec<String> {
     let stage = f
         .stage
         .as_deref()
@@ -495,19 +541,24 @@ fn history_row(f: &Facts<'_>) -> String {
         ("event", Some(e)) => e.platform.clone().unwrap_or_else(|| "event".into()),
         (k, _) => k.to_string(),
     };
-    row(
-        &COLS,
-        vec![
-            time(f),
-            kind,
-            stage,
-            version,
-            regions,
-            status,
-            f.duration_seconds.map(short_duration).unwrap_or_default(),
-            f.actor.as_deref().unwrap_or("").to_string(),
-        ],
-    )
+    vec![
+        time(f),
+        kind,
+        stage,
+        version,
+        regions,
+        status,
+        f.duration_seconds.map(short_duration).unwrap_or_default(),
+        f.actor.as_deref().unwrap_or("").to_string(),
+        f.reason
+            .as_deref()
+            .or(f.detail.as_deref())
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+    ]
 }
 
 fn audit_row(f: &Facts<'_>) -> String {
@@ -626,7 +677,7 @@ mod tests {
                 "status":"rolled_back","duration_seconds":3725,"actor":"someone-with-a-long-name"}"#,
         )
         .unwrap();
-        let r = history_row(&f);
+        let r = row_in(&COLS, history_cells(&f), Some(80));
         assert!(r.chars().count() <= 80, "{r}");
         assert!(
             r.starts_with(
@@ -634,8 +685,13 @@ mod tests {
             ),
             "{r}"
         );
-        assert!(header(false).chars().count() <= 80);
-        assert!(header(true).chars().count() <= 80);
+        assert!(header_in(false, Some(80)).chars().count() <= 80);
+        let wide = row_in(&COLS, history_cells(&f), Some(120));
+        assert!(wide.chars().count() <= 120, "{wide}");
+        assert!(header_in(true, Some(80)).chars().count() <= 80);
+        // Piped: nothing is cut.
+        let piped = row_in(&COLS, history_cells(&f), None);
+        assert!(piped.contains("canary-long-name") && piped.contains("someone-with-a-long-name"));
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub struct Facts<'a> {
     pub start_time: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub actor: Option<Cow<'a, str>>,
+    /// Why: a deploy's or rollback's reason, a gate's detail.
+    #[serde(borrow)]
+    pub reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub detail: Option<Cow<'a, str>>,
     pub automatic: Option<bool>,
     pub event: Option<EventFacts>,
     // audit

@@ -224,6 +224,10 @@ pub struct DeployRecord {
     pub status: DeployStatus,
     /// The stages this deploy runs, in order.
     pub stages: Vec<String>,
+    /// The regions those stages deploy to, in order (a first deploy has no previous versions
+    /// to name them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
     pub start_time: String,
     pub end_time: Option<String>,
     pub duration_seconds: Option<f64>,

@@ -164,6 +164,7 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             previous_versions: previous.clone(),
             status: DeployStatus::Started,
             stages: opts.stages.iter().map(|s| s.name.clone()).collect(),
+            regions: regions.clone(),
             start_time: now_rfc3339(),
             actor: engine.invocation.actor.clone(),
             trigger: engine.invocation.trigger.clone(),
