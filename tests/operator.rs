@@ -8,6 +8,33 @@ use crate::common::code;
 use crate::common::pipeline::{exec_project, THREE_STAGES};
 use crate::common::Project;
 
+/// `shipgate <args>` in a real terminal (tmux); `None`, with the reason printed, where tmux is
+/// missing (never in CI).
+fn in_terminal(p: &Project, args: &[&str]) -> Option<crate::common::pty::Tmux> {
+    if !crate::common::pty::Tmux::available() {
+        eprintln!("skipped: tmux is not installed");
+        return None;
+    }
+    let mut argv = vec![crate::common::bin()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    Some(crate::common::pty::Tmux::start(
+        p.path(),
+        &p.tty_env(),
+        &argv,
+    ))
+}
+
+/// Two deploys: v2 succeeds, v3 fails its canary gate in nrt and is rolled back.
+fn deployed_then_rolled_back() -> Project {
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("FAIL_GATE", "nrt")
+        .env("BAD_VERSION", "v3");
+    p.run(&["deploy"]).expect(code::FAILED);
+    p
+}
+
 /// `shipgate <args> | <filter…>` through a real pipe: what the filter printed.
 fn piped(p: &Project, args: &[&str], filter: &[&str]) -> String {
     let mut shipgate = p.command(args).stdout(Stdio::piped()).spawn().unwrap();
@@ -88,21 +115,15 @@ fn a_dumb_terminal_gets_no_colour() {
 /// back". Now it is an answer: exit 0, nothing changed. Through a real terminal.
 #[test]
 fn a_declined_prompt_changes_nothing_and_exits_0() {
-    if !crate::common::pty::Tmux::available() {
-        eprintln!("skipped: tmux is not installed");
-        return;
-    }
     let mut p = exec_project(THREE_STAGES);
     p.run(&["deploy"]).expect(code::SUCCESS);
     p.env("TEST_VERSION", "v3");
     p.run(&["deploy"]).expect(code::SUCCESS);
     let history = p.read(".shipgate/history.jsonl");
     let calls = p.calls().len();
-    let tty = crate::common::pty::Tmux::start(
-        p.path(),
-        &p.tty_env(),
-        &[crate::common::bin(), "rollback".into()],
-    );
+    let Some(tty) = in_terminal(&p, &["rollback"]) else {
+        return;
+    };
     tty.wait_for("the prompt", Duration::from_secs(20), |s| {
         s.contains("[y/N]")
     });
@@ -195,21 +216,15 @@ fn a_lock_wait_says_who_holds_the_lock() {
 /// time stopped), and "verifying rollback" / "rolled back" were never drawn.
 #[test]
 fn a_terminal_shows_the_automatic_rollback_live() {
-    if !crate::common::pty::Tmux::available() {
-        eprintln!("skipped: tmux is not installed");
-        return;
-    }
     let mut p = exec_project(THREE_STAGES);
     p.run(&["deploy"]).expect(code::SUCCESS);
     p.env("TEST_VERSION", "v3")
         .env("BAD_VERSION", "v3")
         .env("FAIL_GATE", "nrt")
         .env("ROLLBACK_SLEEP", "4");
-    let tty = crate::common::pty::Tmux::start(
-        p.path(),
-        &p.tty_env(),
-        &[crate::common::bin(), "deploy".into()],
-    );
+    let Some(tty) = in_terminal(&p, &["deploy"]) else {
+        return;
+    };
     let first = tty.wait_for("the rollback", Duration::from_secs(30), |s| {
         s.contains("rolling back")
     });
@@ -241,20 +256,14 @@ fn a_terminal_shows_the_automatic_rollback_live() {
 /// Was: the Ctrl-C notice was written, then wiped by the next redraw of the bars.
 #[test]
 fn the_ctrl_c_notice_stays_on_screen_through_the_rollback() {
-    if !crate::common::pty::Tmux::available() {
-        eprintln!("skipped: tmux is not installed");
-        return;
-    }
     let mut p = exec_project(THREE_STAGES);
     p.run(&["deploy"]).expect(code::SUCCESS);
     p.env("TEST_VERSION", "v3")
         .env("SETTLE_SLEEP", "20")
         .env("ROLLBACK_SLEEP", "4");
-    let tty = crate::common::pty::Tmux::start(
-        p.path(),
-        &p.tty_env(),
-        &[crate::common::bin(), "deploy".into()],
-    );
+    let Some(tty) = in_terminal(&p, &["deploy"]) else {
+        return;
+    };
     tty.wait_for("the canary deploying", Duration::from_secs(30), |s| {
         s.contains("deploying") && s.contains("lhr")
     });
@@ -318,12 +327,7 @@ fn the_summary_table_fits_80_columns() {
 /// cut even when piped. `--kind deploy` is one line per deploy.
 #[test]
 fn history_says_what_happened_one_line_per_deploy() {
-    let mut p = exec_project(THREE_STAGES);
-    p.run(&["deploy"]).expect(code::SUCCESS);
-    p.env("TEST_VERSION", "v3")
-        .env("FAIL_GATE", "nrt")
-        .env("BAD_VERSION", "v3");
-    p.run(&["deploy"]).expect(code::FAILED);
+    let p = deployed_then_rolled_back();
     let r = p
         .run(&["history", "--kind", "deploy"])
         .expect(code::SUCCESS);
@@ -350,21 +354,10 @@ fn history_says_what_happened_one_line_per_deploy() {
 /// On a terminal the history table is cut to the terminal's width (REASON takes the rest).
 #[test]
 fn history_on_a_terminal_fits_its_width() {
-    if !crate::common::pty::Tmux::available() {
-        eprintln!("skipped: tmux is not installed");
+    let p = deployed_then_rolled_back();
+    let Some(tty) = in_terminal(&p, &["history"]) else {
         return;
-    }
-    let mut p = exec_project(THREE_STAGES);
-    p.run(&["deploy"]).expect(code::SUCCESS);
-    p.env("TEST_VERSION", "v3")
-        .env("FAIL_GATE", "nrt")
-        .env("BAD_VERSION", "v3");
-    p.run(&["deploy"]).expect(code::FAILED);
-    let tty = crate::common::pty::Tmux::start(
-        p.path(),
-        &p.tty_env(),
-        &[crate::common::bin(), "history".into()],
-    );
+    };
     let screen = tty.wait_for("the table", Duration::from_secs(20), |s| {
         s.contains("[exit 0]")
     });
