@@ -943,11 +943,16 @@ mod tests {
     fn a_grandchild_ignoring_term_gets_the_kill_at_exit() {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("pid");
-        // The grandchild ignores TERM and closes our pipes, so nothing but the group remembers it.
+        let ready = dir.path().join("ready");
+        // The grandchild ignores TERM and closes our pipes, so nothing but the group remembers
+        // it. The command exits only once the grandchild's trap is set (else the TERM could
+        // come first).
         let spec = sh(
             &format!(
-                "(trap '' TERM; exec sleep 100) >/dev/null 2>&1 & echo $! > {}; exit 0",
-                pidfile.display()
+                "(trap '' TERM; : > {ready}; exec sleep 100) >/dev/null 2>&1 & echo $! > {pid}; \
+                 while [ ! -e {ready} ]; do sleep 0.01; done; exit 0",
+                ready = ready.display(),
+                pid = pidfile.display()
             ),
             Duration::from_secs(30),
         );

@@ -410,7 +410,9 @@ fn a_setsid_escapee_holding_the_output_is_named_in_a_warning() {
     p.script(
         "deploy.sh",
         &format!(
-            "#!/bin/sh\nif [ \"$1\" = lhr ]; then setsid sleep 30 & echo $! > \"$(dirname \"$0\")/state/escapee\"; fi\n{}",
+            // The command goes on only once the escapee has left the group (else the group's
+            // TERM could reach it first).
+            "#!/bin/sh\nif [ \"$1\" = lhr ]; then d=\"$(dirname \"$0\")/state\"; setsid sh -c ': > \"$0/escaped\"; exec sleep 30' \"$d\" & echo $! > \"$d/escapee\"; while [ ! -e \"$d/escaped\" ]; do sleep 0.01; done; fi\n{}",
             crate::common::pipeline::DEPLOY.trim_start_matches("#!/bin/sh\n")
         ),
     );
