@@ -378,3 +378,49 @@ fn history_on_a_terminal_fits_its_width() {
         "a long reason is cut to the width:\n{screen}"
     );
 }
+
+/// Was: the dry run omitted the `current` reads and the gates' headers, and listed rollback
+/// targets for a `continue` stage, which runs nothing on failure.
+#[test]
+fn the_dry_run_is_exact_about_reads_failures_and_gates() {
+    let config = THREE_STAGES
+        .replace(
+            "[defaults]",
+            "[gate.api]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/{region}/health\"\n\
+             headers = { Authorization = \"Bearer ghp_s3cr3t-token-value\" }\n\n[defaults]",
+        )
+        .replacen("gates = [\"health\"]", "gates = [\"health\", \"api\"]", 1);
+    let mut p = exec_project(&config);
+    p.env("GITHUB_TOKEN", "ghp_s3cr3t-token-value");
+    let r = p.run(&["deploy", "--dry-run"]).expect(code::SUCCESS);
+    let out = &r.stdout;
+    assert!(out.contains("reads what runs now"), "{out}");
+    for region in ["lhr", "nrt", "ewr", "ord", "fra"] {
+        assert!(out.contains(&format!("$ ./current.sh {region}")), "{out}");
+    }
+    // `full` continues on failure: nothing runs, no targets.
+    let full = &out[out.find("3. full").expect("stage 3")..];
+    assert!(full.contains("on failure: nothing runs"), "{full}");
+    assert!(!full.contains("rollback targets"), "{full}");
+    assert!(!full.contains("on failure: $"), "{full}");
+    // `primary` rolls back every region changed so far.
+    let primary = &out[out.find("2. primary").unwrap()..out.find("3. full").unwrap()];
+    for region in ["lhr", "nrt", "ewr"] {
+        assert!(
+            primary.contains(&format!("on failure: $ ./rollback.sh {region} v1")),
+            "{primary}"
+        );
+    }
+    let json = p
+        .run(&["deploy", "--dry-run", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(
+        json["current_reads"].as_array().map(Vec::len),
+        Some(5),
+        "{json}"
+    );
+    // The gate's header is shown, its secret value redacted.
+    assert!(out.contains("header Authorization: Bearer ***"), "{out}");
+    assert!(!out.contains("ghp_s3cr3t"), "{out}");
+}

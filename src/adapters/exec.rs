@@ -133,6 +133,18 @@ impl super::Adapter for Exec {
         self.cfg.current.is_some()
     }
 
+    fn current_commands(
+        &self,
+        regions: &[String],
+        vars: &Vars,
+        timeout: Duration,
+    ) -> Vec<CommandSpec> {
+        regions
+            .iter()
+            .filter_map(|r| self.current_command(r, vars, timeout))
+            .collect()
+    }
+
     /// Runs `target.exec.current`; without one the adapter cannot tell, which is an error
     /// (the caller falls back on history).
     fn current(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<Live, Error> {

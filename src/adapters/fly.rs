@@ -278,6 +278,16 @@ impl super::Adapter for Fly {
         Ok(region_live(&machines, region, &self.image, vars))
     }
 
+    /// One `flyctl machines list` answers for every region.
+    fn current_commands(
+        &self,
+        _regions: &[String],
+        _vars: &Vars,
+        timeout: Duration,
+    ) -> Vec<CommandSpec> {
+        vec![self.machines_command(timeout)]
+    }
+
     fn rollback(
         &self,
         regions: &[String],

@@ -309,6 +309,19 @@ impl super::Adapter for Kubernetes {
 
     /// The configured container's image in the region's deployment. While a rollout is in
     /// progress, the images of every ReplicaSet that still has pods: mixed when they differ.
+    /// `kubectl get deployment` per region (a rollout in progress also reads its replica sets).
+    fn current_commands(
+        &self,
+        regions: &[String],
+        vars: &Vars,
+        timeout: Duration,
+    ) -> Vec<CommandSpec> {
+        regions
+            .iter()
+            .map(|r| self.get_deployment(r, &Self::region_vars(vars, r), timeout))
+            .collect()
+    }
+
     fn current(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<Live, Error> {
         let vars = Self::region_vars(vars, region);
         let Some(dep) = self.deployment(region, &vars, ctx)? else {

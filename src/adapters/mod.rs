@@ -97,6 +97,15 @@ pub trait Adapter: Send + Sync {
     /// What runs in `region` now.
     fn current(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<Live, Error>;
 
+    /// The exact commands [`Adapter::current`] runs to read what runs in `regions` (for
+    /// `--dry-run`): one per region, or one for all where the platform lists them at once.
+    fn current_commands(
+        &self,
+        regions: &[String],
+        vars: &Vars,
+        timeout: Duration,
+    ) -> Vec<CommandSpec>;
+
     /// Returns `regions` to `to_version`. `vars` describe what is being left (`version` is the
     /// version the regions run now); the adapter renders its commands with `version` =
     /// `to_version` and `previous_version` = the version being left. `None` asks the platform

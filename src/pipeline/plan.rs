@@ -27,6 +27,11 @@ pub fn gate_summary(kind: &GateKind) -> String {
                     .join("|")
             };
             let mut s = format!("{} {} → {status}", h.method, h.url);
+            // Header values are shown as resolved, then redacted by the caller (a bearer token
+            // from the environment is a secret).
+            for (k, v) in &h.headers {
+                write!(s, ", header {k}: {v}").ok();
+            }
             if let Some(b) = &h.body_contains {
                 write!(s, ", body contains {b:?}").ok();
             }
@@ -163,6 +168,8 @@ pub struct DryRun {
     pub version: String,
     pub adapter: String,
     pub deploy_id: String,
+    /// The commands that read what runs before the deploy (the rollback targets).
+    pub current_reads: Vec<Vec<String>>,
     pub stages: Vec<DryRunStage>,
     /// Programs the deploy would run that cannot be started (it would refuse, exit 2).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -282,6 +289,16 @@ pub fn dry_run(
             .map(|a| crate::redact::redact(a))
             .collect::<Vec<_>>()
     };
+    let all_regions: Vec<String> = stages.iter().flat_map(|s| s.regions.clone()).collect();
+    let current_reads = adapter
+        .current_commands(
+            &all_regions,
+            &vars_for("", None),
+            config.defaults.command_timeout,
+        )
+        .iter()
+        .map(|c| redact_argv(&c.argv))
+        .collect();
     let stages = stages
         .iter()
         .map(|stage| {
@@ -377,6 +394,7 @@ pub fn dry_run(
         version: version.into(),
         adapter: config.target.adapter.as_str().into(),
         deploy_id: deploy_id.into(),
+        current_reads,
         stages,
         missing_programs: Vec::new(),
     }
@@ -393,6 +411,12 @@ pub fn render_dry_run(p: &DryRun, output: &Output) -> String {
         p.adapter
     )
     .ok();
+    if !p.current_reads.is_empty() {
+        writeln!(s, "reads what runs now (the rollback targets):").ok();
+        for c in &p.current_reads {
+            writeln!(s, "    $ {}", crate::redact::display_argv(c)).ok();
+        }
+    }
     for (i, st) in p.stages.iter().enumerate() {
         writeln!(
             s,
@@ -412,15 +436,23 @@ pub fn render_dry_run(p: &DryRun, output: &Output) -> String {
         for c in &st.rollback_commands {
             writeln!(s, "    on failure: $ {}", crate::redact::display_argv(c)).ok();
         }
-        let targets: Vec<String> = st
-            .regions
-            .iter()
-            .map(|r| match p.previous_versions.get(r) {
-                Some(v) => format!("{r} → {v}"),
-                None => format!("{r} → none known"),
-            })
-            .collect();
-        writeln!(s, "    rollback targets: {}", targets.join(", ")).ok();
+        if st.on_failure == "continue" {
+            writeln!(
+                s,
+                "    on failure: nothing runs (on_failure = \"continue\": the others go on)"
+            )
+            .ok();
+        } else {
+            let targets: Vec<String> = st
+                .regions
+                .iter()
+                .map(|r| match p.previous_versions.get(r) {
+                    Some(v) => format!("{r} → {v}"),
+                    None => format!("{r} → none known"),
+                })
+                .collect();
+            writeln!(s, "    rollback targets: {}", targets.join(", ")).ok();
+        }
         for g in &st.gates {
             for (region, probe) in &g.probes {
                 writeln!(

@@ -612,6 +612,14 @@ mod tests {
         fn current(&self, _: &str, _: &Vars, _: &RunCtx<'_>) -> Result<Live, Error> {
             Ok(Live::Absent)
         }
+        fn current_commands(
+            &self,
+            _: &[String],
+            _: &Vars,
+            _: std::time::Duration,
+        ) -> Vec<crate::exec::CommandSpec> {
+            Vec::new()
+        }
         fn rollback(
             &self,
             regions: &[String],
