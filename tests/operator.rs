@@ -424,3 +424,40 @@ fn the_dry_run_is_exact_about_reads_failures_and_gates() {
     assert!(out.contains("header Authorization: Bearer ***"), "{out}");
     assert!(!out.contains("ghp_s3cr3t"), "{out}");
 }
+
+/// Was: in `status --live`, a long state (`rollback_failed`) pushed the LIVE column out of line.
+#[test]
+fn status_live_keeps_its_columns_in_line() {
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("BAD_VERSION", "v3")
+        .env("FAIL_GATE", "ewr")
+        .env("FAIL_ROLLBACK", "nrt");
+    p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+    let r = p.run(&["status", "--live"]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("REGION"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    let at = lines[header].find("LIVE").expect("a LIVE column");
+    let rows: Vec<&str> = lines[header + 1..]
+        .iter()
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with(' '))
+        .copied()
+        .collect();
+    assert_eq!(rows.len(), 5, "{}", r.stdout);
+    assert!(
+        rows.iter().any(|l| l.contains("rollback_failed")),
+        "{}",
+        r.stdout
+    );
+    for row in rows {
+        assert!(
+            row.len() > at && row[..at].ends_with(' ') && !row[at..].starts_with(' '),
+            "LIVE out of line at {at}:\n{}\n{row}",
+            lines[header]
+        );
+    }
+}

@@ -569,8 +569,15 @@ fn print_human(
             s.to_string()
         }
     };
+    // LAST is as wide as its longest state, so LIVE lines up after `rollback_failed` too.
+    let last = rows
+        .iter()
+        .map(|r| dash(r.recorded.status.as_str()).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     let mut header = format!(
-        "{:<8} {:<9} {:<12} {:<16} {:<10} {:<12}",
+        "{:<8} {:<9} {:<12} {:<16} {:<10} {:<last$}",
         "REGION", "STAGE", "VERSION", "DEPLOYED", "BY", "LAST"
     );
     if args.live {
@@ -580,7 +587,7 @@ fn print_human(
     out.push('\n');
     for r in rows {
         let mut line = format!(
-            "{:<8} {:<9} {:<12} {:<16} {:<10} {:<12}",
+            "{:<8} {:<9} {:<12} {:<16} {:<10} {:<last$}",
             cell(&r.region, 8),
             cell(&dash(r.stage.as_deref().unwrap_or("")), 9),
             cell(&dash(&r.recorded.version), 12),
