@@ -461,3 +461,44 @@ fn status_live_keeps_its_columns_in_line() {
         );
     }
 }
+
+/// What people see, as reviewed snapshots: a change in any of these is a diff to look at.
+fn seen_filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"[0-9A-HJKMNP-TV-Z]{26}", "[ULID]"),
+        (r"\d{4}-\d{2}-\d{2}T[0-9:.]+Z", "[TS]"),
+        (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", "[TIME]"),
+        (r"\b\d+(\.\d+)?(ms|s|m\d\d|m\d\ds|h\d\d) ago\b", "[AGO]"),
+        (r"\b\d+\.\d+s\b", "[DUR]"),
+        (r"\b\d+ ms\b", "[MS]"),
+        (r"\b\d+s\b", "[S]"),
+    ]
+}
+
+#[test]
+fn what_people_see_after_a_rolled_back_deploy() {
+    let mut p = exec_project(THREE_STAGES);
+    p.env("SHIPGATE_ACTOR", "ops");
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("FAIL_GATE", "nrt")
+        .env("BAD_VERSION", "v3");
+    p.run(&["deploy"]).expect(code::FAILED);
+    let status = p.run(&["status"]).expect(code::SUCCESS).stdout;
+    // One line per deploy (the gate records of parallel regions land in any order).
+    let history = p
+        .run(&["history", "--kind", "deploy"])
+        .expect(code::SUCCESS)
+        .stdout;
+    let dry = p.run(&["deploy", "--dry-run"]).expect(code::SUCCESS).stdout;
+    let rollback_dry = p
+        .run(&["rollback", "--dry-run", "--region", "ewr"])
+        .expect(code::SUCCESS)
+        .stdout;
+    insta::with_settings!({filters => seen_filters()}, {
+        insta::assert_snapshot!("status", status);
+        insta::assert_snapshot!("history", history);
+        insta::assert_snapshot!("deploy_dry_run", dry);
+        insta::assert_snapshot!("rollback_dry_run", rollback_dry);
+    });
+}
