@@ -139,6 +139,15 @@ Examples:
 
 Exit codes: 0 delivered (or recorded with no sink, or --best-effort), 1 not delivered, 2 usage.";
 
+const EXPLAIN_HELP: &str = "\
+Examples:
+  shipgate explain                             the last deploy: what happened, why, what next
+  shipgate explain 01M8XCPQN8XPKN1T2F0NHXPQE0  one deploy by id
+  shipgate explain last --md > postmortem.md   a postmortem skeleton
+  shipgate explain --format json | jq .next
+
+Exit codes: 0 told, 2 no such deploy (or no history).";
+
 const COMPLETIONS_HELP: &str = "\
 Examples:
   shipgate completions bash > /etc/bash_completion.d/shipgate
@@ -247,6 +256,9 @@ pub enum Command {
     /// to its captured previous version, verified
     #[command(after_help = RECOVER_HELP)]
     Recover(RecoverArgs),
+    /// Tell the story of one deploy from history and audit, and what to run next
+    #[command(after_help = EXPLAIN_HELP)]
+    Explain(ExplainArgs),
     /// Print a shell completion script
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
@@ -441,6 +453,16 @@ pub enum LockAction {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The deploy to explain: its id, or `last` (the default)
+    #[arg(value_name = "DEPLOY_ID|last")]
+    pub deploy: Option<String>,
+    /// A Markdown postmortem skeleton instead (the timeline as a table)
+    #[arg(long)]
+    pub md: bool,
 }
 
 #[derive(Debug, Args)]

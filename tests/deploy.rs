@@ -431,6 +431,13 @@ fn github_actions_annotations_summary_and_outputs() {
         "{md}"
     );
     assert!(md.contains("| full | fra | v1 | v2 | failed |"), "{md}");
+    // A failed (here: partial) deploy's summary also tells its story and what to run next.
+    assert!(md.contains("## Deploy `"), "{md}");
+    assert!(md.contains("gate health [P1] in fra: tripped"), "{md}");
+    assert!(
+        md.contains("**Next:** `shipgate rollback --region fra`"),
+        "{md}"
+    );
     let started = &p.kind("deploy")[0];
     assert_eq!(started["actor"], "octocat");
     assert_eq!(started["trigger"], "github-actions");

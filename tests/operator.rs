@@ -24,9 +24,10 @@ fn in_terminal(p: &Project, args: &[&str]) -> Option<crate::common::pty::Tmux> {
     ))
 }
 
-/// Two deploys: v2 succeeds, v3 fails its canary gate in nrt and is rolled back.
+/// Two deploys by `ops`: v2 succeeds, v3 fails its canary gate in nrt and is rolled back.
 fn deployed_then_rolled_back() -> Project {
     let mut p = exec_project(THREE_STAGES);
+    p.env("SHIPGATE_ACTOR", "ops");
     p.run(&["deploy"]).expect(code::SUCCESS);
     p.env("TEST_VERSION", "v3")
         .env("FAIL_GATE", "nrt")
@@ -477,13 +478,7 @@ fn seen_filters() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn what_people_see_after_a_rolled_back_deploy() {
-    let mut p = exec_project(THREE_STAGES);
-    p.env("SHIPGATE_ACTOR", "ops");
-    p.run(&["deploy"]).expect(code::SUCCESS);
-    p.env("TEST_VERSION", "v3")
-        .env("FAIL_GATE", "nrt")
-        .env("BAD_VERSION", "v3");
-    p.run(&["deploy"]).expect(code::FAILED);
+    let p = deployed_then_rolled_back();
     let status = p.run(&["status"]).expect(code::SUCCESS).stdout;
     // One line per deploy (the gate records of parallel regions land in any order).
     let history = p
@@ -501,4 +496,109 @@ fn what_people_see_after_a_rolled_back_deploy() {
         insta::assert_snapshot!("deploy_dry_run", dry);
         insta::assert_snapshot!("rollback_dry_run", rollback_dry);
     });
+}
+
+/// The story without its notification lines: notifications are delivered on their own threads,
+/// so where they fall between the records of the same millisecond varies.
+fn without_notifications(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.contains("notified "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn explain_filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"[0-9A-HJKMNP-TV-Z]{26}", "[ULID]"),
+        (r"\b\d{2}:\d{2}:\d{2}\.\d{3}\b", "[T]"),
+        (r"\b\d+ ms\b", "[MS]"),
+    ]
+}
+
+#[test]
+fn explain_tells_a_rolled_back_deploy() {
+    let p = deployed_then_rolled_back();
+    let human = p.run(&["explain"]).expect(code::SUCCESS).stdout;
+    let md = p
+        .run(&["explain", "last", "--md"])
+        .expect(code::SUCCESS)
+        .stdout;
+    let json = p
+        .run(&["explain", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert_eq!(json["status"], "rolled_back");
+    assert!(json["next"].is_null(), "{json}");
+    assert!(
+        human.contains("notified P0 \"deploy of demo v3 failed\""),
+        "{human}"
+    );
+    insta::with_settings!({filters => explain_filters()}, {
+        insta::assert_snapshot!("explain_rolled_back", without_notifications(&human));
+        insta::assert_snapshot!("explain_rolled_back_md", without_notifications(&md));
+    });
+}
+
+#[test]
+fn explain_tells_a_partial_deploy_and_what_to_run() {
+    let mut p = exec_project(THREE_STAGES);
+    p.env("SHIPGATE_ACTOR", "ops").env("FAIL_GATE", "fra");
+    p.run(&["deploy"]).expect(code::PARTIAL);
+    let human = p.run(&["explain"]).expect(code::SUCCESS).stdout;
+    assert!(
+        human.contains("next: shipgate rollback --region fra"),
+        "{human}"
+    );
+    insta::with_settings!({filters => explain_filters()}, {
+        insta::assert_snapshot!("explain_partial", without_notifications(&human));
+    });
+    // By id, the earlier deploy too; an unknown id is exit 2.
+    let id = p.kind("deploy").last().unwrap()["deploy_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_id = p.run(&["explain", &id]).expect(code::SUCCESS).stdout;
+    assert_eq!(by_id, human);
+    let r = p.run(&["explain", "01NOSUCHDEPLOY"]).expect(code::USAGE);
+    assert!(
+        r.stderr.contains("no deploy `01NOSUCHDEPLOY`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn explain_tells_a_cancelled_deploy_and_says_recover() {
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("SETTLE_SLEEP", "20")
+        .env("FAIL_ROLLBACK", "lhr");
+    let child = p
+        .command(&["deploy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while p.live("lhr") != "v3" {
+        assert!(std::time::Instant::now() < deadline, "lhr never deployed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill has no memory-safety preconditions; the child is ours.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code::ROLLBACK_FAILED),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let human = p.run(&["explain"]).expect(code::SUCCESS).stdout;
+    assert!(human.contains(": rollback_failed"), "{human}");
+    assert!(human.contains("signal: received SIGINT"), "{human}");
+    assert!(human.contains("rollback failed of lhr"), "{human}");
+    assert!(human.contains("next: shipgate recover "), "{human}");
 }

@@ -88,6 +88,17 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     if let Ok(result) = &mut result {
         super::fail_if_unrecorded(&ledger, result);
         super::finish(output, result);
+        // A failed deploy's step summary tells its story, a postmortem skeleton included.
+        if output.github && result.exit_code != crate::exit_code::SUCCESS {
+            if let Ok(story) = super::explain::tell(&ledger, Some(&result.deploy_id)) {
+                let md = format!("\n{}", super::explain::markdown(&story));
+                if let Err(e) = crate::report::github::append_env_file("GITHUB_STEP_SUMMARY", &md) {
+                    output.warn(format!(
+                        "cannot append the explain to the step summary: {e}"
+                    ));
+                }
+            }
+        }
     }
     // The outcome is decided and shown; nothing changes any more, so the next deploy may start
     // while queued notifications and events finish and are recorded (appends lock themselves).

@@ -2,6 +2,7 @@
 
 mod completions;
 mod deploy;
+pub mod explain;
 mod history;
 mod lock;
 mod publish_event;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli, output: &Output) -> Result<i32, Error> {
         Command::History(args) => history::run(&cli.global, &args, output),
         Command::Lock(args) => lock::run(&cli.global, &args, output),
         Command::Recover(args) => recover::run(&cli.global, &args, output),
+        Command::Explain(args) => explain::run(&cli.global, &args, output),
     }
 }
 
