@@ -442,16 +442,20 @@ const AUDIT_COLS: [(&str, usize); 4] = [("TIME", 16), ("PRI", 3), ("DELIVERED", 
 
 /// How wide the table may be: the terminal's width when stdout is one (cells are cut to fit,
 /// the last column takes what is left), else unbounded (piped: nothing is ever cut).
+/// Asked once per run: every row of a long table uses it.
 fn table_width() -> Option<usize> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    let width = terminal_size::terminal_size()
-        .map(|(w, _)| usize::from(w.0))
-        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
-        .unwrap_or(80);
-    Some(width.max(80))
+    static WIDTH: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *WIDTH.get_or_init(|| {
+        use std::io::IsTerminal;
+        if !std::io::stdout().is_terminal() {
+            return None;
+        }
+        let width = terminal_size::terminal_size()
+            .map(|(w, _)| usize::from(w.0))
+            .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+            .unwrap_or(80);
+        Some(width.max(80))
+    })
 }
 
 fn header(audit: bool) -> String {
