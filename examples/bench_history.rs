@@ -132,6 +132,9 @@ fn main() {
                                 "HTTP 200 in 41 ms".into()
                             },
                             consecutive_failures: if tripped { 3 } else { 0 },
+                            trip_after: Some(3),
+                            version: Some(version.clone()),
+                            verifying: false,
                         }),
                     );
                 }
@@ -165,6 +168,17 @@ fn main() {
                                     error: failing.then(|| "gate errors tripped".into()),
                                 },
                             )
+                        })
+                        .collect(),
+                    // Each region's deploy command, as the engine writes them down.
+                    commands: regions
+                        .iter()
+                        .map(|r| CommandRun {
+                            ts: stage_start.to_rfc3339(),
+                            command: format!("flyctl deploy --app web --region {r} --image registry.fly.io/web:{version}"),
+                            exit_code: Some(0),
+                            duration_seconds: 41.5,
+                            ..Default::default()
                         })
                         .collect(),
                 }),

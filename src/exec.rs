@@ -726,18 +726,23 @@ pub fn failure(spec: &CommandSpec, out: &CommandOutput) -> Error {
     let tail = crate::redact::redact(out.stderr_tail.trim_end());
     // The last line the program wrote is usually its reason (`error: context "ap" does not
     // exist`): as the cause, it reaches one-line summaries, history and pages too.
-    if let Some(last) = tail
-        .lines()
-        .rev()
-        .map(one_line_reason)
-        .find(|l| !l.is_empty() && !l.starts_with("[shipgate:"))
-    {
+    if let Some(last) = last_stderr_line(out) {
         err = err.caused_by(last);
     }
     if !tail.is_empty() {
         err = err.with_detail(format!("── stderr ──\n{tail}\n────────────"));
     }
     err
+}
+
+/// The last meaningful line a command wrote on stderr, redacted and made one line (see
+/// [`one_line_reason`]); shipgate's own markers (`[shipgate: …]`) are skipped.
+pub fn last_stderr_line(out: &CommandOutput) -> Option<String> {
+    crate::redact::redact(out.stderr_tail.trim_end())
+        .lines()
+        .rev()
+        .map(one_line_reason)
+        .find(|l| !l.is_empty() && !l.starts_with("[shipgate:"))
 }
 
 /// A stderr line as a one-line reason: what a terminal would show after its last carriage

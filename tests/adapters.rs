@@ -24,6 +24,7 @@ fn ctx<'a>(p: &Project, cancel: &'a Cancel, timeout: Duration) -> RunCtx<'a> {
         command_timeout: timeout,
         cwd: p.path().to_path_buf(),
         on_line: None,
+        journal: None,
     }
 }
 

@@ -433,7 +433,10 @@ fn github_actions_annotations_summary_and_outputs() {
     assert!(md.contains("| full | fra | v1 | v2 | failed |"), "{md}");
     // A failed (here: partial) deploy's summary also tells its story and what to run next.
     assert!(md.contains("## Deploy `"), "{md}");
-    assert!(md.contains("gate health [P1] in fra: tripped"), "{md}");
+    assert!(
+        md.contains("gate health [P1] in fra on v2: tripped"),
+        "{md}"
+    );
     assert!(
         md.contains("**Next:** `shipgate rollback --region fra`"),
         "{md}"

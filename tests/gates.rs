@@ -669,5 +669,38 @@ fn prometheus_gate_against_a_real_prometheus() {
     );
     assert_fails_with(&run_in(&down, "lhr", Path::new(".")), "connection refused");
 
+    // A deploy (over lhr at v1) whose canary trips on this error rate: `explain` tells the rollback's cause as
+    // the value against its threshold and the failures in a row.
+    let p = crate::common::pipeline::exec_project(&format!(
+        "{}[[stage]]\nname = \"canary\"\nregions = [\"lhr\"]\ngates = [\"errors\"]\n\n\
+         [gate.errors]\ntype = \"prometheus\"\nurl = \"{url}\"\nquery = '{ERROR_RATE}'\n\
+         max = 0.05\ninterval = \"100ms\"\nfailures = 3\nseverity = \"P1\"\n",
+        crate::common::pipeline::exec_header()
+    ));
+    // The error rate does not depend on the version: the rollback's verification trips too.
+    p.run(&["deploy", "--version", "v2"])
+        .expect(crate::common::code::ROLLBACK_FAILED);
+    let story = p
+        .run(&["explain"])
+        .expect(crate::common::code::SUCCESS)
+        .stdout;
+    let cause = story
+        .lines()
+        .find(|l| l.contains("automatic rollback failed"))
+        .unwrap_or_else(|| panic!("no rollback in the story:\n{story}"));
+    assert!(
+        cause.contains("— because `errors` [P1] tripped in lhr at "),
+        "{cause}"
+    );
+    assert!(
+        cause.contains(": value 0.09")
+            && cause.contains(" > max 0.05 {region=\"lhr\"}, 3 consecutive failures"),
+        "{cause}"
+    );
+    assert!(
+        story.contains("gate errors [P1] in lhr on v2: fail (1/3)"),
+        "{story}"
+    );
+
     drop(prom);
 }

@@ -12,6 +12,7 @@ use crate::config::placeholder::Vars;
 use crate::config::{AdapterKind, Config};
 use crate::error::Error;
 use crate::exec::{Cancel, CommandSpec, LineSink};
+use crate::ledger::records::CommandRun;
 
 /// What runs in a region, as the platform tells it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -62,6 +63,48 @@ pub struct RunCtx<'a> {
     pub cwd: PathBuf,
     /// Each line a command prints, for the log.
     pub on_line: Option<LineSink<'a>>,
+    /// Where each command run is written down for the run's records (`explain` tells them).
+    pub journal: Option<&'a Journal>,
+}
+
+/// The platform commands a run made, until its next record takes them.
+#[derive(Debug, Default)]
+pub struct Journal(std::sync::Mutex<Vec<CommandRun>>);
+
+impl Journal {
+    fn push(&self, run: CommandRun) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(run);
+    }
+    /// Every command written down since the last take, in the order they started.
+    pub fn take(&self) -> Vec<CommandRun> {
+        let mut runs = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        runs.sort_by(|a, b| a.ts.cmp(&b.ts));
+        runs
+    }
+}
+
+/// What one finished (or refused) command leaves in the journal.
+fn command_run(
+    spec: &CommandSpec,
+    ts: String,
+    started: std::time::Instant,
+    result: &Result<crate::exec::CommandOutput, Error>,
+) -> CommandRun {
+    let mut run = CommandRun {
+        ts,
+        command: spec.display(),
+        duration_seconds: crate::pipeline::engine::secs(started.elapsed()),
+        ..Default::default()
+    };
+    match result {
+        Ok(out) => {
+            run.exit_code = out.code;
+            run.signal = out.signal;
+            run.stderr = crate::exec::last_stderr_line(out);
+        }
+        Err(e) => run.error = Some(crate::pipeline::engine::first_line(&e.to_string())),
+    }
+    run
 }
 
 /// The outcome of deploying or rolling back one region.
@@ -151,13 +194,13 @@ pub fn build(config: &Config) -> Result<Box<dyn Adapter>, Error> {
     }
 }
 
-/// Runs one adapter command in the context: its cancel token, its line sink, its directory.
-/// A non-zero exit is an error showing the redacted argv and the stderr tail.
+/// Runs one adapter command in the context: its cancel token, its line sink, its directory,
+/// its journal. A non-zero exit is an error showing the redacted argv and the stderr tail.
 pub(crate) fn run_checked(
     spec: &CommandSpec,
     ctx: &RunCtx<'_>,
 ) -> Result<crate::exec::CommandOutput, Error> {
-    crate::exec::run_checked(&in_ctx(spec, ctx), ctx.cancel, ctx.on_line)
+    journaled(&in_ctx(spec, ctx), ctx, Check::ExitZero, ctx.on_line)
 }
 
 /// Like [`run_checked`] for a command whose stdout is data (`--json`, `-o json`, a version):
@@ -166,36 +209,61 @@ pub(crate) fn run_checked_data(
     spec: &CommandSpec,
     ctx: &RunCtx<'_>,
 ) -> Result<crate::exec::CommandOutput, Error> {
-    run_data_with(spec, ctx, crate::exec::run_checked)
+    run_data_with(spec, ctx, Check::ExitZero)
 }
 
-/// Like [`run`] for a command whose stdout is data.
+/// Like [`run_checked_data`], but a non-zero exit is the caller's to judge.
 pub(crate) fn run_data(
     spec: &CommandSpec,
     ctx: &RunCtx<'_>,
 ) -> Result<crate::exec::CommandOutput, Error> {
-    run_data_with(spec, ctx, crate::exec::run)
+    run_data_with(spec, ctx, Check::Nothing)
 }
 
-type Runner =
-    fn(&CommandSpec, &Cancel, Option<LineSink<'_>>) -> Result<crate::exec::CommandOutput, Error>;
+/// Whether a non-zero exit is an error.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    ExitZero,
+    Nothing,
+}
 
 fn run_data_with(
     spec: &CommandSpec,
     ctx: &RunCtx<'_>,
-    runner: Runner,
+    check: Check,
 ) -> Result<crate::exec::CommandOutput, Error> {
     let spec = in_ctx(spec, ctx);
     match ctx.on_line {
-        None => runner(&spec, ctx.cancel, None),
+        None => journaled(&spec, ctx, check, None),
         Some(sink) => {
             let stderr_only = |stream: crate::exec::Stream, line: &str| {
                 if stream == crate::exec::Stream::Stderr {
                     sink(stream, line);
                 }
             };
-            runner(&spec, ctx.cancel, Some(&stderr_only))
+            journaled(&spec, ctx, check, Some(&stderr_only))
         }
+    }
+}
+
+/// Runs `spec`, writing it down in the context's journal.
+fn journaled(
+    spec: &CommandSpec,
+    ctx: &RunCtx<'_>,
+    check: Check,
+    on_line: Option<LineSink<'_>>,
+) -> Result<crate::exec::CommandOutput, Error> {
+    let ts = crate::pipeline::actor::now_rfc3339();
+    let started = std::time::Instant::now();
+    let result = crate::exec::run(spec, ctx.cancel, on_line);
+    if let Some(journal) = ctx.journal {
+        journal.push(command_run(spec, ts, started, &result));
+    }
+    match result {
+        Ok(out) if check == Check::ExitZero && !out.success() => {
+            Err(crate::exec::failure(spec, &out))
+        }
+        other => other,
     }
 }
 

@@ -76,6 +76,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         deploy_id: deploy_id.clone(),
         version: resolved.version.clone(),
         progress: Default::default(),
+        journal: Default::default(),
     };
     let opts = DeployOptions {
         stages,

@@ -75,7 +75,21 @@ pub fn tell(ledger: &Ledger, wanted: Option<&str>) -> Result<Story, Error> {
     };
     records.reverse();
     let start_ts = records[0]["ts"].as_str().unwrap_or_default().to_string();
-    let mut timeline: Vec<Entry> = records.iter().filter_map(entry).collect();
+    let mut timeline = Vec::new();
+    // The trip that stopped the deploy: the first of a deploy probe (not of a rollback's
+    // verification) since the stage started.
+    let mut trip: Option<&Value> = None;
+    for r in &records {
+        timeline.extend(commands(r));
+        timeline.extend(entry(r, trip));
+        match (s(r, "kind"), s(r, "status"), s(r, "result")) {
+            ("stage", "started", _) if trip.is_some_and(|t| t["stage"] != r["stage"]) => {
+                trip = None
+            }
+            ("gate", _, "tripped") if trip.is_none() && r["verifying"] != true => trip = Some(r),
+            _ => {}
+        }
+    }
     if let Some(mut lines) = ledger.rev_lines(FileKind::Audit)? {
         while let Some((_, line)) = lines.next_line().map_err(read_error)? {
             let Ok(v) = serde_json::from_slice::<Value>(line) else {
@@ -129,8 +143,109 @@ fn list(v: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// The platform commands a record carries, one entry each: redacted argv, how it ended, and
+/// the last line it wrote on stderr when it failed.
+fn commands(r: &Value) -> Vec<Entry> {
+    let Some(runs) = r["commands"].as_array() else {
+        return Vec::new();
+    };
+    runs.iter()
+        .map(|c| {
+            let how = match (
+                c["exit_code"].as_i64(),
+                c["signal"].as_i64(),
+                c["error"].as_str(),
+            ) {
+                // The error names the command again: say only what happened to it.
+                (_, _, Some(e)) => e
+                    .strip_prefix(&format!("`{}` ", s(c, "command")))
+                    .unwrap_or(e)
+                    .to_string(),
+                (Some(code), _, _) => format!("exit {code}"),
+                (None, Some(sig), _) => format!("killed by signal {sig}"),
+                _ => "ended".to_string(),
+            };
+            let secs = c["duration_seconds"].as_f64().unwrap_or(0.0);
+            let took = if secs < 1.0 {
+                format!("{} ms", (secs * 1000.0).round())
+            } else {
+                format!("{secs:.1}s")
+            };
+            let mut text = format!("ran `{}`: {how} in {took}", s(c, "command"));
+            let failed = c["exit_code"].as_i64() != Some(0);
+            if let (true, Some(line)) = (failed, c["stderr"].as_str()) {
+                text.push_str(&format!(" — stderr: {line}"));
+            }
+            Entry {
+                ts: s(c, "ts").to_string(),
+                kind: "command".into(),
+                text,
+            }
+        })
+        .collect()
+}
+
+/// A rollback and its cause: the gate that tripped (its value against its threshold, and how
+/// many failures in a row), or the recorded reason; each region's outcome.
+fn rollback(r: &Value, last_trip: Option<&Value>) -> String {
+    let regions = r["regions_detail"].as_object();
+    let (mut back, mut failed) = (Vec::new(), Vec::new());
+    for region in r["regions"].as_array().into_iter().flatten() {
+        let region = region.as_str().unwrap_or_default();
+        let d = regions.and_then(|m| m.get(region));
+        let to = r["to_version"][region].as_str();
+        match d.map(|d| s(d, "status")) {
+            Some("rollback_failed") => failed.push(format!(
+                "{region} ({})",
+                d.and_then(|d| d["error"].as_str())
+                    .or_else(|| r["errors"][region].as_str())
+                    .unwrap_or("failed")
+            )),
+            Some("resolved") => back.push(format!("{region} (already on {})", to.unwrap_or("?"))),
+            _ if r["errors"][region].is_string() => {
+                failed.push(format!("{region} ({})", s(&r["errors"], region)))
+            }
+            _ => back.push(format!("{region} → {}", to.unwrap_or("?"))),
+        }
+    }
+    let who = if r["recover"] == true {
+        "recover"
+    } else if r["automatic"] == true {
+        "automatic rollback"
+    } else {
+        "manual rollback"
+    };
+    let mut text = format!("{who} {}:", s(r, "status"));
+    if !back.is_empty() {
+        text.push_str(&format!(" rolled back {}", back.join(", ")));
+    }
+    if !failed.is_empty() {
+        if !back.is_empty() {
+            text.push(';');
+        }
+        text.push_str(&format!(" failed in {}", failed.join(", ")));
+    }
+    let cause = match last_trip {
+        Some(g) if r["automatic"] == true => {
+            let n = g["consecutive_failures"].as_u64().unwrap_or(1);
+            format!(
+                "`{}` [{}] tripped in {} at {}: {}, {n} consecutive failure{}",
+                s(g, "gate"),
+                s(g, "severity"),
+                s(g, "region"),
+                time_of(s(g, "ts")).get(..8).unwrap_or_default(),
+                s(g, "detail"),
+                if n == 1 { "" } else { "s" }
+            )
+        }
+        _ => s(r, "reason").to_string(),
+    };
+    text.push_str(&format!(" — because {cause}"));
+    text
+}
+
 /// What a history record says, in a sentence.
-fn entry(r: &Value) -> Option<Entry> {
+fn entry(r: &Value, last_trip: Option<&Value>) -> Option<Entry> {
     let kind = s(r, "kind");
     let text = match kind {
         "deploy" => match s(r, "status") {
@@ -171,31 +286,30 @@ fn entry(r: &Value) -> Option<Entry> {
             if result == "pass" && r["consecutive_failures"].as_u64().unwrap_or(0) == 0 {
                 return None;
             }
+            let n = r["consecutive_failures"].as_u64().unwrap_or(0);
+            let count = match (result, r["trip_after"].as_u64()) {
+                ("pass", _) => String::new(),
+                (_, Some(after)) => format!(" ({n}/{after})"),
+                (_, None) => format!(" ({n})"),
+            };
             format!(
-                "gate {} [{}] in {}: {result} — {}",
+                "{}gate {} [{}] in {}{}: {result}{count} — {}",
+                if r["verifying"] == true {
+                    "verifying rollback: "
+                } else {
+                    ""
+                },
                 s(r, "gate"),
                 s(r, "severity"),
                 s(r, "region"),
+                r["version"]
+                    .as_str()
+                    .map(|v| format!(" on {v}"))
+                    .unwrap_or_default(),
                 s(r, "detail")
             )
         }
-        "rollback" => {
-            let to: Vec<String> = r["to_version"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(region, v)| format!("{region} → {}", v.as_str().unwrap_or("?")))
-                        .collect()
-                })
-                .unwrap_or_default();
-            format!(
-                "rollback {} of {} ({}) because {}",
-                s(r, "status"),
-                list(&r["regions"]),
-                to.join(", "),
-                s(r, "reason")
-            )
-        }
+        "rollback" => rollback(r, last_trip),
         "event" => format!("event {} {}", s(r, "event_type"), s(r, "status")),
         other => format!("{other} {}", s(r, "status")),
     };

@@ -120,6 +120,7 @@ pub(crate) fn with_reader_engine<T>(
         deploy_id: id.to_string(),
         version: version.to_string(),
         progress: Default::default(),
+        journal: Default::default(),
     };
     f(&engine)
 }

@@ -124,6 +124,7 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs, output: &Output) -> Result<i
         deploy_id: id.clone(),
         version: found.record.version.clone(),
         progress: Default::default(),
+        journal: Default::default(),
     };
     reporter.line(&format!(
         "recovering deploy {id} of {} ({}): {} region(s) it changed",

@@ -73,6 +73,7 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         deploy_id: rollback_id.clone(),
         version: String::new(),
         progress: Default::default(),
+        journal: Default::default(),
     };
 
     let plan = plan(&engine, &regions, args.to.as_deref())?;

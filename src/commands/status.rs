@@ -276,6 +276,7 @@ fn run_ctx<'a>(config: &Config, row: &RegionRow, cancel: &'a Cancel) -> RunCtx<'
         command_timeout: timeout,
         cwd: config.base_dir.clone(),
         on_line: None,
+        journal: None,
     }
 }
 

@@ -43,6 +43,16 @@ impl HistoryRecord {
             HistoryRecord::Event(_) => "event",
         }
     }
+    /// The platform commands a record carries (deploy, stage and rollback records), to be
+    /// filled with those run since the previous such record.
+    pub fn commands_mut(&mut self) -> Option<&mut Vec<CommandRun>> {
+        match self {
+            HistoryRecord::Deploy(r) => Some(&mut r.commands),
+            HistoryRecord::Stage(r) => Some(&mut r.commands),
+            HistoryRecord::Rollback(r) => Some(&mut r.commands),
+            HistoryRecord::Gate(_) | HistoryRecord::Event(_) => None,
+        }
+    }
     pub fn deploy_id(&self) -> Option<&str> {
         match self {
             HistoryRecord::Deploy(r) => Some(&r.deploy_id),
@@ -248,6 +258,31 @@ pub struct DeployRecord {
     /// target.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub regions_detail: BTreeMap<String, DeployRegion>,
+    /// Platform commands run since the previous record that carries them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandRun>,
+}
+
+/// One platform command a run made (deploy, current read, rollback, release history), as
+/// `explain` tells it: redacted argv, how it ended, and the last line it wrote on stderr.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CommandRun {
+    /// When it started (RFC 3339 UTC).
+    pub ts: String,
+    /// The redacted, quoted argv.
+    pub command: String,
+    /// Its exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    pub duration_seconds: f64,
+    /// The last line it wrote on stderr (redacted, one line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    /// Why it did not run to an exit: not started, timed out, cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A region's outcome inside a stage or rollback record.
@@ -275,6 +310,9 @@ pub struct StageRecord {
     pub end_time: Option<String>,
     pub duration_seconds: Option<f64>,
     pub regions_detail: BTreeMap<String, RegionDetail>,
+    /// Platform commands run since the previous record that carries them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandRun>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -289,6 +327,15 @@ pub struct GateRecord {
     pub result: String,
     pub detail: String,
     pub consecutive_failures: u32,
+    /// Consecutive failures that trip it (1 for P0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trip_after: Option<u32>,
+    /// The version the probe checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Probed while verifying a rollback (the version is the one rolled back to).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub verifying: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -319,6 +366,9 @@ pub struct RollbackRecord {
     /// Written by `shipgate recover`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub recover: bool,
+    /// Platform commands run since the previous record that carries them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandRun>,
 }
 
 /// A published deployment event (SPEC §5) with its delivery outcome.

@@ -339,6 +339,7 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             end_time: Some(now_rfc3339()),
             duration_seconds: Some(t0.elapsed().as_secs_f64()),
             regions_detail: detail,
+            commands: Vec::new(),
         }));
         // Recorded as failed (SPEC §4 has no cancelled stage), but said as what it was.
         let said = if cancelled {

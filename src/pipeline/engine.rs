@@ -36,6 +36,8 @@ pub struct Engine<'a> {
     pub version: String,
     /// Where each region this run changed stands, for the records a signal writes at once.
     pub progress: std::sync::Arc<Progress>,
+    /// The platform commands run since the last record that carries them.
+    pub journal: crate::adapters::Journal,
 }
 
 /// Placeholder values of a run (SPEC §2): app, deploy id, stage, region, version, previous
@@ -104,12 +106,16 @@ impl Engine<'_> {
             command_timeout: timeout,
             cwd: self.config.base_dir.clone(),
             on_line: Some(on_line),
+            journal: Some(&self.journal),
         }
     }
 
     /// Records a history line; false (and shown) when it cannot be written. From then on
     /// [`Ledger::cannot_record`] says so to the whole run: it starts nothing new.
-    pub fn record(&self, record: HistoryRecord) -> bool {
+    pub fn record(&self, mut record: HistoryRecord) -> bool {
+        if let Some(commands) = record.commands_mut() {
+            commands.extend(self.journal.take());
+        }
         match self.ledger.append_history(&record) {
             Ok(appended) => {
                 if let Some(w) = appended.warning {

@@ -456,6 +456,7 @@ impl Engine<'_> {
             errors: outcome.failed(),
             regions_detail: outcome.regions.clone(),
             recover: opts.recover,
+            commands: Vec::new(),
         }));
     }
 
@@ -502,6 +503,7 @@ impl Engine<'_> {
             command_timeout: self.command_timeout(region),
             cwd: self.config.base_dir.clone(),
             on_line: Some(&on_line),
+            journal: Some(&self.journal),
         };
         match self.adapter.release_history(region, &vars, &ctx) {
             Ok(versions) => Ok(versions.into_iter().find(|v| Some(v.as_str()) != current)),
@@ -712,6 +714,7 @@ verify_rollback = false
                 deploy_id: "d1".into(),
                 version: "v3".into(),
                 progress: Default::default(),
+                journal: Default::default(),
             };
             let plan = plan();
             let printed = plan_commands(&config, &adapter, "d1", &plan);

@@ -625,6 +625,8 @@ impl<'r, 'e> StageRun<'r, 'e> {
 
     fn gate_event(&mut self, ev: &GateEvent) {
         let engine = self.engine;
+        let version = self.version_of(Some(&ev.region));
+        let verifying = matches!(self.mode, Mode::Verify(_));
         if let Some(o) = self.outcomes.get_mut(&ev.region) {
             o.gates.insert(ev.gate.clone(), ev.result.to_string());
         }
@@ -653,16 +655,22 @@ impl<'r, 'e> StageRun<'r, 'e> {
             result: ev.result.to_string(),
             detail: ev.detail.clone(),
             consecutive_failures: ev.consecutive_failures,
+            trip_after: engine.config.gates.get(&ev.gate).map(|g| g.trip_after()),
+            version: Some(version.clone()),
+            verifying,
         }));
         if ev.result == "tripped" {
             engine.notify(
                 crate::config::Priority::P0,
                 format!(
-                    "gate {} tripped in {}: {} {}",
-                    ev.gate, ev.region, engine.config.app.name, engine.version
+                    "gate {} tripped in {}{}: {} {version}",
+                    ev.gate,
+                    ev.region,
+                    if verifying { " verifying its rollback" } else { "" },
+                    engine.config.app.name,
                 ),
                 ev.detail.clone(),
-                serde_json::json!({"stage": self.stage.name, "region": ev.region, "gate": ev.gate, "severity": ev.severity.as_str(), "version": engine.version, "run_url": engine.invocation.run_url}),
+                serde_json::json!({"stage": self.stage.name, "region": ev.region, "gate": ev.gate, "severity": ev.severity.as_str(), "version": version, "verifying": verifying, "run_url": engine.invocation.run_url}),
             );
         }
     }
