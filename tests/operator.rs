@@ -233,7 +233,8 @@ fn a_terminal_shows_the_automatic_rollback_live() {
         screen
             .lines()
             .filter(|l| l.contains("rolling back"))
-            .map(|l| l.split_whitespace().last().unwrap_or_default().to_string())
+            // `⠁ lhr      4s  rolling back to v2`: the time follows the region.
+            .map(|l| l.split_whitespace().nth(2).unwrap_or_default().to_string())
             .collect()
     };
     let before = elapsed(&first);
@@ -252,6 +253,119 @@ fn a_terminal_shows_the_automatic_rollback_live() {
             "{region}: {done}"
         );
     }
+}
+
+/// Was: a region's state was padded to the terminal's width with its time at the far right
+/// edge; the bars now keep time and state together and cut the state to the width.
+#[test]
+fn the_bars_fit_a_narrow_terminal_with_time_next_to_state() {
+    if !crate::common::pty::Tmux::available() {
+        return;
+    }
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3").env("SETTLE_SLEEP", "3");
+    let argv = [crate::common::bin(), "deploy".to_string()];
+    let tty = crate::common::pty::Tmux::start_sized(p.path(), &p.tty_env(), &argv, (50, 30));
+    let screen = tty.wait_for("the canary deploying", Duration::from_secs(30), |s| {
+        s.lines()
+            .any(|l| l.contains(" lhr ") && l.contains("deploying"))
+    });
+    let bar = screen
+        .lines()
+        .find(|l| l.contains(" lhr ") && l.contains("deploying"))
+        .unwrap();
+    // `⠁ lhr      0s  deploying v3`: the time between the name and the state.
+    let words: Vec<&str> = bar.split_whitespace().collect();
+    assert_eq!(words[1], "lhr", "{bar}");
+    assert!(words[2].ends_with('s'), "no time after the name: {bar}");
+    assert_eq!(words[3], "deploying", "{bar}");
+    let done = tty.wait_for("the end", Duration::from_secs(60), |s| s.contains("[exit "));
+    assert!(done.contains("[exit 0]"), "{done}");
+    // Each region's last state is one whole row: nothing wrapped onto the next.
+    let rows = tty.rows();
+    let bars: Vec<&String> = rows.iter().filter(|r| r.contains("healthy")).collect();
+    assert_eq!(bars.len(), 5, "{rows:#?}");
+    for row in bars {
+        assert!(row.starts_with("✓ "), "a wrapped bar: {rows:#?}");
+    }
+}
+
+/// Was: a region cancelled while baking was reported with a duration of 0.0s.
+#[test]
+fn a_region_cancelled_while_baking_has_its_real_time() {
+    let p = exec_project(
+        THREE_STAGES
+            .replace("[defaults]\n", "[defaults]\nbake = \"20s\"\n")
+            .as_str(),
+    );
+    // Every region runs v1; this deploys v2.
+    let child = p
+        .command(&["deploy", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while p.live("lhr") != "v2" || p.live("nrt") != "v2" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the canary never deployed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Baking: its deploy is done, its gates pass, and 20 s of bake are ahead.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill has no memory-safety preconditions; the child is ours.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(code::SIGINT));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let canary = &result["stages"][0];
+    for region in canary["regions"].as_array().unwrap() {
+        let took = region["duration_seconds"].as_f64().unwrap();
+        assert!(took >= 0.4, "{region}");
+    }
+}
+
+/// `recover` is drawn live too: its rollback's elapsed time ticks, then "rolled back" and its
+/// verification.
+#[test]
+fn a_terminal_shows_recover_live() {
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("FAIL_GATE", "nrt")
+        .env("BAD_VERSION", "v3")
+        .env("FAIL_ROLLBACK", "lhr");
+    p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+    p.env("FAIL_ROLLBACK", "").env("ROLLBACK_SLEEP", "3");
+    let Some(tty) = in_terminal(&p, &["recover", "--yes"]) else {
+        return;
+    };
+    let time_of = |screen: &str| -> Option<String> {
+        screen
+            .lines()
+            .find(|l| l.contains(" lhr ") && l.contains("rolling back"))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+    };
+    let first = tty.wait_for("lhr rolling back", Duration::from_secs(30), |s| {
+        time_of(s).is_some()
+    });
+    let before = time_of(&first);
+    tty.wait_for("the elapsed time to move", Duration::from_secs(3), |s| {
+        time_of(s).is_some_and(|t| Some(&t) != before.as_ref())
+    });
+    let done = tty.wait_for("the end", Duration::from_secs(30), |s| s.contains("[exit "));
+    assert!(done.contains("[exit 0]"), "{done}");
+    assert!(
+        done.lines()
+            .any(|l| l.contains("✓ lhr") && l.contains("rolled back to v2")),
+        "{done}"
+    );
+    assert_eq!(p.live("lhr"), "v2");
 }
 
 /// Was: the Ctrl-C notice was written, then wiped by the next redraw of the bars.
@@ -498,8 +612,28 @@ fn what_people_see_after_a_rolled_back_deploy() {
     });
 }
 
-/// The story without its notification lines: notifications are delivered on their own threads,
-/// so where they fall between the records of the same millisecond varies.
+/// What `recover` and a manual `rollback` answer on stdout: the summary of each region.
+#[test]
+fn what_people_see_of_recover_and_rollback() {
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("FAIL_GATE", "nrt")
+        .env("BAD_VERSION", "v3")
+        .env("FAIL_ROLLBACK", "lhr");
+    p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+    p.env("FAIL_ROLLBACK", "");
+    let recover = p.run(&["recover", "--yes"]).expect(code::SUCCESS).stdout;
+    let rollback = p
+        .run(&["rollback", "--yes", "--region", "ewr"])
+        .expect(code::SUCCESS)
+        .stdout;
+    insta::with_settings!({filters => seen_filters()}, {
+        insta::assert_snapshot!("recover", recover);
+        insta::assert_snapshot!("rollback", rollback);
+    });
+}
+
 /// The story without what runs concurrently with it in an order no test can fix: the
 /// notifications (delivered by their own thread) are left out, and commands started together
 /// (one per region, in parallel) are put in order of their text.

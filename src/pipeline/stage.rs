@@ -269,6 +269,14 @@ impl<'r, 'e> StageRun<'r, 'e> {
                 Err(_) => {}
             }
         });
+        // A region still unresolved when the loop ends (cut short by a signal or the deadline
+        // while baking) was at it until now.
+        let now = Instant::now();
+        for o in self.outcomes.values_mut() {
+            if o.started.is_some() && o.finished.is_none() {
+                o.finished = Some(now);
+            }
+        }
         self.outcomes.into_values().collect()
     }
 

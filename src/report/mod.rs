@@ -67,11 +67,18 @@ impl Phase {
     }
 }
 
-/// A live region: spinner, name, state and its ticking elapsed time.
-fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {prefix:<8} {wide_msg} {elapsed:>4}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+/// A region's bar: its mark (the spinner while it is live), its name padded to `width`, its
+/// elapsed time next to its state, and the state cut to what is left of the terminal's width.
+fn bar_style(mark: Option<&str>, width: usize) -> ProgressStyle {
+    let mark = mark.unwrap_or("{spinner}");
+    ProgressStyle::with_template(&format!(
+        "{mark} {{prefix:<{width}}} {{elapsed:>4}}  {{wide_msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
+
+/// The narrowest region column.
+const REGION_WIDTH: usize = 8;
 
 pub struct Reporter {
     pub output: Output,
@@ -79,6 +86,8 @@ pub struct Reporter {
     bars: Mutex<HashMap<String, (ProgressBar, Instant)>>,
     last_phase: Mutex<HashMap<String, String>>,
     group_open: Mutex<bool>,
+    /// The region column: as wide as the longest region name seen.
+    region_width: std::sync::atomic::AtomicUsize,
 }
 
 impl Reporter {
@@ -94,6 +103,7 @@ impl Reporter {
             bars: Mutex::new(HashMap::new()),
             last_phase: Mutex::new(HashMap::new()),
             group_open: Mutex::new(false),
+            region_width: std::sync::atomic::AtomicUsize::new(REGION_WIDTH),
         }
     }
 
@@ -165,9 +175,18 @@ impl Reporter {
             }
             None => self.line(&header),
         }
+        let longest = regions.iter().map(|r| r.chars().count()).max();
+        self.region_width.fetch_max(
+            longest.unwrap_or(0).min(32),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for region in regions {
             self.ensure_bar(region);
         }
+    }
+
+    fn width(&self) -> usize {
+        self.region_width.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn end_group(&self) {
@@ -183,7 +202,7 @@ impl Reporter {
         let mut bars = self.bars.lock().unwrap();
         if !bars.contains_key(region) {
             let bar = m.add(ProgressBar::new_spinner());
-            bar.set_style(spinner_style());
+            bar.set_style(bar_style(None, self.width()));
             bar.set_prefix(neutral::inline(region).into_owned());
             bar.enable_steady_tick(Duration::from_millis(120));
             bars.insert(region.to_string(), (bar, Instant::now()));
@@ -217,12 +236,7 @@ impl Reporter {
                     } else {
                         "✗"
                     };
-                    bar.set_style(
-                        ProgressStyle::with_template(&format!(
-                            "{mark} {{prefix:<8}} {{wide_msg}} {{elapsed:>4}}"
-                        ))
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
+                    bar.set_style(bar_style(Some(mark), self.width()));
                     bar.disable_steady_tick();
                     bar.tick();
                 } else {
@@ -232,7 +246,7 @@ impl Reporter {
                     if matches!(phase, Phase::RollingBack(_)) {
                         bar.reset_elapsed();
                     }
-                    bar.set_style(spinner_style());
+                    bar.set_style(bar_style(None, self.width()));
                     bar.enable_steady_tick(Duration::from_millis(120));
                 }
             }

@@ -27,6 +27,17 @@ impl Tmux {
     /// Runs `argv` in `cwd` with `env` in a 120x40 terminal; when it ends the pane shows
     /// `[exit N]` and stays open.
     pub fn start(cwd: &Path, env: &[(String, String)], argv: &[String]) -> Tmux {
+        Self::start_sized(cwd, env, argv, (120, 40))
+    }
+
+    /// [`Tmux::start`] in a terminal of `(columns, rows)`.
+    pub fn start_sized(
+        cwd: &Path,
+        env: &[(String, String)],
+        argv: &[String],
+        (cols, rows): (u16, u16),
+    ) -> Tmux {
+        let (cols, rows) = (cols.to_string(), rows.to_string());
         let socket = format!("shipgate-test-{}-{}", std::process::id(), fastrand::u64(..));
         // The wrapper survives a Ctrl-C sent to the pane (a caught trap is reset to the
         // default for the command, which handles the signal itself) to show the exit code.
@@ -41,9 +52,9 @@ impl Tmux {
             "new-session",
             "-d",
             "-x",
-            "120",
+            &cols,
             "-y",
-            "40",
+            &rows,
         ]);
         cmd.arg("env");
         // A person's terminal: not CI, progress and colour on (tmux's server would pass on the
@@ -86,6 +97,18 @@ impl Tmux {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The screen's rows as the terminal holds them (a long line is several rows).
+    pub fn rows(&self) -> Vec<String> {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-S", "-200"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Polls the screen until `pred` holds (panics with the screen after `within`).
