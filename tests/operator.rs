@@ -36,6 +36,20 @@ fn deployed_then_rolled_back() -> Project {
     p
 }
 
+/// v2 deployed; v3 failed its canary gate in nrt and lhr's rollback failed (exit 3). Rollbacks
+/// work again afterwards, for `recover`.
+fn rollback_failed_in_lhr() -> Project {
+    let mut p = exec_project(THREE_STAGES);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+    p.env("TEST_VERSION", "v3")
+        .env("FAIL_GATE", "nrt")
+        .env("BAD_VERSION", "v3")
+        .env("FAIL_ROLLBACK", "lhr");
+    p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+    p.env("FAIL_ROLLBACK", "");
+    p
+}
+
 /// `shipgate <args> | <filter…>` through a real pipe: what the filter printed.
 fn piped(p: &Project, args: &[&str], filter: &[&str]) -> String {
     let mut shipgate = p.command(args).stdout(Stdio::piped()).spawn().unwrap();
@@ -334,14 +348,8 @@ fn a_region_cancelled_while_baking_has_its_real_time() {
 /// verification.
 #[test]
 fn a_terminal_shows_recover_live() {
-    let mut p = exec_project(THREE_STAGES);
-    p.run(&["deploy"]).expect(code::SUCCESS);
-    p.env("TEST_VERSION", "v3")
-        .env("FAIL_GATE", "nrt")
-        .env("BAD_VERSION", "v3")
-        .env("FAIL_ROLLBACK", "lhr");
-    p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
-    p.env("FAIL_ROLLBACK", "").env("ROLLBACK_SLEEP", "3");
+    let mut p = rollback_failed_in_lhr();
+    p.env("ROLLBACK_SLEEP", "3");
     let Some(tty) = in_terminal(&p, &["recover", "--yes"]) else {
         return;
     };
@@ -615,14 +623,7 @@ fn what_people_see_after_a_rolled_back_deploy() {
 /// What `recover` and a manual `rollback` answer on stdout: the summary of each region.
 #[test]
 fn what_people_see_of_recover_and_rollback() {
-    let mut p = exec_project(THREE_STAGES);
-    p.run(&["deploy"]).expect(code::SUCCESS);
-    p.env("TEST_VERSION", "v3")
-        .env("FAIL_GATE", "nrt")
-        .env("BAD_VERSION", "v3")
-        .env("FAIL_ROLLBACK", "lhr");
-    p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
-    p.env("FAIL_ROLLBACK", "");
+    let p = rollback_failed_in_lhr();
     let recover = p.run(&["recover", "--yes"]).expect(code::SUCCESS).stdout;
     let rollback = p
         .run(&["rollback", "--yes", "--region", "ewr"])
