@@ -193,6 +193,20 @@ pub struct GlobalArgs {
     /// terminal, cron or script)
     #[arg(long, global = true, env = "SHIPGATE_TRIGGER", value_name = "NAME", value_parser = parse_trigger)]
     pub trigger: Option<String>,
+
+    /// The GitHub repository whose Deployments mirror this run (`[github] deployments`);
+    /// default: `[github] repository`, then GITHUB_REPOSITORY
+    #[arg(long, global = true, value_name = "OWNER/NAME", value_parser = parse_repository)]
+    pub repository: Option<String>,
+}
+
+/// `owner/name`.
+fn parse_repository(s: &str) -> Result<String, String> {
+    if crate::config::valid_repository(s) {
+        Ok(s.to_string())
+    } else {
+        Err("expected OWNER/NAME (letters, digits, `-`, `_`, `.`)".into())
+    }
 }
 
 /// A trigger name: lowercase letters, digits and `-`, at most 32 characters.

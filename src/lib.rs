@@ -3,7 +3,7 @@
 //!
 //! The data flows one way: command line ([`cli`]) → settings ([`config`]) → plan and run
 //! ([`pipeline`], [`adapters`], [`gates`], [`exec`]) → ledger ([`ledger`]) → reports
-//! ([`report`], [`notify`], [`events`]).
+//! ([`report`], [`notify`], [`events`], [`deployments`]).
 
 /// `eprintln!` that never panics, for text for people: it goes through the neutraliser
 /// ([`output::neutral::text`]), so text from elsewhere formatted into it cannot drive the
@@ -61,6 +61,7 @@ pub mod adapters;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod deployments;
 pub mod error;
 pub mod events;
 pub mod exec;

@@ -60,6 +60,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         args.lock_wait,
     )?;
     let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
+    let deployments = super::start_deployments(&config, &ledger, &invocation, global, output);
     let reporter = Reporter::new(output);
     reporter.line(&format!(
         "deploying {} {} ({}; deploy {deploy_id})",
@@ -104,7 +105,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     // The outcome is decided and shown; nothing changes any more, so the next deploy may start
     // while queued notifications and events finish and are recorded (appends lock themselves).
     drop(guard);
-    super::await_deliveries(&notify, &signals, output);
+    super::await_deliveries(&notify, deployments, &signals, output);
     Ok(super::exit_code_after_deliveries(
         &ledger,
         result?.exit_code,

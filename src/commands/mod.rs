@@ -212,6 +212,7 @@ pub(crate) fn print_rollback_dry_run(
 /// SIGKILL that follows.
 pub fn await_deliveries(
     notify: &crate::notify::queue::Queue,
+    deployments: Option<crate::deployments::Deployments>,
     signals: &crate::pipeline::signals::Signals,
     output: &Output,
 ) {
@@ -220,11 +221,38 @@ pub fn await_deliveries(
     // After a second signal the runner's SIGKILL is seconds away: record at once what is
     // still being delivered as not delivered.
     let abandoned = signals.state().abandoned();
-    for w in notify.finish_or_abandon(
-        |waiting| output.info(waiting),
-        || abandoned || signals.received() > before,
-    ) {
+    let abandon = || abandoned || signals.received() > before;
+    for w in notify.finish_or_abandon(|waiting| output.info(waiting), abandon) {
         output.warn(w);
+    }
+    if let Some(deployments) = deployments {
+        for w in deployments.finish_or_abandon(|waiting| output.info(waiting), abandon) {
+            output.warn(w);
+        }
+    }
+}
+
+/// Starts mirroring this run's history into GitHub Deployments when `[github] deployments`
+/// is on. One that cannot start (no token, no repository) is a warning: it never stops a
+/// deploy or a rollback.
+pub(crate) fn start_deployments(
+    config: &Config,
+    ledger: &crate::ledger::Ledger,
+    invocation: &crate::pipeline::actor::Invocation,
+    global: &crate::cli::GlobalArgs,
+    output: &Output,
+) -> Option<crate::deployments::Deployments> {
+    match crate::deployments::Deployments::start(
+        config,
+        ledger,
+        invocation,
+        global.repository.as_deref(),
+    ) {
+        Ok(d) => d,
+        Err(w) => {
+            output.warn(w);
+            None
+        }
     }
 }
 

@@ -29,6 +29,18 @@ pub fn run(global: &GlobalArgs, args: &PublishEventArgs, output: &Output) -> Res
         (Some(source), Some(path)) => Some((source, read_payload(path)?)),
         _ => None,
     };
+    if let Some((source, text)) = &payload {
+        if normalise::created_by_shipgate(*source, text) {
+            let note = "ignored: the payload is about a GitHub deployment shipgate created \
+                        (deployment.payload.shipgate); nothing was published or recorded";
+            if output.format != Format::Human {
+                output.json(&serde_json::json!({"ok": true, "ignored": true, "reason": note}));
+            } else {
+                output.info(note);
+            }
+            return Ok(crate::exit_code::SUCCESS);
+        }
+    }
     let event = build_event(args, payload.as_ref().map(|(s, t)| (*s, t.as_str())))?;
     let config = super::load_config(global)?;
     let ledger = Ledger::open_for(&config)?;

@@ -112,6 +112,9 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs, output: &Output) -> Result<i
         )?)
     };
     let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
+    let deployments = guard
+        .as_ref()
+        .and_then(|_| super::start_deployments(&config, &ledger, &invocation, global, output));
     let reporter = Reporter::new(output);
     let engine = Engine {
         config: &config,
@@ -206,7 +209,7 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs, output: &Output) -> Result<i
     super::fail_if_unrecorded(&ledger, &mut result);
     super::finish(output, &result);
     drop(guard);
-    super::await_deliveries(&notify, &signals, output);
+    super::await_deliveries(&notify, deployments, &signals, output);
     Ok(super::exit_code_after_deliveries(
         &ledger,
         result.exit_code,

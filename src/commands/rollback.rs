@@ -61,6 +61,9 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         )?)
     };
     let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
+    let deployments = guard
+        .as_ref()
+        .and_then(|_| super::start_deployments(&config, &ledger, &invocation, global, output));
     let reporter = Reporter::new(output);
     let engine = Engine {
         config: &config,
@@ -138,7 +141,7 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
     super::finish(output, &result);
     // Nothing changes any more: free the lock before waiting for slow deliveries.
     drop(guard);
-    super::await_deliveries(&notify, &signals, output);
+    super::await_deliveries(&notify, deployments, &signals, output);
     Ok(super::exit_code_after_deliveries(
         &ledger,
         result.exit_code,

@@ -810,6 +810,12 @@ impl Checker {
 
         // [events]
         let events = raw.events.as_ref().map(|e| self.events(e));
+        // [github]
+        let github = raw
+            .github
+            .as_ref()
+            .map(|g| self.github(g))
+            .unwrap_or_default();
 
         let target = target?;
         Some(Config {
@@ -826,6 +832,7 @@ impl Checker {
             gates,
             notify,
             events,
+            github,
         })
     }
 
@@ -1219,6 +1226,76 @@ impl Checker {
         }
     }
 
+    fn github(&mut self, g: &Spanned<RawGithub>) -> GithubConfig {
+        let rg = g.get_ref();
+        let deployments = self.choice(
+            &rg.deployments,
+            "`[github] deployments`",
+            &[
+                ("per-stage", DeploymentsMode::PerStage),
+                ("per-region", DeploymentsMode::PerRegion),
+                ("off", DeploymentsMode::Off),
+            ],
+            DeploymentsMode::PerStage,
+        );
+        let allowed: &[&str] = match deployments {
+            DeploymentsMode::PerRegion => &["app", "stage", "region"],
+            _ => &["app", "stage"],
+        };
+        let defaults = GithubConfig::default();
+        let environment = match &rg.environment {
+            Some(e) if e.get_ref().trim().is_empty() => {
+                self.error(e.span(), "`[github] environment` is empty", None);
+                defaults.environment.clone()
+            }
+            Some(e) => self.template(e, allowed),
+            None if deployments == DeploymentsMode::PerRegion => "production-{region}".into(),
+            None => defaults.environment.clone(),
+        };
+        let environment_url = rg.environment_url.as_ref().map(|u| {
+            let text = self.template(u, allowed);
+            if !(text.starts_with("https://") || text.starts_with("http://")) {
+                self.error(
+                    u.span(),
+                    "`[github] environment_url` is not an http(s) URL",
+                    Some("write it as https://…".into()),
+                );
+            }
+            text
+        });
+        let token_env = match &rg.token_env {
+            Some(t) if !valid_env_name(t.get_ref()) => {
+                self.error(
+                    t.span(),
+                    format!("`{}` is not an environment variable name", t.get_ref()),
+                    Some("use letters, digits and `_`, e.g. GITHUB_TOKEN".into()),
+                );
+                defaults.token_env.clone()
+            }
+            Some(t) => t.get_ref().clone(),
+            None => defaults.token_env.clone(),
+        };
+        let repository = rg.repository.as_ref().and_then(|r| {
+            if valid_repository(r.get_ref()) {
+                Some(r.get_ref().clone())
+            } else {
+                self.error(
+                    r.span(),
+                    format!("`{}` is not a GitHub repository", r.get_ref()),
+                    Some("write it as owner/name".into()),
+                );
+                None
+            }
+        });
+        GithubConfig {
+            deployments,
+            environment,
+            environment_url,
+            token_env,
+            repository,
+        }
+    }
+
     fn events(&mut self, e: &Spanned<RawEvents>) -> EventsConfig {
         let re = e.get_ref();
         if re.url.is_none() && re.url_env.is_none() {
@@ -1278,6 +1355,25 @@ fn braces(names: &[&str]) -> String {
         .map(|n| format!("{{{n}}}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `owner/name` as GitHub allows them.
+pub fn valid_repository(r: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 100
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    matches!(r.split_once('/'), Some((o, n)) if part(o) && part(n))
 }
 
 fn valid_region(r: &str) -> bool {

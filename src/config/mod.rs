@@ -5,5 +5,5 @@ mod model;
 pub mod placeholder;
 mod raw;
 
-pub use load::{did_you_mean, load, parse, Diagnostic};
+pub use load::{did_you_mean, load, parse, valid_repository, Diagnostic};
 pub use model::*;

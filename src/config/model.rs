@@ -24,6 +24,7 @@ pub struct Config {
     pub gates: BTreeMap<String, Gate>,
     pub notify: NotifyConfig,
     pub events: Option<EventsConfig>,
+    pub github: GithubConfig,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -384,6 +385,44 @@ pub enum Signing {
     None,
 }
 
+/// What `[github] deployments` mirrors into GitHub Deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeploymentsMode {
+    /// One GitHub deployment per stage (its environment rendered with `{stage}`).
+    PerStage,
+    /// One per region.
+    PerRegion,
+    #[default]
+    Off,
+}
+
+/// `[github]`: GitHub Deployments mirroring what runs where.
+#[derive(Debug, Clone, Serialize)]
+pub struct GithubConfig {
+    pub deployments: DeploymentsMode,
+    /// The environment's name, with `{app}`, `{stage}` and (per region) `{region}`.
+    pub environment: String,
+    /// The environment's URL, same placeholders.
+    pub environment_url: Option<String>,
+    /// The variable holding the API token (a secret).
+    pub token_env: String,
+    /// `owner/name`; else `--repository`, else `GITHUB_REPOSITORY`.
+    pub repository: Option<String>,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        GithubConfig {
+            deployments: DeploymentsMode::Off,
+            environment: "production-{stage}".into(),
+            environment_url: None,
+            token_env: "GITHUB_TOKEN".into(),
+            repository: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EventsConfig {
     /// The sink URL, literal.
@@ -432,6 +471,9 @@ impl Config {
         if let Some(e) = &self.events {
             names.extend(e.url_env.iter().cloned());
             names.extend(e.secret_env.iter().cloned());
+        }
+        if self.github.deployments != DeploymentsMode::Off {
+            names.push(self.github.token_env.clone());
         }
         if let VersionSource::Env(_) = self.app.version {
             // a version is not a secret

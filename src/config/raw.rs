@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub gate: BTreeMap<S, Spanned<RawGate>>,
     pub notify: Option<RawNotify>,
     pub events: Option<Spanned<RawEvents>>,
+    pub github: Option<Spanned<RawGithub>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +149,16 @@ pub struct RawNotify {
 pub struct RawSink {
     pub webhook_env: Option<S>,
     pub min_priority: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGithub {
+    pub deployments: Option<S>,
+    pub environment: Option<S>,
+    pub environment_url: Option<S>,
+    pub token_env: Option<S>,
+    pub repository: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::config::{Config, EventFormat, EventsConfig};
 use crate::error::Error;
 use crate::ledger::{EventRecord, HistoryRecord, Ledger};
-use crate::notify::delivery::{self, HttpPost, RetryPolicy};
+use crate::notify::delivery::{self, HttpRequest, RetryPolicy};
 
 /// start | success | failure | progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -203,7 +203,7 @@ impl Sink {
     }
 
     /// The POST for `event`: body in the configured format, signature headers.
-    fn request(&self, event: &DeploymentEvent, id: &str, app: &str) -> Result<HttpPost, Error> {
+    fn request(&self, event: &DeploymentEvent, id: &str, app: &str) -> Result<HttpRequest, Error> {
         let (body, content_type) = match self.format {
             EventFormat::Cloudevents => (
                 cloudevents::envelope(event, id, &self.source, app),
@@ -223,7 +223,8 @@ impl Sink {
         if let Some(signer) = &self.signer {
             headers.extend(signer.headers(id, chrono::Utc::now().timestamp(), &body));
         }
-        Ok(HttpPost {
+        Ok(HttpRequest {
+            method: crate::notify::delivery::Method::Post,
             url: self.url.clone(),
             headers,
             body,
@@ -286,7 +287,7 @@ struct Outgoing {
     deploy_id: Option<String>,
     event_id: String,
     /// The sink as recorded, the request and how hard to try; `None` without `[events]`.
-    target: Option<(String, HttpPost, RetryPolicy)>,
+    target: Option<(String, HttpRequest, RetryPolicy)>,
     outcome: Option<delivery::Outcome>,
 }
 
@@ -460,6 +461,7 @@ impl PendingDeployEvent {
                     attempts: 0,
                     status: None,
                     error: Some(why.to_string()),
+                    body: String::new(),
                 }),
             },
         }

@@ -49,6 +49,15 @@ pub fn normalise(source: PayloadSource, text: &str) -> Result<Normalised, String
     .map_err(|why| format!("the payload is not {name}: {why}"))
 }
 
+/// Whether a GitHub payload is about a deployment shipgate itself created (its
+/// `deployment.payload.shipgate` marker): publishing it again would echo shipgate's own
+/// deploy back as someone else's, and a webhook wired back into `publish-event` would loop.
+pub fn created_by_shipgate(source: PayloadSource, text: &str) -> bool {
+    source == PayloadSource::Github
+        && serde_json::from_str::<Value>(text)
+            .is_ok_and(|v| v["deployment"]["payload"]["shipgate"].is_object())
+}
+
 /// A string, or a number shown as one (GitHub ids are numbers).
 fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
     match obj.get(key)? {

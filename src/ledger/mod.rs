@@ -51,6 +51,9 @@ pub struct Ledger {
     /// The first append of this run (any clone, any thread) that failed: from then on the run
     /// cannot record what it does, so it must stop changing things ([`Ledger::cannot_record`]).
     unrecorded: Arc<Mutex<Option<String>>>,
+    /// Where each appended history record is also sent, once written (the GitHub Deployments
+    /// mirror follows history this way, so it shows what history says and nothing else).
+    tap: Arc<Mutex<Option<std::sync::mpsc::Sender<HistoryRecord>>>>,
 }
 
 /// The files of the state directory, each of which must be a regular file when it exists.
@@ -84,6 +87,7 @@ impl Ledger {
             dir: dir.to_path_buf(),
             store: Store::File,
             unrecorded: Default::default(),
+            tap: Default::default(),
         }
     }
 
@@ -100,6 +104,7 @@ impl Ledger {
                     dir: config.state.dir.clone(),
                     store: Store::Git(Arc::new(store)),
                     unrecorded: Default::default(),
+                    tap: Default::default(),
                 })
             }
         }
@@ -277,12 +282,21 @@ impl Ledger {
     pub fn append_history(&self, record: &HistoryRecord) -> Result<Appended, Error> {
         let body = serde_json::to_value(record).context("cannot encode record")?;
         let mut appended = self.append(FileKind::History, body)?;
+        if let Some(tx) = lock_tap(&self.tap).as_ref() {
+            let _ = tx.send(record.clone());
+        }
         if status::changes_state(record) {
             if let Err(e) = self.apply_to_status() {
                 appended.warning = Some(format!("cannot update {STATUS_FILE}: {e}"));
             }
         }
         Ok(appended)
+    }
+
+    /// From now on, every history record appended through this ledger (or a clone) is also
+    /// sent to `tx`; `None` stops it.
+    pub fn tap_history(&self, tx: Option<std::sync::mpsc::Sender<HistoryRecord>>) {
+        *lock_tap(&self.tap) = tx;
     }
 
     /// Appends to `audit.jsonl`.
@@ -831,6 +845,10 @@ impl<T> Iterator for RevRecords<T> {
             }));
         }
     }
+}
+
+fn lock_tap<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -88,12 +88,19 @@ impl RetryPolicy {
     }
 }
 
-/// One POST to make.
+/// One request to make: a POST (a body) or a GET (an empty body).
 #[derive(Debug, Clone)]
-pub struct HttpPost {
+pub struct HttpRequest {
+    pub method: Method,
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
 }
 
 /// What came of a delivery.
@@ -106,6 +113,8 @@ pub struct Outcome {
     pub status: Option<u16>,
     /// Why it failed, redacted; `None` when delivered.
     pub error: Option<String>,
+    /// The answer's body when delivered (at most 64 KiB), for an API whose answer matters.
+    pub body: String,
 }
 
 /// The answer to one attempt, reduced to what the retry decision needs.
@@ -131,7 +140,7 @@ enum Next {
 
 /// Posts `post`, retrying as the policy says. Blocks for at most the policy's bound. Never
 /// panics and never returns an error: the caller records the outcome.
-pub fn deliver(post: &HttpPost, policy: &RetryPolicy) -> Outcome {
+pub fn deliver(post: &HttpRequest, policy: &RetryPolicy) -> Outcome {
     deliver_with(
         post,
         policy,
@@ -141,9 +150,9 @@ pub fn deliver(post: &HttpPost, policy: &RetryPolicy) -> Outcome {
 }
 
 fn deliver_with(
-    post: &HttpPost,
+    post: &HttpRequest,
     policy: &RetryPolicy,
-    mut send: impl FnMut(&HttpPost) -> Attempt,
+    mut send: impl FnMut(&HttpRequest) -> Attempt,
     mut sleep: impl FnMut(Duration),
 ) -> Outcome {
     let mut attempts = 0;
@@ -151,12 +160,13 @@ fn deliver_with(
         attempts += 1;
         let answer = send(post);
         let (status, error) = match &answer {
-            Attempt::Answered { status, .. } if (200..300).contains(status) => {
+            Attempt::Answered { status, body, .. } if (200..300).contains(status) => {
                 return Outcome {
                     delivered: true,
                     attempts,
                     status: Some(*status),
                     error: None,
+                    body: body.clone(),
                 };
             }
             Attempt::Answered { status, body, .. } => {
@@ -195,6 +205,7 @@ fn deliver_with(
                     attempts,
                     status,
                     error: Some(crate::redact::redact(&error)),
+                    body: String::new(),
                 };
             }
         }
@@ -220,6 +231,13 @@ fn decide(answer: &Attempt, attempts: u32, policy: &RetryPolicy) -> Next {
             retry_after,
             ..
         } if *status >= 500 => retry_after.filter(|wait| *wait <= policy.max_wait),
+        // GitHub's rate limits answer 403 with `x-ratelimit-remaining: 0` (read into
+        // `retry_after` from `x-ratelimit-reset`): a wait, not a refusal.
+        Attempt::Answered {
+            status: 403,
+            retry_after: Some(wait),
+            ..
+        } if *wait <= policy.max_wait => Some(*wait),
         Attempt::Answered { .. } => return Next::GiveUp,
         Attempt::Transport(_) => None,
     };
@@ -247,7 +265,7 @@ fn describe_status(status: u16, body: &str) -> String {
 
 /// One request with ureq: status errors off so status and headers can be read, no redirects
 /// (a webhook that redirects is misconfigured, and a POST must not silently become a GET).
-fn attempt(post: &HttpPost, policy: &RetryPolicy) -> Attempt {
+fn attempt(post: &HttpRequest, policy: &RetryPolicy) -> Attempt {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(policy.timeout))
@@ -255,18 +273,46 @@ fn attempt(post: &HttpPost, policy: &RetryPolicy) -> Attempt {
         .user_agent(concat!("shipgate/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let mut request = agent.post(&post.url);
-    for (k, v) in &post.headers {
-        request = request.header(k.as_str(), v.as_str());
-    }
-    match request.send(&post.body[..]) {
+    let answer = match post.method {
+        Method::Post => {
+            let mut request = agent.post(&post.url);
+            for (k, v) in &post.headers {
+                request = request.header(k.as_str(), v.as_str());
+            }
+            request.send(&post.body[..])
+        }
+        Method::Get => {
+            let mut request = agent.get(&post.url);
+            for (k, v) in &post.headers {
+                request = request.header(k.as_str(), v.as_str());
+            }
+            request.call()
+        }
+    };
+    match answer {
         Ok(mut response) => {
             let status = response.status().as_u16();
-            let header_wait = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let header_wait = header("retry-after")
+                .as_deref()
+                .and_then(parse_retry_after)
+                .or_else(|| {
+                    if matches!(status, 403 | 429)
+                        && header("x-ratelimit-remaining").as_deref() == Some("0")
+                    {
+                        header("x-ratelimit-reset")
+                            .as_deref()
+                            .and_then(parse_ratelimit_reset)
+                    } else {
+                        None
+                    }
+                });
             let body = response
                 .body_mut()
                 .with_config()
@@ -306,6 +352,13 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
+/// GitHub's `x-ratelimit-reset`: when the window resets, in UTC epoch seconds.
+pub fn parse_ratelimit_reset(value: &str) -> Option<Duration> {
+    let reset = value.trim().parse::<i64>().ok()?;
+    let wait = reset - chrono::Utc::now().timestamp();
+    Some(Duration::from_secs(wait.max(0) as u64))
+}
+
 /// Discord's rate-limit body: `{"retry_after": 1.234, "global": false, …}` in seconds.
 fn json_retry_after(body: &str) -> Option<Duration> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
@@ -325,8 +378,9 @@ mod tests {
         }
     }
 
-    fn post() -> HttpPost {
-        HttpPost {
+    fn post() -> HttpRequest {
+        HttpRequest {
+            method: Method::Post,
             url: "http://127.0.0.1:9/".into(),
             headers: vec![],
             body: vec![],

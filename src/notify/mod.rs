@@ -12,7 +12,7 @@ mod slack;
 
 use crate::config::{Config, Priority, SinkConfig};
 use crate::ledger::{AuditRecord, Ledger, SinkFailure};
-use delivery::{HttpPost, RetryPolicy};
+use delivery::{HttpRequest, RetryPolicy};
 
 /// One notification.
 #[derive(Debug, Clone)]
@@ -174,7 +174,8 @@ impl Notifier {
         };
         // A secret in a message (a command's stderr, say) must not reach a chat channel.
         crate::redact::redact_json(&mut body);
-        let post = HttpPost {
+        let post = HttpRequest {
+            method: delivery::Method::Post,
             url: url.clone(),
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
