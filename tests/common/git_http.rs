@@ -176,7 +176,8 @@ fn serve(
         .env("CONTENT_LENGTH", body.len().to_string());
     for (name, var) in [
         ("Content-Type", "CONTENT_TYPE"),
-        // A gzipped request body (git sends large ones so) is inflated by the backend.
+        // A gzipped request body is inflated by the backend (git sends large ones so; libgit2
+        // compresses none). `Expect: 100-continue`, which libgit2 may send, tiny_http answers.
         ("Content-Encoding", "HTTP_CONTENT_ENCODING"),
         ("Git-Protocol", "HTTP_GIT_PROTOCOL"),
     ] {
