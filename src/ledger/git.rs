@@ -145,12 +145,18 @@ impl GitStore {
                 None => found.unwrap_or_default(),
             })
         };
+        let fetch_headers = headers(&url);
+        let push_headers = if push_url == url {
+            fetch_headers.clone()
+        } else {
+            headers(&push_url)
+        };
         Ok(GitStore {
             git_dir: repo.path().to_path_buf(),
             remote: state.remote.clone(),
             shown_url: without_credentials(&url),
-            fetch_headers: headers(&url),
-            push_headers: headers(&push_url),
+            fetch_headers,
+            push_headers,
             url,
             push_url,
             branch: state.branch.clone(),
@@ -721,7 +727,7 @@ fn env_token() -> Option<String> {
 }
 
 /// Header lines to send; never shown (`Debug` prints how many).
-#[derive(Default)]
+#[derive(Clone)]
 struct ExtraHeaders(Vec<String>);
 
 impl ExtraHeaders {
