@@ -10,7 +10,7 @@ use crate::common::{code, Project};
 const BRANCH: &str = "shipgate/ledger";
 
 /// Runs git in `dir` with a fixed identity; panics on failure; returns stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = git_output(dir, args);
     assert!(
         out.status.success(),
@@ -48,6 +48,11 @@ fn bare_remote() -> tempfile::TempDir {
 /// A clone of the project: the scratch exec pipeline with the git store, committed in its own
 /// repository whose `origin` is `remote`.
 fn clone_of(remote: &Path) -> Project {
+    clone_with_origin(remote.to_str().unwrap())
+}
+
+/// [`clone_of`] with any URL as `origin`.
+pub(crate) fn clone_with_origin(url: &str) -> Project {
     let p = exec_project(&format!(
         "{THREE_STAGES}\n[state]\nstore = \"git\"\nremote = \"origin\"\n"
     ));
@@ -55,15 +60,12 @@ fn clone_of(remote: &Path) -> Project {
     git(p.path(), &["init", "-q", "-b", "main"]);
     git(p.path(), &["add", "-A"]);
     git(p.path(), &["commit", "-q", "-m", "init"]);
-    git(
-        p.path(),
-        &["remote", "add", "origin", remote.to_str().unwrap()],
-    );
+    git(p.path(), &["remote", "add", "origin", url]);
     p
 }
 
 /// A file on the remote's ledger branch.
-fn remote_file(remote: &Path, file: &str) -> String {
+pub(crate) fn remote_file(remote: &Path, file: &str) -> String {
     git(remote, &["show", &format!("{BRANCH}:{file}")])
 }
 
@@ -74,7 +76,7 @@ fn remote_lock(remote: &Path) -> Option<serde_json::Value> {
         .then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
 
-fn records(text: &str) -> Vec<serde_json::Value> {
+pub(crate) fn records(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

@@ -10,6 +10,7 @@ mod engine_regressions;
 mod events;
 mod fly;
 mod gates;
+mod git_auth;
 mod git_store;
 mod github_deployments;
 mod history;

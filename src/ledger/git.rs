@@ -21,6 +21,14 @@
 //! ref does not exist, else a child of a "released" or expired tip — a fast-forward, so only one
 //! taker wins. A heartbeat thread renews the lease every third of its length; dropping the guard
 //! pushes a "released" child.
+//!
+//! **Credentials.** `SHIPGATE_GIT_TOKEN`, else `GITHUB_TOKEN`, answers an HTTPS remote's
+//! challenge as user `x-access-token`; without either, the `http.<url>.extraheader` values that
+//! git would send to the remote (what `actions/checkout` leaves in the clone's config, see
+//! [`super::extraheader`]) go with every request, read from the project repository's config
+//! (its own file, includes, the global and system ones). A token in the environment replaces
+//! them rather than joining them: the server would take the header sent up front and never ask
+//! for the token. Then git's credential helper, and SSH keys through the agent.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -31,6 +39,7 @@ use std::time::{Duration, Instant};
 use git2::{Commit, Oid, Repository, Tree};
 use serde::{Deserialize, Serialize};
 
+use super::extraheader;
 use super::jsonl::{self, Appended};
 use super::lock::{self, LockInfo, LockState, Released};
 use super::{AUDIT_FILE, HISTORY_FILE, STATUS_FILE};
@@ -70,6 +79,10 @@ pub struct GitStore {
     push_url: String,
     /// `url` without credentials, for messages.
     shown_url: String,
+    /// The `http.<url>.extraheader` values to send with fetches and with pushes (none when a
+    /// token in the environment overrides them).
+    fetch_headers: ExtraHeaders,
+    push_headers: ExtraHeaders,
     branch: String,
     /// This process's writes, one at a time (the engine appends from several threads).
     writing: Mutex<()>,
@@ -123,10 +136,27 @@ impl GitStore {
                 state.branch
             )));
         }
+        let config = repo.config().ok();
+        let headers = |url: &str| {
+            let found = config.as_ref().map(|c| checkout_headers(c, url));
+            // Read (and their secrets registered) even when a token overrides them.
+            ExtraHeaders(match env_token() {
+                Some(_) => Vec::new(),
+                None => found.unwrap_or_default(),
+            })
+        };
+        let fetch_headers = headers(&url);
+        let push_headers = if push_url == url {
+            fetch_headers.clone()
+        } else {
+            headers(&push_url)
+        };
         Ok(GitStore {
             git_dir: repo.path().to_path_buf(),
             remote: state.remote.clone(),
             shown_url: without_credentials(&url),
+            fetch_headers,
+            push_headers,
             url,
             push_url,
             branch: state.branch.clone(),
@@ -179,7 +209,8 @@ impl GitStore {
             err.causes.extend(e.causes);
             err.with_hint(
                 "check `[state].remote` and `[state].branch` and that the remote is reachable \
-                 (credentials: a git credential helper, or SHIPGATE_GIT_TOKEN / GITHUB_TOKEN)",
+                 (credentials: SHIPGATE_GIT_TOKEN / GITHUB_TOKEN, the `http.<url>.extraheader` \
+                 actions/checkout leaves in the clone's git config, or a git credential helper)",
             )
         })
     }
@@ -327,7 +358,8 @@ impl GitStore {
         );
         let mut remote = repo.remote_anonymous(&self.url)?;
         let mut opts = git2::FetchOptions::new();
-        opts.remote_callbacks(callbacks(repo))
+        opts.remote_callbacks(callbacks(repo, !self.fetch_headers.0.is_empty()))
+            .custom_headers(&self.fetch_headers.as_strs())
             .update_fetchhead(false)
             .download_tags(git2::AutotagOption::None);
         remote.fetch(&[&format!("+{refname}:{scratch}")], Some(&mut opts), None)?;
@@ -379,7 +411,7 @@ impl GitStore {
             .map_err(|e| git_failed(what(), e))?;
         let rejected = RefCell::new(None::<String>);
         let result = {
-            let mut cb = callbacks(repo);
+            let mut cb = callbacks(repo, !self.push_headers.0.is_empty());
             cb.push_update_reference(|_, status| {
                 if let Some(msg) = status {
                     *rejected.borrow_mut() = Some(msg.to_string());
@@ -387,7 +419,8 @@ impl GitStore {
                 Ok(())
             });
             let mut opts = git2::PushOptions::new();
-            opts.remote_callbacks(cb);
+            opts.remote_callbacks(cb)
+                .custom_headers(&self.push_headers.as_strs());
             remote.push(&[refspec], Some(&mut opts))
         };
         match result {
@@ -686,13 +719,61 @@ fn jitter(attempt: u32) -> Duration {
     Duration::from_millis(fastrand::u64(10..=20 + 30 * u64::from(attempt.min(10))))
 }
 
-/// Credentials: `SHIPGATE_GIT_TOKEN` / `GITHUB_TOKEN` as an HTTPS token, else git's credential
-/// helper; SSH through the agent. Local paths need none.
-fn callbacks(repo: &Repository) -> git2::RemoteCallbacks<'static> {
-    let config = repo.config().ok();
-    let token = ["SHIPGATE_GIT_TOKEN", "GITHUB_TOKEN"]
+/// The token of the environment for HTTPS remotes: `SHIPGATE_GIT_TOKEN`, else `GITHUB_TOKEN`.
+fn env_token() -> Option<String> {
+    ["SHIPGATE_GIT_TOKEN", "GITHUB_TOKEN"]
         .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+/// Header lines to send; never shown (`Debug` prints how many).
+#[derive(Clone)]
+struct ExtraHeaders(Vec<String>);
+
+impl ExtraHeaders {
+    fn as_strs(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+}
+
+impl std::fmt::Debug for ExtraHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExtraHeaders({} redacted)", self.0.len())
+    }
+}
+
+/// The `http.<url>.extraheader` values git would send to `url`, their secret parts registered
+/// with the redactor (and the runner's masker under GitHub Actions) before anything can print
+/// them. A value libgit2 would refuse is dropped with a warning that does not quote it.
+fn checkout_headers(config: &git2::Config, url: &str) -> Vec<String> {
+    let headers = extraheader::for_url(config, url);
+    let actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    for secret in headers.iter().flat_map(|h| extraheader::secrets_of(h)) {
+        crate::redact::add_secret(&secret);
+        if actions && secret.trim().len() >= 4 {
+            crate::report::github::add_mask(secret.trim());
+        }
+    }
+    let (sendable, refused): (Vec<String>, Vec<String>) = headers
+        .into_iter()
+        .partition(|h| extraheader::is_sendable(h));
+    if !refused.is_empty() {
+        crate::say!(
+            "warning: ignoring {} `http.<url>.extraheader` value(s) of the git config for {}: \
+             not a `Name: value` header, or one libgit2 sets itself",
+            refused.len(),
+            without_credentials(url)
+        );
+    }
+    sendable
+}
+
+/// Credentials: `SHIPGATE_GIT_TOKEN` / `GITHUB_TOKEN` as an HTTPS token, else git's credential
+/// helper; SSH through the agent. Local paths need none. `sent_extraheader`: the request that
+/// was challenged carried the config's `http.<url>.extraheader`, so the remote refused it.
+fn callbacks(repo: &Repository, sent_extraheader: bool) -> git2::RemoteCallbacks<'static> {
+    let config = repo.config().ok();
+    let token = env_token();
     let mut tries = 0;
     let mut cb = git2::RemoteCallbacks::new();
     cb.credentials(move |url, username, allowed| {
@@ -719,7 +800,13 @@ fn callbacks(repo: &Repository) -> git2::RemoteCallbacks<'static> {
         if allowed.contains(git2::CredentialType::DEFAULT) {
             return git2::Cred::default();
         }
-        Err(git2::Error::from_str("no credentials for this remote"))
+        Err(git2::Error::from_str(if sent_extraheader {
+            "the remote refused the `http.<url>.extraheader` credential of the git config \
+             (an expired or revoked token? actions/checkout's lasts as long as its job) and \
+             there is no other"
+        } else {
+            "no credentials for this remote"
+        }))
     });
     cb
 }
@@ -860,6 +947,37 @@ mod tests {
             "git@github.com:o/r.git"
         );
         assert_eq!(without_credentials("/srv/git/r.git"), "/srv/git/r.git");
+    }
+
+    #[test]
+    fn a_checkout_header_is_registered_as_a_secret_in_every_form() {
+        use base64::Engine;
+        let token = "ghs_unitT3stJobToken";
+        let b64 =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            format!("[http \"https://github.com/\"]\n\textraheader = AUTHORIZATION: basic {b64}\n"),
+        )
+        .unwrap();
+        let mut config = git2::Config::new().unwrap();
+        config
+            .add_file(&path, git2::ConfigLevel::Local, false)
+            .unwrap();
+
+        let headers = checkout_headers(&config, "https://github.com/o/r.git");
+        assert_eq!(headers, [format!("AUTHORIZATION: basic {b64}")]);
+        let shown = crate::redact::redact(&format!(
+            "{} | {b64} | x-access-token:{token} | {token}",
+            headers[0]
+        ));
+        assert_eq!(shown, "AUTHORIZATION: *** | *** | *** | ***");
+        assert_eq!(
+            format!("{:?}", ExtraHeaders(headers)),
+            "ExtraHeaders(1 redacted)"
+        );
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! - [`status`]: `status.json` as the fold of history: the one reducer.
 //! - [`lock`]: the deploy lock.
 //! - [`git`]: the git store: the same files on a branch of the project's remote, the lock a ref.
+//! - [`extraheader`]: the `http.<url>.extraheader` credential git (and `actions/checkout`) keep
+//!   in git config, for the git store's HTTP remotes.
 //!
 //! The store is a seam: with the git store, `[state].dir` is a cache of the branch that readers
 //! read as plain files; only appends, `status.json` writes and the lock differ.
 
+pub mod extraheader;
 pub mod file;
 pub mod git;
 pub mod jsonl;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fakes;
+pub mod git_http;
 pub mod http;
 pub mod pipeline;
 pub mod pty;
@@ -153,6 +154,7 @@ impl Project {
             "NO_COLOR",
             "CLICOLOR_FORCE",
             "GITHUB_TOKEN",
+            "SHIPGATE_GIT_TOKEN",
             "FLY_API_TOKEN",
             "FLY_ACCESS_TOKEN",
         ] {
