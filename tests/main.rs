@@ -11,6 +11,7 @@ mod events;
 mod fly;
 mod gates;
 mod git_store;
+mod github_files;
 mod history;
 mod kubernetes;
 mod ledger_faults;
