@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Ship an application through stages and regions with health gates, automatic rollback and a
 /// tamper-evident history.
 #[derive(Debug, Parser)]
-#[command(name = "shipgate", version, about, max_term_width = 100)]
+// `--version` names the commit too (stamped by build.rs), so a bug report says which build.
+#[command(name = "shipgate", about, max_term_width = 100)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SHIPGATE_COMMIT"), ")"))]
 #[command(after_help = MAIN_AFTER_HELP, after_long_help = MAIN_AFTER_LONG_HELP)]
 pub struct Cli {
     #[command(flatten)]

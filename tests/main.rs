@@ -13,6 +13,7 @@ mod gates;
 mod git_auth;
 mod git_store;
 mod github_deployments;
+mod github_files;
 mod history;
 mod kubernetes;
 mod ledger_faults;
