@@ -23,6 +23,22 @@ pub struct Error {
     /// The command ran, but its answer could not be read (empty, not the JSON expected): the
     /// platform said nothing usable, which is not the same as "nothing runs there".
     pub unreadable: bool,
+    /// Each problem of a config error at its place in the file, for annotations (GitHub's
+    /// `::error file=…,line=…,col=…`) and the JSON error document.
+    pub locations: Box<Vec<Location>>,
+}
+
+/// One problem at a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    /// The column after the last one of the span, on the same line.
+    pub end_col: usize,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -37,6 +53,7 @@ impl Error {
             detail: None,
             not_started: false,
             unreadable: false,
+            locations: Box::default(),
         }
     }
     /// A usage or configuration error (exit 2): nothing was changed.
@@ -89,6 +106,7 @@ impl Error {
             detail: self.detail,
             not_started: self.not_started,
             unreadable: self.unreadable,
+            locations: self.locations,
         }
     }
     pub fn exit_code(&self) -> i32 {

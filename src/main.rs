@@ -63,8 +63,7 @@ fn main() {
             shipgate::say_part!("{text}");
             output.json_error(&err);
             if output.github {
-                let message = shipgate::redact::redact(&err.to_string());
-                shipgate::report::github::command("error", &[("title", "shipgate")], &message);
+                shipgate::report::github::error_annotations(&err);
                 // Later workflow steps read the outcome even when shipgate stopped early.
                 let _ = shipgate::report::github::write_outputs(&[
                     ("status", "error".to_string()),

@@ -192,6 +192,7 @@ impl Output {
                 "causes": err.causes,
                 "hint": err.hint,
                 "detail": err.detail,
+                "locations": err.locations,
             },
         }));
     }

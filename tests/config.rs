@@ -697,12 +697,18 @@ fn github_deployments_settings_are_checked() {
     let err = invalid(&format!(
         "{MINIMAL}\n[github]\ndeployments = \"per-stag\"\nenvironment = \"prod-{{region}}\"\nrepository = \"acme\"\ntoken_env = \"GH TOKEN\"\n"
     ));
-    assert!(err.contains("invalid `[github] deployments` `per-stag`"), "{err}");
+    assert!(
+        err.contains("invalid `[github] deployments` `per-stag`"),
+        "{err}"
+    );
     assert!(err.contains("did you mean `per-stage`?"), "{err}");
     // `{region}` has a value only per region.
     assert!(err.contains("unknown placeholder `{region}`"), "{err}");
     assert!(err.contains("`acme` is not a GitHub repository"), "{err}");
-    assert!(err.contains("`GH TOKEN` is not an environment variable name"), "{err}");
+    assert!(
+        err.contains("`GH TOKEN` is not an environment variable name"),
+        "{err}"
+    );
     let p = Project::with_config(&format!(
         "{MINIMAL}\n[github]\ndeployments = \"per-region\"\nenvironment = \"prod-{{region}}\"\n"
     ));

@@ -346,7 +346,13 @@ fn a_refusing_api_never_changes_the_deploy_outcome_and_retries_what_may_pass() {
     // 502 and the rate limit were retried: the first create went through on the third try.
     assert_eq!(
         of_env(&story, "production-canary"),
-        ["create v2", "create v2", "create v2", "in_progress", "success"]
+        [
+            "create v2",
+            "create v2",
+            "create v2",
+            "in_progress",
+            "success"
+        ]
     );
 
     // An API that refuses everything: the deploy still succeeds, with a warning and audit

@@ -12,6 +12,7 @@ mod fly;
 mod gates;
 mod git_auth;
 mod git_store;
+mod github_annotations;
 mod github_deployments;
 mod github_files;
 mod history;

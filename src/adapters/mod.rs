@@ -285,6 +285,7 @@ pub(crate) fn same_error(e: &Error) -> Error {
         detail: e.detail.clone(),
         not_started: e.not_started,
         unreadable: e.unreadable,
+        locations: e.locations.clone(),
     }
 }
 

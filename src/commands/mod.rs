@@ -306,6 +306,28 @@ pub fn exit_code_after_deliveries(
     }
 }
 
+/// The one annotation of a run's outcome: a notice for a success, a warning for an outcome
+/// allowed to pass (`--allow-partial`), an error for every other.
+fn outcome_annotation(result: &crate::report::result::RunResult) {
+    let what = format!(
+        "{} {}{}",
+        result.command,
+        result.app,
+        if result.version.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", result.version)
+        }
+    );
+    let status = result.status.replace('_', " ");
+    let (kind, title) = match (result.exit_code, result.status.as_str()) {
+        (crate::exit_code::SUCCESS, "success") => ("notice", format!("{what}: {status}")),
+        (crate::exit_code::SUCCESS, _) => ("warning", format!("{what}: {status}")),
+        (code, _) => ("error", format!("{what}: {status} (exit {code})")),
+    };
+    crate::report::github::command(kind, &[("title", &title)], &result.message);
+}
+
 /// Prints the result and writes the GitHub step summary and outputs.
 pub fn finish(output: &Output, result: &crate::report::result::RunResult) {
     match output.format {
@@ -328,6 +350,7 @@ pub fn finish(output: &Output, result: &crate::report::result::RunResult) {
         }
     }
     if output.github {
+        outcome_annotation(result);
         if let Err(e) =
             crate::report::github::append_env_file("GITHUB_STEP_SUMMARY", &result.render_markdown())
         {

@@ -143,6 +143,9 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
     } else {
         state.app.clone()
     };
+    if output.github && (args.check || args.live) {
+        report_to_github(&app, &rows, &problems, output);
+    }
     if output.format == Format::Human {
         print_human(
             &app,
@@ -173,6 +176,89 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
     } else {
         exit_code::CHECK_FAILED
     })
+}
+
+/// Under GitHub Actions, what `--check` / `--live` found: an `::error` per problem (a
+/// `::notice` when there is none), the regions and their gates as a step-summary table, and the
+/// outputs `status` (`ok` | `problems`), `problems` (how many) and `exit_code`.
+fn report_to_github(app: &str, rows: &[RegionRow], problems: &[String], output: &Output) {
+    use crate::report::github;
+    for p in problems {
+        github::command(
+            "error",
+            &[("title", &format!("status check failed: {app}"))],
+            p,
+        );
+    }
+    if problems.is_empty() {
+        github::command(
+            "notice",
+            &[("title", &format!("status check passed: {app}"))],
+            &format!("{} region(s) checked, no problem found", rows.len()),
+        );
+    }
+    let mut md = format!(
+        "## shipgate status: {}\n\n| Region | Stage | Version | State | Gates |\n| --- | --- | --- | --- | --- |\n",
+        github::summary_cell(app)
+    );
+    for row in rows {
+        let gates = row
+            .gates
+            .iter()
+            .map(|g| {
+                if g.pass {
+                    format!("{} ✓", g.gate)
+                } else {
+                    format!("{} ✗ {}", g.gate, g.detail)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut version = row.recorded.version.clone();
+        if let Some(Live::Version(live)) = &row.live {
+            if *live != version {
+                version = format!("{version} (live: {live})");
+            }
+        }
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            github::summary_cell(&row.region),
+            github::summary_cell(row.stage.as_deref().unwrap_or("")),
+            github::summary_cell(&version),
+            row.recorded.status.as_str().replace('_', " "),
+            github::summary_cell(&gates),
+        ));
+    }
+    if !problems.is_empty() {
+        md.push_str(&format!("\n**{} problem(s):**\n\n", problems.len()));
+        for p in problems {
+            md.push_str(&format!("- {}\n", github::summary_cell(p)));
+        }
+    }
+    if let Err(e) = github::append_env_file("GITHUB_STEP_SUMMARY", &md) {
+        output.warn(format!("cannot write GITHUB_STEP_SUMMARY: {e}"));
+    }
+    let code = if problems.is_empty() {
+        exit_code::SUCCESS
+    } else {
+        exit_code::CHECK_FAILED
+    };
+    let pairs = [
+        (
+            "status",
+            if problems.is_empty() {
+                "ok"
+            } else {
+                "problems"
+            }
+            .to_string(),
+        ),
+        ("problems", problems.len().to_string()),
+        ("exit_code", code.to_string()),
+    ];
+    if let Err(e) = github::write_outputs(&pairs) {
+        output.warn(format!("cannot write GITHUB_OUTPUT: {e}"));
+    }
 }
 
 use crate::ledger::records::{RegionState, UNKNOWN_VERSION};

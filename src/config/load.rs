@@ -64,8 +64,23 @@ impl Source<'_> {
         )
     }
 
+    fn at(&self, d: &Diagnostic) -> crate::error::Location {
+        let (line, col, text) = self.line_col(d.span.start);
+        let len = d.span.end.saturating_sub(d.span.start).max(1);
+        let avail = text.chars().count().saturating_sub(col - 1).max(1);
+        crate::error::Location {
+            file: self.path.display().to_string(),
+            line,
+            col,
+            end_col: col + len.min(avail),
+            message: d.message.clone(),
+            hint: d.hint.clone(),
+        }
+    }
+
     fn to_error(&self, mut diags: Vec<Diagnostic>) -> Error {
         diags.sort_by_key(|d| d.span.start);
+        let locations: Vec<crate::error::Location> = diags.iter().map(|d| self.at(d)).collect();
         let first = diags.remove(0);
         let mut detail = self.quote(&first);
         if !diags.is_empty() {
@@ -92,6 +107,7 @@ impl Source<'_> {
         if diags.is_empty() {
             err.hint = first.hint;
         }
+        err.locations = Box::new(locations);
         err
     }
 }

@@ -727,8 +727,10 @@ impl<'r, 'e> DeployRun<'r, 'e> {
         let ctx = serde_json::json!({"version": v, "regions": self.regions, "outcome": verdict.status.as_str(), "run_url": engine.invocation.run_url, "failed_regions": self.facts.failed_regions, "mixed_regions": verdict.mixed});
         let (priority, title, message) = match verdict.status {
             DeployStatus::Success => (Priority::P2, format!("deployed {app} {v}"), message),
+            // The outcome's annotation is written with the result (`commands::finish`): here
+            // only the line for people.
             DeployStatus::Partial => {
-                engine.reporter.warn(&message);
+                engine.reporter.warn_line(&message);
                 (
                     Priority::P1,
                     format!("partial deploy of {app} {v}"),
@@ -736,7 +738,7 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 )
             }
             DeployStatus::RollbackFailed => {
-                engine.reporter.error("rollback failed", &message);
+                engine.reporter.error_line("rollback failed", &message);
                 (
                     Priority::P0,
                     format!("ROLLBACK FAILED for {app} {v}: a human must look"),

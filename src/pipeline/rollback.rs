@@ -405,6 +405,8 @@ impl Engine<'_> {
                     _ => continue,
                 };
                 self.reporter
+                    .error(&format!("rollback failed in {}", v.region), &why);
+                self.reporter
                     .phase(&v.region, &Phase::RollbackFailed(why.clone()));
                 rolled.remove(&v.region);
                 let t = target.cloned().unwrap_or(RollbackTarget {

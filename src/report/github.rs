@@ -22,6 +22,53 @@ pub fn command(name: &str, properties: &[(&str, &str)], data: &str) {
     write_command(name, &properties, &data);
 }
 
+/// The annotations of an error that ends a command: one per place in a file (a config error
+/// points at each of its problems, in the Files changed view too), else one for the error.
+pub fn error_annotations(err: &crate::error::Error) {
+    if err.locations.is_empty() {
+        command("error", &[("title", "shipgate")], &err.to_string());
+        return;
+    }
+    for at in err.locations.iter() {
+        let file = workspace_relative(&at.file);
+        let (line, col, end) = (
+            at.line.to_string(),
+            at.col.to_string(),
+            at.end_col.to_string(),
+        );
+        let text = match &at.hint {
+            Some(h) => format!("{}\nhint: {h}", at.message),
+            None => at.message.clone(),
+        };
+        command(
+            "error",
+            &[
+                ("file", &file),
+                ("line", &line),
+                ("col", &col),
+                ("endColumn", &end),
+                ("title", "shipgate: invalid pipeline"),
+            ],
+            &text,
+        );
+    }
+}
+
+/// `path` relative to `GITHUB_WORKSPACE` (what the runner resolves an annotation's `file`
+/// against) when it lies in it, whatever `working-directory` the step ran in.
+fn workspace_relative(path: &str) -> String {
+    let workspace =
+        std::env::var_os("GITHUB_WORKSPACE").and_then(|w| std::fs::canonicalize(w).ok());
+    let full = std::fs::canonicalize(path).ok();
+    match (workspace, full) {
+        (Some(w), Some(f)) => f
+            .strip_prefix(&w)
+            .map(|rel| rel.display().to_string())
+            .unwrap_or_else(|_| path.to_string()),
+        _ => path.to_string(),
+    }
+}
+
 /// Registers `secret` with the runner's masker. A multi-line secret is masked whole and line
 /// by line too: the runner masks within a line, so the lines of a PEM key printed one by one
 /// would otherwise show in clear.

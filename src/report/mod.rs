@@ -125,6 +125,14 @@ impl Reporter {
 
     /// A warning (not under `--quiet`); a `::warning::` annotation under GitHub Actions.
     pub fn warn(&self, text: &str) {
+        self.warn_line(text);
+        if self.output.github {
+            github::command("warning", &[], &redact(text));
+        }
+    }
+
+    /// A warning for people only: its annotation is written elsewhere.
+    pub fn warn_line(&self, text: &str) {
         let text = redact(text);
         match (&self.multi, self.output.progress) {
             (Some(m), _) => {
@@ -138,19 +146,23 @@ impl Reporter {
             (None, ProgressMode::Quiet) => {}
             (None, _) => crate::say!("warning: {text}"),
         }
-        if self.output.github {
-            github::command("warning", &[], &text);
-        }
     }
 
     /// An `::error title=…::` annotation under GitHub Actions (and a line for people).
     pub fn error(&self, title: &str, text: &str) {
-        let text = redact(text.trim_end());
-        let text = text.strip_prefix("error: ").unwrap_or(&text).to_string();
-        self.line(&format!("error: {title}: {text}"));
+        let text = self.error_line(title, text);
         if self.output.github {
             github::command("error", &[("title", title)], &text);
         }
+    }
+
+    /// The line of [`Reporter::error`] without its annotation (written elsewhere); returns
+    /// the text shown.
+    pub fn error_line(&self, title: &str, text: &str) -> String {
+        let text = redact(text.trim_end());
+        let text = text.strip_prefix("error: ").unwrap_or(&text).to_string();
+        self.line(&format!("error: {title}: {text}"));
+        text
     }
 
     pub fn stage_started(&self, index: usize, total: usize, name: &str, regions: &[String]) {
