@@ -414,3 +414,60 @@ fn publish_event_ignores_deployments_shipgate_created() {
     assert!(run.stderr.contains("ignored"), "{}", run.stderr);
     assert!(p.history().is_empty(), "nothing recorded");
 }
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A deploy killed mid-stage leaves its deployment `in_progress`; `recover` in the next run
+/// fails it ("rolled back: …") and creates the restored version's deployment, `success`.
+#[test]
+fn recover_after_a_killed_deploy_settles_the_environment_on_the_restored_version() {
+    let (server, api) = github_api();
+    let mut p = project(&per_stage(), &server);
+    p.env("DEPLOY_SLEEP", "1");
+    let mut child = p
+        .command(&["deploy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the canary's deployment is in progress", || {
+        of_env(&story(&server, &api), "production-canary") == ["create v2", "in_progress"]
+    });
+    wait_until("both canary deploys start", || {
+        p.calls().iter().filter(|c| c.starts_with("deploy")).count() == 2
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until("the canary runs v2", || {
+        p.live("lhr") == "v2" && p.live("nrt") == "v2"
+    });
+    p.run(&["recover", "--latest", "--yes"])
+        .expect(code::SUCCESS);
+    let story = story(&server, &api);
+    assert_eq!(
+        of_env(&story, "production-canary"),
+        [
+            "create v2",
+            "in_progress",
+            "failure",
+            "create v1",
+            "success"
+        ],
+        "{story:#?}"
+    );
+    let deployments = api.lock().unwrap().deployments.clone();
+    let restored = &deployments.last().unwrap().2["shipgate"];
+    assert_eq!(restored["version"], "v1");
+    assert_eq!(restored["restored"], true);
+    // The page ends on what runs.
+    assert_eq!((p.live("lhr"), p.live("nrt")), ("v1".into(), "v1".into()));
+}
