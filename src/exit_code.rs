@@ -16,6 +16,9 @@ pub const PARTIAL: i32 = 4;
 pub const LOCKED: i32 = 5;
 /// `status --check`: a gate tripped, or `--live` found drift.
 pub const CHECK_FAILED: i32 = 6;
+/// Blocked by policy (a closed window, a freeze, a missing approval) or an unmet
+/// precondition; nothing was changed. Never for a rollback or `recover`.
+pub const BLOCKED: i32 = 7;
 /// Interrupted by SIGHUP: the terminal or SSH session went away (after cleanup).
 pub const INTERRUPTED_SIGHUP: i32 = 129;
 /// Interrupted by SIGINT (after cleanup).
@@ -43,6 +46,10 @@ pub const TABLE: &[(i32, &str)] = &[
     (
         CHECK_FAILED,
         "`status --check`: a gate tripped, or `--live` found drift",
+    ),
+    (
+        BLOCKED,
+        "blocked by policy or an unmet precondition; nothing was changed",
     ),
     (
         INTERRUPTED_SIGHUP,

@@ -20,6 +20,7 @@ pub mod code {
     pub const PARTIAL: i32 = 4;
     pub const LOCKED: i32 = 5;
     pub const CHECK_FAILED: i32 = 6;
+    pub const BLOCKED: i32 = 7;
     pub const SIGHUP: i32 = 129;
     pub const SIGINT: i32 = 130;
     pub const SIGTERM: i32 = 143;
