@@ -1,8 +1,10 @@
 //! Stamps the commit into the binary: `shipgate --version` prints `shipgate 0.1.0 (<commit>)`.
 //!
 //! The commit is `git rev-parse --short=12 HEAD` when the crate is built from its own git
-//! checkout (a linked worktree included, where `.git` is a file), else `SHIPGATE_COMMIT` or
-//! `GITHUB_SHA` from the environment (a source tarball built in CI), else `unknown`. Nothing
+//! checkout (a linked worktree included, where `.git` is a file), else `SHIPGATE_COMMIT` from the
+//! environment (the release workflow sets it), else `unknown`. Never `GITHUB_SHA`: when the
+//! action builds itself from source in a user's workflow, that is the user's commit, not
+//! shipgate's. Nothing
 //! here fails the build: a missing git only costs the stamp.
 
 use std::path::{Path, PathBuf};
@@ -11,11 +13,9 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SHIPGATE_COMMIT");
-    println!("cargo:rerun-if-env-changed=GITHUB_SHA");
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let commit = from_git(&manifest_dir)
         .or_else(|| from_env("SHIPGATE_COMMIT"))
-        .or_else(|| from_env("GITHUB_SHA"))
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=SHIPGATE_COMMIT={commit}");
 }
@@ -70,7 +70,7 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
     (out.status.success() && !text.is_empty()).then_some(text)
 }
 
-/// A commit from the environment, shortened like git's (`GITHUB_SHA` is the full 40 digits).
+/// A commit from the environment, shortened like git's (a full 40-digit SHA to 12).
 fn from_env(var: &str) -> Option<String> {
     let value = std::env::var(var).ok()?;
     let value = value.trim();

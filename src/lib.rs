@@ -71,6 +71,7 @@ pub mod ledger;
 pub mod notify;
 pub mod output;
 pub mod pipeline;
+pub mod policy;
 pub mod redact;
 pub mod report;
 pub mod version;

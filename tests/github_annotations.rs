@@ -235,3 +235,41 @@ fn status_check_writes_annotations_a_summary_and_outputs() {
         "{md}"
     );
 }
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A cancelled deploy ends with one `::error` naming the cancel and its exit code.
+#[test]
+fn a_cancelled_deploy_has_one_error_for_its_outcome() {
+    let mut p = actions(THREE_STAGES);
+    p.env("SETTLE_SLEEP", "9");
+    let child = p
+        .command(&["deploy"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(p.live("lhr") == "v2" && p.live("nrt") == "v2") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the canary never ran v2"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    unsafe { kill(child.id() as i32, 2) };
+    let run: Run = child.wait_with_output().unwrap().into();
+    let run = run.expect(code::SIGINT);
+    let notes = annotations(&run);
+    let outcome: Vec<&String> = notes
+        .iter()
+        .filter(|n| n.starts_with("::error title=deploy demo v2%3A "))
+        .collect();
+    assert_eq!(outcome.len(), 1, "{notes:#?}");
+    assert!(
+        outcome[0].starts_with("::error title=deploy demo v2%3A cancelled (exit 130)::"),
+        "{notes:#?}"
+    );
+}

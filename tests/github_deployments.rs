@@ -10,6 +10,7 @@ use crate::common::pipeline::*;
 use crate::common::{code, Project};
 
 const TOKEN: &str = "ghs_deploymentsSecret0123456789";
+const V1_SHA: &str = "1111111111111111111111111111111111111111";
 
 /// The deployments and statuses the fake API holds.
 #[derive(Default)]
@@ -192,6 +193,8 @@ fn a_successful_deploy_creates_a_deployment_per_stage_and_marks_each_success() {
     for s in &statuses {
         assert_eq!(s["log_url"], "https://github.com/acme/web/actions/runs/77");
         assert!(s["description"].as_str().unwrap().chars().count() <= 140);
+        // Only a success inactivates the older deployments.
+        assert_eq!(s["auto_inactive"], s["state"] == "success", "{s}");
     }
     assert_eq!(statuses[0]["environment_url"], "https://canary.example.com");
     // Each call is an audit record, delivered to github.
@@ -283,6 +286,7 @@ fn a_manual_rollback_fails_the_deployment_it_leaves_and_creates_the_restored_one
     let first: crate::common::Run = p
         .command(&["deploy"])
         .env("TEST_VERSION", "v1")
+        .env("GITHUB_SHA", V1_SHA)
         .output()
         .unwrap()
         .into();
@@ -320,8 +324,8 @@ fn a_manual_rollback_fails_the_deployment_it_leaves_and_creates_the_restored_one
     assert_eq!(failure["description"], "rolled back: bad");
     let created: Value = serde_json::from_str(&later[2].body).unwrap();
     assert_eq!(created["payload"]["shipgate"]["version"], "v1");
-    // The ref of the restored version: what history says deployed it, else this run's commit.
-    assert_eq!(created["ref"], "0123456789abcdef0123456789abcdef01234567");
+    // The ref of the restored version: the commit history says deployed it, not this run's.
+    assert_eq!(created["ref"], V1_SHA);
     let success: Value = serde_json::from_str(&later[3].body).unwrap();
     assert_eq!(success["state"], "success");
     assert_eq!(success["auto_inactive"], true);
@@ -373,7 +377,15 @@ fn a_refusing_api_never_changes_the_deploy_outcome_and_retries_what_may_pass() {
         .into_iter()
         .filter(|a| a["failed"][0]["sink"] == "github")
         .collect();
-    assert!(!failed.is_empty());
+    // Each of the nine planned calls (3 creates; in_progress and success of each) is one
+    // audit record saying why it was not made; a status with no deployment to post to skips.
+    let calls: Vec<Value> = p
+        .audit()
+        .into_iter()
+        .filter(|a| a["context"]["github_deployment"].is_object())
+        .collect();
+    assert_eq!(calls.len(), 9, "{calls:#?}");
+    assert_eq!(failed.len(), 3, "{calls:#?}");
     assert!(failed[0]["failed"][0]["error"]
         .as_str()
         .unwrap()
@@ -470,4 +482,84 @@ fn recover_after_a_killed_deploy_settles_the_environment_on_the_restored_version
     assert_eq!(restored["restored"], true);
     // The page ends on what runs.
     assert_eq!((p.live("lhr"), p.live("nrt")), ("v1".into(), "v1".into()));
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Was (review): a signal while shipgate waited for a hung API recorded only the call in
+/// flight; the queued calls, and those of records not yet translated, were lost with the
+/// process. Every call not made is an audit record saying so.
+#[test]
+fn an_interrupted_wait_records_every_call_not_made() {
+    let hung = crate::common::http::Blackhole::start();
+    let mut p = exec_project(&per_stage());
+    p.env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "acme/web")
+        .env("GITHUB_API_URL", &hung.url)
+        .env("SHIPGATE_HTTP_TIMEOUT_MS", "120000");
+    let child = p
+        .command(&["deploy"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the deploy's final record", || {
+        p.kind("deploy").iter().any(|d| d["status"] == "success")
+    });
+    unsafe { kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let calls: Vec<Value> = p
+        .audit()
+        .into_iter()
+        .filter(|a| a["context"]["github_deployment"].is_object())
+        .collect();
+    assert_eq!(calls.len(), 9, "{stderr}\n{calls:#?}");
+    for c in &calls {
+        assert_eq!(c["delivered"], json!([]), "{c}");
+        assert!(
+            c["failed"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("interrupted"),
+            "{c}"
+        );
+    }
+    assert!(
+        stderr.contains("9 GitHub Deployments call(s) not made"),
+        "{stderr}"
+    );
+}
+
+/// A rollback that fails in a region is `error` on the environment's deployment, and no
+/// deployment of a restored version is created there.
+#[test]
+fn a_failed_rollback_is_an_error_and_restores_nothing_per_region() {
+    let (server, api) = github_api();
+    let mut p = project(
+        &format!("{THREE_STAGES}\n[github]\ndeployments = \"per-region\"\n"),
+        &server,
+    );
+    p.env("FAIL_GATE", "ewr").env("FAIL_ROLLBACK", "nrt");
+    p.run(&["deploy"]).expect(code::ROLLBACK_FAILED);
+    let story = story(&server, &api);
+    assert_eq!(
+        of_env(&story, "production-nrt"),
+        ["create v2", "in_progress", "success", "error"],
+        "{story:#?}"
+    );
+    assert_eq!(
+        of_env(&story, "production-lhr"),
+        [
+            "create v2",
+            "in_progress",
+            "success",
+            "failure",
+            "create v1",
+            "success"
+        ],
+        "{story:#?}"
+    );
 }

@@ -980,7 +980,7 @@ fn version_names_the_commit_it_was_built_from() {
     let repo = common::repo();
     let commit = repo_commit(&repo)
         .or_else(|| {
-            ["SHIPGATE_COMMIT", "GITHUB_SHA"]
+            ["SHIPGATE_COMMIT"]
                 .iter()
                 .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
                 .map(|s| s.trim().chars().take(12).collect())

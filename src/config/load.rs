@@ -826,6 +826,37 @@ impl Checker {
 
         // [events]
         let events = raw.events.as_ref().map(|e| self.events(e));
+        // [[window]], [[freeze]], [policy]
+        let stage_list: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
+        let windows = raw
+            .window
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| self.window(i, w, &stage_list))
+            .collect();
+        let freezes = raw
+            .freeze
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| self.freeze(i, f, &stage_list))
+            .collect();
+        let policy = PolicyConfig {
+            override_requires: raw
+                .policy
+                .as_ref()
+                .map(|p| {
+                    self.choice(
+                        &p.get_ref().override_requires,
+                        "`[policy] override_requires`",
+                        &[
+                            ("reason", OverrideRequires::Reason),
+                            ("approval", OverrideRequires::Approval),
+                        ],
+                        OverrideRequires::Reason,
+                    )
+                })
+                .unwrap_or_default(),
+        };
         // [github]
         let github = raw
             .github
@@ -849,6 +880,9 @@ impl Checker {
             notify,
             events,
             github,
+            windows,
+            freezes,
+            policy,
         })
     }
 
@@ -1240,6 +1274,204 @@ impl Checker {
             webhook_env,
             min_priority: self.choice(&rs.min_priority, "priority", &prios, default),
         }
+    }
+
+    /// The stages a window or freeze names: each must exist.
+    fn policy_stages(&mut self, list: &Option<Spanned<Vec<S>>>, stages: &[String]) -> Vec<String> {
+        let Some(list) = list else { return Vec::new() };
+        let names: Vec<&str> = stages.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        for s in list.get_ref() {
+            if names.contains(&s.get_ref().as_str()) {
+                out.push(s.get_ref().clone());
+            } else {
+                let hint = hint_for(s.get_ref(), &names)
+                    .unwrap_or_else(|| format!("stages: {}", names.join(", ")));
+                self.error(
+                    s.span(),
+                    format!("no stage named `{}`", s.get_ref()),
+                    Some(hint),
+                );
+            }
+        }
+        if list.get_ref().is_empty() {
+            self.error(
+                list.span(),
+                "`stages` is empty",
+                Some("leave it out to mean every stage".into()),
+            );
+        }
+        out
+    }
+
+    fn window(&mut self, i: usize, w: &Spanned<RawWindow>, stages: &[String]) -> Option<Window> {
+        let rw = w.get_ref();
+        let name = rw
+            .name
+            .as_ref()
+            .map(|n| n.get_ref().clone())
+            .unwrap_or_else(|| format!("window {}", i + 1));
+        let mut ok = true;
+        let mut days = Vec::new();
+        match &rw.days {
+            None => {
+                self.error(
+                    w.span(),
+                    format!("window `{name}` has no `days`"),
+                    Some("add days = [\"Mon\", \"Tue\", \"Wed\", \"Thu\", \"Fri\"]".into()),
+                );
+                ok = false;
+            }
+            Some(list) => {
+                const DAYS: &[&str] = &["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+                for d in list.get_ref() {
+                    match d.get_ref().parse::<chrono::Weekday>() {
+                        Ok(day) if d.get_ref().len() == 3 => days.push(day),
+                        _ => {
+                            let hint = hint_for(d.get_ref(), DAYS)
+                                .unwrap_or_else(|| format!("days are {}", DAYS.join(", ")));
+                            self.error(
+                                d.span(),
+                                format!("invalid day `{}`", d.get_ref()),
+                                Some(hint),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                if list.get_ref().is_empty() {
+                    self.error(list.span(), format!("window `{name}` has no days"), None);
+                    ok = false;
+                }
+            }
+        }
+        let time = |this: &mut Self, v: &Option<S>, key: &str| -> Option<chrono::NaiveTime> {
+            let Some(v) = v else {
+                this.error(
+                    w.span(),
+                    format!("window `{name}` has no `{key}`"),
+                    Some(format!("add {key} = \"09:00\" (24-hour HH:MM)")),
+                );
+                return None;
+            };
+            match chrono::NaiveTime::parse_from_str(v.get_ref(), "%H:%M") {
+                Ok(t) if v.get_ref().len() == 5 => Some(t),
+                _ => {
+                    this.error(
+                        v.span(),
+                        format!("invalid time `{}`", v.get_ref()),
+                        Some("write 24-hour HH:MM, e.g. \"09:00\" or \"16:30\"".into()),
+                    );
+                    None
+                }
+            }
+        };
+        let start = time(self, &rw.start, "start");
+        let end = time(self, &rw.end, "end");
+        if let (Some(s), Some(e), Some(v)) = (start, end, &rw.end) {
+            if s == e {
+                self.error(
+                    v.span(),
+                    format!("window `{name}` starts and ends at the same time"),
+                    Some("an end before the start runs past midnight".into()),
+                );
+                ok = false;
+            }
+        }
+        let tz = match &rw.tz {
+            None => {
+                self.error(
+                    w.span(),
+                    format!("window `{name}` has no `tz`"),
+                    Some("add tz = \"Europe/London\" (an IANA time zone; \"UTC\" for UTC)".into()),
+                );
+                None
+            }
+            Some(t) => match t.get_ref().parse::<chrono_tz::Tz>() {
+                Ok(tz) => Some((t.get_ref().clone(), tz)),
+                Err(_) => {
+                    let names: Vec<&str> =
+                        chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
+                    let hint = hint_for(t.get_ref(), &names).unwrap_or_else(|| {
+                        "use an IANA time zone name such as Europe/London or America/New_York"
+                            .into()
+                    });
+                    self.error(
+                        t.span(),
+                        format!("unknown time zone `{}`", t.get_ref()),
+                        Some(hint),
+                    );
+                    None
+                }
+            },
+        };
+        let stages = self.policy_stages(&rw.stages, stages);
+        let (Some(start), Some(end), Some((tz_name, tz)), true) = (start, end, tz, ok) else {
+            return None;
+        };
+        Some(Window {
+            name,
+            days,
+            start,
+            end,
+            tz_name,
+            tz,
+            stages,
+        })
+    }
+
+    fn freeze(&mut self, i: usize, f: &Spanned<RawFreeze>, stages: &[String]) -> Option<Freeze> {
+        let rf = f.get_ref();
+        let name = rf
+            .name
+            .as_ref()
+            .map(|n| n.get_ref().clone())
+            .unwrap_or_else(|| format!("freeze {}", i + 1));
+        let instant = |this: &mut Self, v: &Option<S>, key: &str| {
+            let Some(v) = v else {
+                this.error(
+                    f.span(),
+                    format!("freeze `{name}` has no `{key}`"),
+                    Some(format!(
+                        "add {key} = \"2026-12-22T00:00:00-05:00\" (RFC 3339)"
+                    )),
+                );
+                return None;
+            };
+            match chrono::DateTime::parse_from_rfc3339(v.get_ref()) {
+                Ok(t) => Some((t, v.span())),
+                Err(e) => {
+                    this.error(
+                        v.span(),
+                        format!("invalid time `{}` ({e})", v.get_ref()),
+                        Some(
+                            "write RFC 3339 with its offset, e.g. \"2026-12-22T00:00:00-05:00\""
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let from = instant(self, &rf.from, "from");
+        let to = instant(self, &rf.to, "to");
+        let stages = self.policy_stages(&rf.stages, stages);
+        let ((from, _), (to, to_span)) = (from?, to?);
+        if to <= from {
+            self.error(
+                to_span,
+                format!("freeze `{name}` ends before it starts"),
+                None,
+            );
+            return None;
+        }
+        Some(Freeze {
+            name,
+            from,
+            to,
+            reason: rf.reason.as_ref().map(|r| r.get_ref().clone()),
+            stages,
+        })
     }
 
     fn github(&mut self, g: &Spanned<RawGithub>) -> GithubConfig {

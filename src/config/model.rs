@@ -25,6 +25,65 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub events: Option<EventsConfig>,
     pub github: GithubConfig,
+    /// `[[window]]`: when stages may be deployed to.
+    pub windows: Vec<Window>,
+    /// `[[freeze]]`: when they may not.
+    pub freezes: Vec<Freeze>,
+    pub policy: PolicyConfig,
+}
+
+/// A deploy window: on `days`, from `start` to `end` (local time in `tz`; an `end` at or before
+/// `start` runs past midnight into the next day).
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub name: String,
+    pub days: Vec<chrono::Weekday>,
+    pub start: chrono::NaiveTime,
+    pub end: chrono::NaiveTime,
+    /// The IANA name.
+    #[serde(rename = "tz")]
+    pub tz_name: String,
+    #[serde(skip)]
+    pub tz: chrono_tz::Tz,
+    /// The stages it governs; empty: every stage.
+    pub stages: Vec<String>,
+}
+
+/// A configured freeze: no deploys to its stages in `[from, to)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Freeze {
+    pub name: String,
+    pub from: chrono::DateTime<chrono::FixedOffset>,
+    pub to: chrono::DateTime<chrono::FixedOffset>,
+    pub reason: Option<String>,
+    /// Empty: every stage.
+    pub stages: Vec<String>,
+}
+
+/// What `deploy --override-policy` needs besides a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverrideRequires {
+    #[default]
+    Reason,
+    Approval,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PolicyConfig {
+    pub override_requires: OverrideRequires,
+}
+
+impl Window {
+    pub fn governs(&self, stage: &str) -> bool {
+        self.stages.is_empty() || self.stages.iter().any(|s| s == stage)
+    }
+}
+
+impl Freeze {
+    pub fn governs(&self, stage: &str) -> bool {
+        self.stages.is_empty() || self.stages.iter().any(|s| s == stage)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -22,6 +22,38 @@ pub struct RawConfig {
     pub notify: Option<RawNotify>,
     pub events: Option<Spanned<RawEvents>>,
     pub github: Option<Spanned<RawGithub>>,
+    #[serde(default)]
+    pub window: Vec<Spanned<RawWindow>>,
+    #[serde(default)]
+    pub freeze: Vec<Spanned<RawFreeze>>,
+    pub policy: Option<Spanned<RawPolicy>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    pub name: Option<S>,
+    pub days: Option<Spanned<Vec<S>>>,
+    pub start: Option<S>,
+    pub end: Option<S>,
+    pub tz: Option<S>,
+    pub stages: Option<Spanned<Vec<S>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFreeze {
+    pub name: Option<S>,
+    pub from: Option<S>,
+    pub to: Option<S>,
+    pub reason: Option<S>,
+    pub stages: Option<Spanned<Vec<S>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub override_requires: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -97,8 +97,11 @@ impl Client {
         let mut body = json!({
             "state": state.as_str(),
             "description": truncate(description),
-            // Older deployments of the environment become `inactive` when one succeeds.
-            "auto_inactive": true,
+            // Older deployments of the environment become `inactive` when this one succeeds;
+            // a failed or in-progress one never inactivates the last good one. (GitHub does it
+            // for non-production environments only: one named exactly `production` keeps its
+            // older deployments active.)
+            "auto_inactive": state == State::Success,
         });
         if let Some(url) = log_url {
             body["log_url"] = json!(url);

@@ -45,6 +45,8 @@ pub enum Op {
     Create {
         environment: String,
         git_ref: String,
+        /// Refs to try, in order, when GitHub does not know `git_ref` (422).
+        other_refs: Vec<String>,
         version: String,
         regions: Vec<String>,
         deploy_id: String,
@@ -191,6 +193,7 @@ impl Mirror {
             ops.push(Op::Create {
                 environment: environment.clone(),
                 git_ref: git_ref.clone(),
+                other_refs: others(&git_ref, [Some(deploy.version.clone())]),
                 version: deploy.version.clone(),
                 regions: regions.clone(),
                 deploy_id: deploy.deploy_id.clone(),
@@ -295,12 +298,15 @@ impl Mirror {
                 }
             }
             for (version, regions) in restored {
-                let git_ref = commit_of(&version)
-                    .or_else(|| self.fallback_ref.clone())
-                    .unwrap_or_else(|| version.clone());
+                // What history says deployed it, else the version itself (a tag, a commit),
+                // else this run's commit.
+                let git_ref = commit_of(&version).unwrap_or_else(|| version.clone());
+                let other_refs =
+                    others(&git_ref, [Some(version.clone()), self.fallback_ref.clone()]);
                 ops.push(Op::Create {
                     environment: environment.clone(),
                     git_ref,
+                    other_refs,
                     version: version.clone(),
                     regions: regions.clone(),
                     deploy_id: r.deploy_id.clone(),
@@ -348,6 +354,17 @@ impl Mirror {
             })
             .collect()
     }
+}
+
+/// The candidates after `first`, without repeats.
+fn others<const N: usize>(first: &str, candidates: [Option<String>; N]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in candidates.into_iter().flatten() {
+        if c != first && !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A stage's end in the environment of `regions`: success when each is healthy, else the
@@ -601,7 +618,8 @@ deployments = "{mode}"
             ]
         );
         assert!(matches!(&ops[0], Op::Status { of_version: Some(v), .. } if v == "v2"));
-        assert!(matches!(&ops[1], Op::Create { git_ref, .. } if git_ref == "HEADSHA"));
+        assert!(matches!(&ops[1], Op::Create { git_ref, other_refs, .. }
+            if git_ref == "v1" && other_refs == &["HEADSHA"]));
     }
 
     #[test]

@@ -29,17 +29,67 @@ const ABANDONED: &str = "not made: shipgate was interrupted while it was updatin
 /// A running mirror.
 pub struct Deployments {
     ledger: Ledger,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Shared>,
     handle: JoinHandle<()>,
 }
 
-/// What the worker and the waiting command share.
-#[derive(Default)]
+/// A call to make, with the deploy it is about.
+type Call = (Op, Option<String>);
+
+/// What the worker and the waiting command share: the records not yet translated, the calls
+/// not yet made and the one being made — so that a wait cut short records each of them as not
+/// made, whatever the worker is stuck in.
 struct Shared {
-    /// The call being made, to record as not made should the wait be cut short.
-    in_flight: Option<(Op, Option<String>)>,
+    records: Mutex<mpsc::Receiver<HistoryRecord>>,
+    state: Mutex<State>,
+}
+
+struct State {
+    mirror: Mirror,
+    pending: std::collections::VecDeque<Call>,
+    /// The call being made.
+    in_flight: Option<Call>,
     abandoned: bool,
     warnings: Vec<String>,
+}
+
+impl Shared {
+    /// Translates the records that arrived into calls (all of them when `wait` is zero; else
+    /// waits up to `wait` for one). False once the ledger stopped sending and all were read.
+    fn take_records(&self, ledger: &Ledger, wait: Duration) -> bool {
+        let rx = lock(&self.records);
+        let mut connected = true;
+        let mut first = if wait.is_zero() {
+            None
+        } else {
+            match rx.recv_timeout(wait) {
+                Ok(r) => Some(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            }
+        };
+        loop {
+            let record = match first.take() {
+                Some(r) => r,
+                None => match rx.try_recv() {
+                    Ok(r) => r,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        connected = false;
+                        break;
+                    }
+                },
+            };
+            let deploy_id = record_deploy_id(&record);
+            let commit_of = |version: &str| commit_of(ledger, version);
+            let mut state = lock(&self.state);
+            let ops = state.mirror.observe(&record, &commit_of);
+            state
+                .pending
+                .extend(ops.into_iter().map(|op| (op, deploy_id.clone())));
+        }
+        connected
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,18 +147,26 @@ impl Deployments {
         let mirror = Mirror::new(config, invocation.commit.clone());
         let worker = Worker {
             client,
-            mirror,
             ledger: ledger.clone(),
             log_url: invocation.run_url.clone(),
             ids: Default::default(),
         };
         let (tx, rx) = mpsc::channel();
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Shared {
+            records: Mutex::new(rx),
+            state: Mutex::new(State {
+                mirror,
+                pending: Default::default(),
+                in_flight: None,
+                abandoned: false,
+                warnings: Vec::new(),
+            }),
+        });
         let handle = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("github-deployments".into())
-                .spawn(move || worker.run(rx, &shared))
+                .spawn(move || worker.run(&shared))
                 .map_err(|e| format!("cannot start the GitHub Deployments thread: {e}"))?
         };
         ledger.tap_history(Some(tx));
@@ -132,19 +190,7 @@ impl Deployments {
         let mut on_waiting = Some(on_waiting);
         while !self.handle.is_finished() {
             if abandon() {
-                let in_flight = {
-                    let mut shared = lock(&self.shared);
-                    shared.abandoned = true;
-                    shared.in_flight.take()
-                };
-                if let Some((op, deploy_id)) = in_flight {
-                    let _ = audit(&self.ledger, &op, deploy_id, None, Err(ABANDONED.into()));
-                }
-                // The worker records the rest as not made, without calling anyone.
-                let until = Instant::now() + Duration::from_secs(2);
-                while !self.handle.is_finished() && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+                self.abandon();
                 break;
             }
             if start.elapsed() > Duration::from_secs(1) {
@@ -154,14 +200,65 @@ impl Deployments {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let warnings = std::mem::take(&mut lock(&self.shared).warnings);
+        let mut warnings = std::mem::take(&mut lock(&self.shared.state).warnings);
+        if self.handle.is_finished() {
+            if let Err(panic) = self.handle.join() {
+                warnings.push(format!(
+                    "the GitHub Deployments thread failed ({}): the calls it had not made are not \
+                     recorded",
+                    panic_text(&panic)
+                ));
+            }
+        }
         warnings
     }
+
+    /// Records every call not made yet (the one in flight, those queued, those of records not
+    /// yet translated) as not made, on this thread: the worker may be stuck in a request.
+    fn abandon(&self) {
+        {
+            lock(&self.shared.state).abandoned = true;
+        }
+        self.shared.take_records(&self.ledger, Duration::ZERO);
+        let calls: Vec<Call> = {
+            let mut state = lock(&self.shared.state);
+            let mut calls: Vec<Call> = state.in_flight.take().into_iter().collect();
+            calls.extend(state.pending.drain(..));
+            calls
+        };
+        let mut state_warnings = Vec::new();
+        for (op, deploy_id) in &calls {
+            if let Err(e) = audit(
+                &self.ledger,
+                op,
+                deploy_id.clone(),
+                None,
+                Err(ABANDONED.into()),
+            ) {
+                state_warnings.push(e);
+            }
+        }
+        if !calls.is_empty() {
+            state_warnings.push(format!(
+                "{} GitHub Deployments call(s) not made: shipgate was interrupted (recorded in \
+                 the audit trail)",
+                calls.len()
+            ));
+        }
+        lock(&self.shared.state).warnings.extend(state_warnings);
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 struct Worker {
     client: api::Client,
-    mirror: Mirror,
     ledger: Ledger,
     log_url: Option<String>,
     /// Environment → the deployment this run made there last.
@@ -169,44 +266,43 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, rx: mpsc::Receiver<HistoryRecord>, shared: &Mutex<Shared>) {
-        for record in rx {
-            let deploy_id = record_deploy_id(&record);
-            let ledger = self.ledger.clone();
-            let commit_of = |version: &str| commit_of(&ledger, version);
-            for op in self.mirror.observe(&record, &commit_of) {
-                {
-                    let mut s = lock(shared);
-                    if s.abandoned {
-                        drop(s);
-                        let _ = audit(
-                            &self.ledger,
-                            &op,
-                            deploy_id.clone(),
-                            None,
-                            Err(ABANDONED.into()),
-                        );
-                        continue;
-                    }
-                    s.in_flight = Some((op.clone(), deploy_id.clone()));
+    fn run(mut self, shared: &Shared) {
+        let mut connected = true;
+        loop {
+            let next = {
+                let mut state = lock(&shared.state);
+                if state.abandoned {
+                    return;
                 }
-                let result = self.make(&op);
-                let mut s = lock(shared);
+                let next = state.pending.pop_front();
+                state.in_flight = next.clone();
+                next
+            };
+            let Some((op, deploy_id)) = next else {
+                if !connected {
+                    return;
+                }
+                connected = shared.take_records(&self.ledger, Duration::from_millis(20));
+                continue;
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.make(&op)))
+                .unwrap_or_else(|p| Err(format!("failed: {}", panic_text(&p))));
+            {
+                let mut state = lock(&shared.state);
                 // Taken: the command recorded it as not made already.
-                if s.in_flight.take().is_none() {
-                    continue;
+                if state.in_flight.take().is_none() {
+                    return;
                 }
                 if let Err(e) = &result {
-                    s.warnings.push(crate::redact::redact(&format!(
+                    state.warnings.push(crate::redact::redact(&format!(
                         "GitHub deployment `{}` not updated: {e}",
                         op.environment()
                     )));
                 }
-                drop(s);
-                let id = self.ids.get(op.environment()).copied();
-                if let Err(e) = audit(&self.ledger, &op, deploy_id.clone(), id, result) {
-                    lock(shared).warnings.push(e);
-                }
+            }
+            let id = self.ids.get(op.environment()).copied();
+            if let Err(e) = audit(&self.ledger, &op, deploy_id, id, result) {
+                lock(&shared.state).warnings.push(e);
             }
         }
     }
@@ -217,6 +313,7 @@ impl Worker {
             Op::Create {
                 environment,
                 git_ref,
+                other_refs,
                 version,
                 regions,
                 deploy_id,
@@ -235,12 +332,22 @@ impl Worker {
                 } else {
                     format!("{version} by shipgate")
                 };
-                let id = self.client.create(&api::NewDeployment {
-                    git_ref,
-                    environment,
-                    description: &description,
-                    payload,
-                })?;
+                // GitHub answers 422 for a ref it does not know: try the next candidate.
+                let mut refs = std::iter::once(git_ref).chain(other_refs).peekable();
+                let id = loop {
+                    let Some(r) = refs.next() else {
+                        return Err("no ref to create the deployment on".into());
+                    };
+                    match self.client.create(&api::NewDeployment {
+                        git_ref: r,
+                        environment,
+                        description: &description,
+                        payload: payload.clone(),
+                    }) {
+                        Err(e) if e.starts_with("HTTP 422") && refs.peek().is_some() => continue,
+                        other => break other?,
+                    }
+                };
                 self.ids.insert(environment.clone(), id);
                 Ok(true)
             }
@@ -279,6 +386,7 @@ fn record_deploy_id(record: &HistoryRecord) -> Option<String> {
         HistoryRecord::Rollback(r) => &r.deploy_id,
         HistoryRecord::Gate(g) => &g.deploy_id,
         HistoryRecord::Event(e) => return e.deploy_id.clone(),
+        HistoryRecord::Freeze(_) => return None,
     };
     (!id.is_empty()).then(|| id.clone())
 }

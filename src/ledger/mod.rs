@@ -284,10 +284,14 @@ impl Ledger {
     /// the next reader rebuilds the file from history.
     pub fn append_history(&self, record: &HistoryRecord) -> Result<Appended, Error> {
         let body = serde_json::to_value(record).context("cannot encode record")?;
+        // The tap is held across the append: what it receives is in history's order, also
+        // when the signal thread and the engine append at once.
+        let tap = lock_tap(&self.tap);
         let mut appended = self.append(FileKind::History, body)?;
-        if let Some(tx) = lock_tap(&self.tap).as_ref() {
+        if let Some(tx) = tap.as_ref() {
             let _ = tx.send(record.clone());
         }
+        drop(tap);
         if status::changes_state(record) {
             if let Err(e) = self.apply_to_status() {
                 appended.warning = Some(format!("cannot update {STATUS_FILE}: {e}"));
@@ -380,13 +384,13 @@ impl Ledger {
                     self.state_records_since(&s.last_record)?
                 };
                 match newer {
-                    Some(newer) if newer.is_empty() => Ok(s),
+                    Some(newer) if newer.is_empty() => Ok(*s),
                     Some(newer) => {
                         warnings.push(stale());
                         for r in &newer {
                             status::apply(&mut s, r);
                         }
-                        Ok(s)
+                        Ok(*s)
                     }
                     None => {
                         warnings.push(stale());
@@ -418,7 +422,7 @@ impl Ledger {
                 StatusRead::Unusable("has no `regions` or `updated_at`".into())
             }
             Ok(v) => match serde_json::from_value(v) {
-                Ok(status) => StatusRead::Current(status),
+                Ok(status) => StatusRead::Current(Box::new(status)),
                 Err(e) => StatusRead::Unusable(format!("is unreadable ({e})")),
             },
             Err(e) => StatusRead::Unusable(format!("is unreadable ({e})")),
@@ -469,7 +473,7 @@ impl Ledger {
                     for r in &newer {
                         status::apply(&mut s, r);
                     }
-                    Ok(s)
+                    Ok(*s)
                 }
                 None => ledger.rebuild_status(),
             },
@@ -733,7 +737,7 @@ impl Ledger {
 
 /// What reading `status.json` found.
 enum StatusRead {
-    Current(StatusFile),
+    Current(Box<StatusFile>),
     Missing,
     Unusable(String),
 }

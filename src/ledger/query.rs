@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::error::Error;
 
 /// The history kinds.
-pub const KINDS: &[&str] = &["deploy", "stage", "gate", "rollback", "event"];
+pub const KINDS: &[&str] = &["deploy", "stage", "gate", "rollback", "event", "freeze"];
 
 /// The outcomes shipgate itself writes (SPEC §4): deploy, stage and rollback statuses, gate
 /// results and event types. Events may carry any status text besides.
@@ -23,6 +23,7 @@ pub const OUTCOMES: &[&str] = &[
     "rollback_failed",
     "cancelling",
     "cancelled",
+    "blocked",
     "deploying",
     "resolved",
     "pass",

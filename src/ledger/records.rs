@@ -31,6 +31,7 @@ pub enum HistoryRecord {
     Gate(GateRecord),
     Rollback(RollbackRecord),
     Event(EventRecord),
+    Freeze(FreezeRecord),
 }
 
 impl HistoryRecord {
@@ -41,6 +42,7 @@ impl HistoryRecord {
             HistoryRecord::Gate(_) => "gate",
             HistoryRecord::Rollback(_) => "rollback",
             HistoryRecord::Event(_) => "event",
+            HistoryRecord::Freeze(_) => "freeze",
         }
     }
     /// The platform commands a record carries (deploy, stage and rollback records), to be
@@ -50,7 +52,7 @@ impl HistoryRecord {
             HistoryRecord::Deploy(r) => Some(&mut r.commands),
             HistoryRecord::Stage(r) => Some(&mut r.commands),
             HistoryRecord::Rollback(r) => Some(&mut r.commands),
-            HistoryRecord::Gate(_) | HistoryRecord::Event(_) => None,
+            HistoryRecord::Gate(_) | HistoryRecord::Event(_) | HistoryRecord::Freeze(_) => None,
         }
     }
     pub fn deploy_id(&self) -> Option<&str> {
@@ -60,6 +62,7 @@ impl HistoryRecord {
             HistoryRecord::Gate(r) => Some(&r.deploy_id),
             HistoryRecord::Rollback(r) => Some(&r.deploy_id),
             HistoryRecord::Event(r) => r.deploy_id.as_deref(),
+            HistoryRecord::Freeze(_) => None,
         }
     }
 }
@@ -75,6 +78,7 @@ pub mod deploy_status {
     pub const ROLLBACK_FAILED: &str = "rollback_failed";
     pub const CANCELLING: &str = "cancelling";
     pub const CANCELLED: &str = "cancelled";
+    pub const BLOCKED: &str = "blocked";
     /// Statuses that end a deploy; a deploy with none of these never finished ("interrupted").
     pub const FINAL: &[&str] = &[
         SUCCESS,
@@ -83,6 +87,7 @@ pub mod deploy_status {
         PARTIAL,
         ROLLBACK_FAILED,
         CANCELLED,
+        BLOCKED,
     ];
 }
 
@@ -135,6 +140,9 @@ states! {
         RollbackFailed = "rollback_failed",
         Cancelling = "cancelling",
         Cancelled = "cancelled",
+        /// Stopped before a stage by policy (a window closed, a freeze, an approval not
+        /// given): the stages before it stay as they are; nothing after it was changed.
+        Blocked = "blocked",
     }
 }
 
@@ -389,6 +397,35 @@ pub struct EventRecord {
     pub event_id: Option<String>,
 }
 
+/// `shipgate freeze start|end`: stop the line (or let it go again).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FreezeRecord {
+    /// `start` | `end`.
+    pub action: String,
+    pub reason: Option<String>,
+    pub actor: String,
+    /// When a `start` ends by itself (RFC 3339 UTC); `None`: until `freeze end`.
+    pub until: Option<String>,
+    /// The stages it stops; empty: every stage.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<String>,
+    /// When it was started or ended (RFC 3339 UTC, `SHIPGATE_NOW` when set).
+    pub at: String,
+}
+
+/// An active stop-the-line freeze, in `status.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ActiveFreeze {
+    pub since: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub until: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<String>,
+}
+
 /// One line of `audit.jsonl`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -423,6 +460,9 @@ pub struct StatusFile {
     pub last_record: String,
     pub regions: BTreeMap<String, RegionStatus>,
     pub last_deploy: Option<LastDeploy>,
+    /// The stop-the-line freeze in force, if any (it may have passed its `until`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Box<ActiveFreeze>>,
 }
 
 /// The version recorded for a region whose version nobody knows (a failed or abandoned

@@ -13,7 +13,10 @@ use super::records::*;
 pub fn changes_state(record: &HistoryRecord) -> bool {
     matches!(
         record,
-        HistoryRecord::Deploy(_) | HistoryRecord::Stage(_) | HistoryRecord::Rollback(_)
+        HistoryRecord::Deploy(_)
+            | HistoryRecord::Stage(_)
+            | HistoryRecord::Rollback(_)
+            | HistoryRecord::Freeze(_)
     )
 }
 
@@ -37,6 +40,17 @@ pub fn apply(status: &mut StatusFile, record: &Stored<HistoryRecord>) {
         HistoryRecord::Deploy(d) => apply_deploy(status, d, &record.ts),
         HistoryRecord::Stage(s) => apply_stage(status, s, &record.ts),
         HistoryRecord::Rollback(rb) => apply_rollback(status, rb, &record.ts),
+        HistoryRecord::Freeze(f) => {
+            status.freeze = (f.action == "start").then(|| {
+                Box::new(ActiveFreeze {
+                    since: f.at.clone(),
+                    actor: f.actor.clone(),
+                    reason: f.reason.clone(),
+                    until: f.until.clone(),
+                    stages: f.stages.clone(),
+                })
+            });
+        }
         HistoryRecord::Gate(_) | HistoryRecord::Event(_) => {}
     }
 }

@@ -46,7 +46,18 @@ pub fn clear_calls(root: &Path) {
 }
 
 fn seed(fake: &Path, args: &[&str]) {
-    let out = Command::new(fake).args(args).output().unwrap();
+    // ETXTBSY: another test thread forked while this script was still open for writing, and
+    // its child holds the descriptor until it execs; it goes away in a moment.
+    let mut tries = 0;
+    let out = loop {
+        match Command::new(fake).args(args).output() {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other.unwrap(),
+        }
+    };
     assert!(
         out.status.success(),
         "seeding failed: {}",
