@@ -55,6 +55,8 @@ macro_rules! exit_codes {
   5    another deploy holds the lock
   6    `status --check`: a gate tripped or cannot be probed, a region needs a human, or
        `--live` found drift
+  7    blocked by policy (a closed window, a freeze, the stopped line, a missing approval);
+       nothing was changed (never for rollback or recover)
   129  interrupted by SIGHUP: terminal closed (after cleanup)
   130  interrupted by SIGINT (after cleanup)
   143  interrupted by SIGTERM (after cleanup)"
@@ -70,9 +72,11 @@ Examples:
   shipgate deploy --version v1.4.2 --dry-run   the plan and every command, nothing changed
   shipgate deploy --stage canary               only the canary stage
   shipgate deploy --lock-wait 10m              wait for a running deploy instead of exit 5
+  shipgate deploy --wait-for-window 30m        wait for a deploy window to open instead of exit 7
 
 Exit codes: 0 success, 1 failed and rolled back, 2 usage/config (nothing changed), 3 rollback
-failed (a human must look: `shipgate recover`), 4 partial, 5 locked, 130/143 interrupted.";
+failed (a human must look: `shipgate recover`), 4 partial, 5 locked, 7 blocked by policy
+(nothing changed, or the stages before the block done), 130/143 interrupted.";
 
 const ROLLBACK_HELP: &str = "\
 Examples:
@@ -275,9 +279,66 @@ pub enum Command {
     /// Tell the story of one deploy from history and audit, and what to run next
     #[command(after_help = EXPLAIN_HELP)]
     Explain(ExplainArgs),
+    /// What deploy windows and freezes allow now (or `--at` another time), per stage
+    #[command(after_help = POLICY_HELP)]
+    Policy(PolicyArgs),
+    /// Stop the line (`freeze start`) or let deploys go again (`freeze end`)
+    #[command(after_help = FREEZE_HELP)]
+    Freeze(FreezeArgs),
     /// Print a shell completion script
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
+}
+
+const POLICY_HELP: &str = "\
+Examples:
+  shipgate policy                                 open and closed stages now, and what opens next
+  shipgate policy --at 2026-12-24T10:00:00Z       the same at another time
+  shipgate policy --format json
+
+Exit codes: 0 shown, 2 usage or configuration error.";
+
+const FREEZE_HELP: &str = "\
+Examples:
+  shipgate freeze start --reason \"incident 4711\"             every stage, until `freeze end`
+  shipgate freeze start --reason \"db migration\" --until 2h --stage primary
+  shipgate freeze end --reason \"resolved\"
+
+Exit codes: 0 recorded (or nothing to end), 2 usage (nothing changed).";
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The instant to evaluate (RFC 3339; default now, or SHIPGATE_NOW)
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FreezeArgs {
+    #[command(subcommand)]
+    pub action: FreezeAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FreezeAction {
+    /// Stop deploys (every stage, or the `--stage`s) until `freeze end` or `--until`
+    Start {
+        /// Why, shown to every deploy it blocks
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// When it ends by itself: an RFC 3339 time or a duration from now (e.g. 2h)
+        #[arg(long, value_name = "TIME|DUR")]
+        until: Option<String>,
+        /// Only these stages (repeatable)
+        #[arg(long = "stage", value_name = "NAME")]
+        stages: Vec<String>,
+    },
+    /// Let deploys go again
+    End {
+        /// Why, recorded
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +358,16 @@ pub struct DeployArgs {
     /// Exit 0 instead of 4 when some regions failed under `continue` or `rollback-region`
     #[arg(long)]
     pub allow_partial: bool,
+    /// When a window is closed (or a freeze ends by itself), wait up to this long for it to
+    /// open instead of exiting 7 (e.g. 30m)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub wait_for_window: Option<std::time::Duration>,
+    /// Deploy through a closed window or a freeze (audited: P1 notification and audit record)
+    #[arg(long, requires = "reason")]
+    pub override_policy: bool,
+    /// Why the policy is overridden (with --override-policy)
+    #[arg(long, value_name = "TEXT", requires = "override_policy")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Args)]

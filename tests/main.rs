@@ -22,6 +22,7 @@ mod notify;
 mod one_truth;
 mod operator;
 mod output_neutral;
+mod policy;
 mod preflight;
 mod rollback;
 mod status;

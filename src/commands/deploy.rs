@@ -51,6 +51,23 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     let ledger = crate::ledger::Ledger::open_for(&config)?;
     let invocation = actor::detect(resolved.commit.as_deref());
     let signals = Signals::install();
+    let clock = crate::policy::Clock::from_env()?;
+    let stages = resume_after_block(
+        &ledger,
+        stages,
+        &resolved.version,
+        !args.stages.is_empty(),
+        output,
+    );
+    if stages.is_empty() {
+        output.info(format!(
+            "every stage already runs {} healthy; nothing to deploy",
+            resolved.version
+        ));
+        return Ok(exit_code::SUCCESS);
+    }
+    // Before the lock: a closed window or a freeze is exit 7 (or a wait), and changes nothing.
+    let admitted = super::policy::admit(&config, &ledger, &stages, args, &clock, &signals, output)?;
     let guard = super::take_lock(
         &ledger,
         &signals,
@@ -61,6 +78,28 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
     )?;
     let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
     let deployments = super::start_deployments(&config, &ledger, &invocation, global, output);
+    let overridden = (!admitted.overridden.is_empty()).then(|| {
+        let reason = args.reason.clone().unwrap_or_default();
+        output.warn(format!(
+            "overriding policy ({}): {}",
+            admitted.overridden.join("; "),
+            reason
+        ));
+        super::policy::announce_override(
+            &config,
+            &notify,
+            &invocation.actor,
+            &reason,
+            &resolved.version,
+            &deploy_id,
+            &admitted.overridden,
+        );
+        Box::new(crate::ledger::records::PolicyOverride {
+            actor: invocation.actor.clone(),
+            reason,
+            overridden: admitted.overridden.clone(),
+        })
+    });
     let reporter = Reporter::new(output);
     reporter.line(&format!(
         "deploying {} {} ({}; deploy {deploy_id})",
@@ -84,6 +123,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         allow_partial: args.allow_partial,
         dirty: resolved.dirty,
         reason: None,
+        policy: Some(crate::pipeline::deploy::PolicyWatch { clock, overridden }),
     };
     let mut result = deploy(&engine, &opts);
     reporter.finish();
@@ -146,9 +186,40 @@ fn dry_run(
     // A plan is still shown without them (it is a preview); the deploy itself refuses.
     p.missing_programs = missing.iter().map(preflight::Missing::describe).collect();
     p.warnings = warnings.clone();
+    // Which stages policy lets through now (a preview: nothing is checked against it here).
+    let clock = crate::policy::Clock::from_env()?;
+    let reader = match config.state.store {
+        crate::config::StoreKind::File => Ok(crate::ledger::Ledger::reader(&config.state.dir)),
+        crate::config::StoreKind::Git => crate::ledger::Ledger::open_for(config),
+    };
+    let line = reader.ok().and_then(|l| super::policy::line(&l));
+    let states: Vec<crate::policy::StageState> =
+        crate::policy::stage_states(config, line.as_ref(), clock.now())
+            .into_iter()
+            .filter(|s| stages.iter().any(|st| st.name == s.stage))
+            .collect();
+    let governed = !config.windows.is_empty() || !config.freezes.is_empty() || line.is_some();
     match output.format {
-        Format::Human => crate::answer_part!("{}", plan::render_dry_run(&p, output)),
-        _ => output.json(&serde_json::to_value(&p).unwrap_or_default()),
+        Format::Human => {
+            crate::answer_part!("{}", plan::render_dry_run(&p, output));
+            if governed {
+                crate::answer!("\npolicy now ({}):", crate::policy::rfc3339(clock.now()));
+                for s in &states {
+                    if s.open {
+                        crate::answer!("  {:<12} open", s.stage);
+                    } else {
+                        crate::answer!("  {:<12} closed: {}", s.stage, s.blocked_by.join("; "));
+                    }
+                }
+            }
+        }
+        _ => {
+            let mut v = serde_json::to_value(&p).unwrap_or_default();
+            if let Some(map) = v.as_object_mut() {
+                map.insert("policy".into(), serde_json::json!(states));
+            }
+            output.json(&v)
+        }
     }
     for w in &warnings {
         output.warn(w);
@@ -157,6 +228,46 @@ fn dry_run(
         output.warn(preflight::warning(m));
     }
     Ok(exit_code::SUCCESS)
+}
+
+/// After a deploy of this version that policy blocked, the stages it finished are skipped: a
+/// later deploy of the same version resumes where it stopped (every region of a skipped stage
+/// runs the version, healthy). Named stages (`--stage`) run as asked.
+fn resume_after_block<'c>(
+    ledger: &crate::ledger::Ledger,
+    stages: Vec<&'c Stage>,
+    version: &str,
+    named: bool,
+    output: &Output,
+) -> Vec<&'c Stage> {
+    use crate::ledger::records::{DeployStatus, RegionState};
+    let Ok(status) = ledger.status(&mut Vec::new()) else {
+        return stages;
+    };
+    let blocked = status
+        .last_deploy
+        .as_ref()
+        .filter(|l| l.status == DeployStatus::Blocked && l.version == version);
+    let (Some(last), false) = (blocked, named) else {
+        return stages;
+    };
+    let done = |s: &Stage| {
+        s.regions.iter().all(|r| {
+            status
+                .regions
+                .get(r)
+                .is_some_and(|st| st.version == version && st.status == RegionState::Success)
+        })
+    };
+    let skip = stages.iter().take_while(|s| done(s)).count();
+    for s in &stages[..skip] {
+        output.info(format!(
+            "stage {} already runs {version} healthy (deploy {} was blocked by policy after it): \
+             skipped",
+            s.name, last.deploy_id
+        ));
+    }
+    stages[skip..].to_vec()
 }
 
 /// The stages to run: all, or the named ones in pipeline order.

@@ -112,6 +112,9 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs, output: &Output) -> Result<i
         )?)
     };
     let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
+    if guard.is_some() {
+        super::policy::way_back_while_closed(&config, &ledger, "recover", output);
+    }
     let deployments = guard
         .as_ref()
         .and_then(|_| super::start_deployments(&config, &ledger, &invocation, global, output));

@@ -61,6 +61,9 @@ pub fn run(global: &GlobalArgs, args: &RollbackArgs, output: &Output) -> Result<
         )?)
     };
     let notify = crate::notify::queue::Queue::start(Notifier::from_config(&config), ledger.clone());
+    if guard.is_some() {
+        super::policy::way_back_while_closed(&config, &ledger, "rollback", output);
+    }
     let deployments = guard
         .as_ref()
         .and_then(|_| super::start_deployments(&config, &ledger, &invocation, global, output));

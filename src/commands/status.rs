@@ -146,7 +146,26 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
     if output.github && (args.check || args.live) {
         report_to_github(&app, &rows, &problems, output);
     }
+    let freeze = state
+        .freeze
+        .as_deref()
+        .filter(|f| {
+            let now = crate::policy::Clock::from_env()
+                .map(|c| c.now())
+                .unwrap_or_else(|_| chrono::Utc::now());
+            f.until
+                .as_deref()
+                .and_then(|u| chrono::DateTime::parse_from_rfc3339(u).ok())
+                .is_none_or(|u| now < u.with_timezone(&chrono::Utc))
+        })
+        .cloned();
     if output.format == Format::Human {
+        if let (Some(f), Some(config)) = (&freeze, &config) {
+            crate::answer!(
+                "LINE STOPPED: {}",
+                crate::policy::Block::Line(f.clone()).describe(config)
+            );
+        }
         print_human(
             &app,
             &state.updated_at,
@@ -169,6 +188,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
             "attention": attention,
             "ok": problems.is_empty(),
             "problems": problems,
+            "freeze": freeze,
         }));
     }
     Ok(if problems.is_empty() {

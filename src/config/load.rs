@@ -1324,11 +1324,28 @@ impl Checker {
             }
             Some(list) => {
                 const DAYS: &[&str] = &["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+                const NAMES: &[&str] = &[
+                    "Mon",
+                    "Tue",
+                    "Wed",
+                    "Thu",
+                    "Fri",
+                    "Sat",
+                    "Sun",
+                    "Monday",
+                    "Tuesday",
+                    "Wednesday",
+                    "Thursday",
+                    "Friday",
+                    "Saturday",
+                    "Sunday",
+                ];
                 for d in list.get_ref() {
+                    // `Mon` or `Monday`, in any case.
                     match d.get_ref().parse::<chrono::Weekday>() {
-                        Ok(day) if d.get_ref().len() == 3 => days.push(day),
+                        Ok(day) => days.push(day),
                         _ => {
-                            let hint = hint_for(d.get_ref(), DAYS)
+                            let hint = hint_for(d.get_ref(), NAMES)
                                 .unwrap_or_else(|| format!("days are {}", DAYS.join(", ")));
                             self.error(
                                 d.span(),

@@ -269,6 +269,22 @@ pub struct DeployRecord {
     /// Platform commands run since the previous record that carries them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<CommandRun>,
+    /// `--override-policy`: who went through what, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_override: Option<Box<PolicyOverride>>,
+    /// `SHIPGATE_NOW`, when it set the clock the policy was judged by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulated_now: Option<String>,
+}
+
+/// A deploy that went through a closed window or a freeze.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyOverride {
+    pub actor: String,
+    pub reason: String,
+    /// What it went through, one line per closed stage.
+    pub overridden: Vec<String>,
 }
 
 /// One platform command a run made (deploy, current read, rollback, release history), as

@@ -27,6 +27,16 @@ pub struct DeployOptions<'a> {
     pub allow_partial: bool,
     pub dirty: bool,
     pub reason: Option<String>,
+    /// The policy each later stage is checked against before it starts.
+    pub policy: Option<PolicyWatch>,
+}
+
+/// Windows and freezes during a deploy: a stage that is closed when its turn comes is not
+/// started; the deploy ends `blocked` (exit 7) with the stages before it as they are.
+pub struct PolicyWatch {
+    pub clock: crate::policy::Clock,
+    /// `--override-policy`: the deploy goes through, and this is what the record says.
+    pub overridden: Option<Box<PolicyOverride>>,
 }
 
 /// Runs the deploy. The lock is already held. Returns the result (with its exit code).
@@ -48,6 +58,9 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
     run.start()?;
     for (i, stage) in opts.stages.iter().enumerate() {
         if engine.signals.state().cancelled() || run.stopped_unrecorded() {
+            break;
+        }
+        if i > 0 && run.blocked_before(stage) {
             break;
         }
         let go_on = run.stage(i, stage);
@@ -172,6 +185,8 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             commit: engine.invocation.commit.clone(),
             dirty: opts.dirty,
             reason: opts.reason.clone(),
+            policy_override: opts.policy.as_ref().and_then(|p| p.overridden.clone()),
+            simulated_now: opts.policy.as_ref().and_then(|p| p.clock.simulated()),
             ..Default::default()
         };
         let result = RunResult {
@@ -292,6 +307,43 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 progress.set_final_lost(e.to_string());
             }
         });
+    }
+
+    /// Whether policy closed `stage` since the deploy started (a window closed, someone
+    /// stopped the line): then the deploy stops here, `blocked`, the stages before it as they
+    /// are, and a later deploy of the same version resumes from here.
+    fn blocked_before(&mut self, stage: &Stage) -> bool {
+        let Some(watch) = &self.opts.policy else {
+            return false;
+        };
+        if watch.overridden.is_some() {
+            return false;
+        }
+        let engine = self.engine;
+        let line = engine
+            .ledger
+            .status(&mut Vec::new())
+            .ok()
+            .and_then(|s| s.freeze)
+            .map(|f| *f);
+        let blocks =
+            crate::policy::blocks(engine.config, line.as_ref(), &stage.name, watch.clock.now());
+        if blocks.is_empty() {
+            return false;
+        }
+        let why = blocks
+            .iter()
+            .map(|b| b.describe(engine.config))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let message = format!(
+            "stopped before stage {}: {why}; the stages before it run {} (a later deploy of {} \
+             resumes from {})",
+            stage.name, engine.version, engine.version, stage.name
+        );
+        engine.reporter.error_line("blocked by policy", &message);
+        self.facts.blocked_by = Some(message);
+        true
     }
 
     /// Runs one stage and applies its `on_failure` policy; false when the deploy stops here.
@@ -751,6 +803,11 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             DeployStatus::Cancelled => (
                 Priority::P1,
                 format!("deploy of {app} {v} cancelled"),
+                message,
+            ),
+            DeployStatus::Blocked => (
+                Priority::P1,
+                format!("deploy of {app} {v} blocked by policy"),
                 message,
             ),
             _ => (Priority::P0, format!("deploy of {app} {v} failed"), message),

@@ -41,6 +41,8 @@ pub struct DeployFacts {
     /// changed. Why, in the ledger's words.
     pub unrecorded: Option<String>,
     pub allow_partial: bool,
+    /// Why policy stopped the deploy before a stage (a window closed, the line was stopped).
+    pub blocked_by: Option<String>,
 }
 
 impl DeployFacts {
@@ -169,6 +171,14 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
             status,
             exit_code: exit_code::FAILED,
             message: format!("{reason}; {tail}"),
+            mixed: Vec::new(),
+        };
+    }
+    if let Some(why) = &f.blocked_by {
+        return Verdict {
+            status: DeployStatus::Blocked,
+            exit_code: exit_code::BLOCKED,
+            message: why.clone(),
             mixed: Vec::new(),
         };
     }

@@ -25,6 +25,15 @@ pub fn command(name: &str, properties: &[(&str, &str)], data: &str) {
 /// The annotations of an error that ends a command: one per place in a file (a config error
 /// points at each of its problems, in the Files changed view too), else one for the error.
 pub fn error_annotations(err: &crate::error::Error) {
+    if err.code == crate::exit_code::BLOCKED {
+        // Policy said not now: a notice, not a failure of shipgate's.
+        command(
+            "notice",
+            &[("title", "shipgate: blocked by policy")],
+            &err.render(false),
+        );
+        return;
+    }
     if err.locations.is_empty() {
         command("error", &[("title", "shipgate")], &err.to_string());
         return;
