@@ -134,8 +134,12 @@ Examples:
   shipgate lock status                         who holds the deploy lock
   shipgate lock release                        clear what a crashed holder left
   shipgate lock release --force                release a lock held by a live process
+  shipgate lock acquire --message \"db migration, ask alice\" --ttl 2h
+                                               hold deploys (and rollbacks) by hand, with a reason
+  shipgate lock release                        release a manual lock (anyone may; recorded)
 
-Exit codes: 0 ok, 2 usage, 5 `release` of a lock another live process holds (without --force).";
+Exit codes: 0 ok, 2 usage, 5 `release` of a lock another live process holds (without --force),
+or `acquire` while a deploy or another manual lock holds it.";
 
 const PUBLISH_EVENT_HELP: &str = "\
 Examples:
@@ -269,7 +273,7 @@ pub enum Command {
     /// Load and check the pipeline file and print the resolved plan
     #[command(after_help = VALIDATE_HELP)]
     Validate,
-    /// Show or release the deploy lock
+    /// Show, release or hold (by hand, with a reason) the deploy lock
     #[command(after_help = LOCK_HELP)]
     Lock(LockArgs),
     /// Finish an interrupted, cancelled or rollback-failed deploy: every region it changed back
@@ -539,6 +543,16 @@ pub enum LockAction {
         /// Release a lock held by another live process
         #[arg(long)]
         force: bool,
+    },
+    /// Hold the deploy lock by hand, with a reason: deploys, rollbacks and recovers exit 5
+    /// with it until `lock release` (or the ttl ends)
+    Acquire {
+        /// Why deploys must wait (shown to everyone refused, recorded in the audit trail)
+        #[arg(long, value_name = "TEXT")]
+        message: String,
+        /// Let the lock end by itself after this long (e.g. 2h; default: until released)
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
     },
 }
 

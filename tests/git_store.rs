@@ -39,7 +39,7 @@ fn git_command(dir: &Path, args: &[&str]) -> Command {
 }
 
 /// A bare repository standing in for the shared remote.
-fn bare_remote() -> tempfile::TempDir {
+pub(crate) fn bare_remote() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q", "--bare", "-b", "main"]);
     dir
@@ -47,7 +47,7 @@ fn bare_remote() -> tempfile::TempDir {
 
 /// A clone of the project: the scratch exec pipeline with the git store, committed in its own
 /// repository whose `origin` is `remote`.
-fn clone_of(remote: &Path) -> Project {
+pub(crate) fn clone_of(remote: &Path) -> Project {
     clone_with_origin(remote.to_str().unwrap())
 }
 
@@ -69,7 +69,7 @@ pub(crate) fn remote_file(remote: &Path, file: &str) -> String {
     git(remote, &["show", &format!("{BRANCH}:{file}")])
 }
 
-fn remote_lock(remote: &Path) -> Option<serde_json::Value> {
+pub(crate) fn remote_lock(remote: &Path) -> Option<serde_json::Value> {
     let out = git_output(remote, &["show", "refs/shipgate/lock:lock.json"]);
     out.status
         .success()

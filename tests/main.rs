@@ -18,6 +18,7 @@ mod github_files;
 mod history;
 mod kubernetes;
 mod ledger_faults;
+mod manual_lock;
 mod notify;
 mod one_truth;
 mod operator;

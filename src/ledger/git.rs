@@ -20,7 +20,9 @@
 //! (state, holder, lease expiry). Taking the lock pushes a "held" commit: a root commit when the
 //! ref does not exist, else a child of a "released" or expired tip — a fast-forward, so only one
 //! taker wins. A heartbeat thread renews the lease every third of its length; dropping the guard
-//! pushes a "released" child.
+//! pushes a "released" child. A manual lock (`lock acquire --message`) is a "held" commit whose
+//! body carries the [`ManualLock`], with no heartbeat: its lease ends at its ttl, or never
+//! (a far-future expiry, which older shipgates respect too) until `lock release`.
 //!
 //! **Credentials.** `SHIPGATE_GIT_TOKEN`, else `GITHUB_TOKEN`, answers an HTTPS remote's
 //! challenge as user `x-access-token`; without either, the `http.<url>.extraheader` values that
@@ -42,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use super::extraheader;
 use super::jsonl::{self, Appended};
 use super::lock::{self, LockInfo, LockState, Released};
+use super::manual_lock::ManualLock;
 use super::{AUDIT_FILE, HISTORY_FILE, STATUS_FILE};
 use crate::config::Config;
 use crate::error::Error;
@@ -498,26 +501,36 @@ impl GitStore {
 }
 
 /// Takes the lock ref, waiting up to `wait` when another holds an unexpired lease. Held:
-/// exit 5 with the holder, as with the file lock.
+/// exit 5 with the holder, as with the file lock; behind a manual lock at once. Returns the
+/// lease and the expired manual lock it took over, if any.
 pub fn acquire(
     store: &Arc<GitStore>,
     info: &LockInfo,
     wait: Option<Duration>,
     interrupted: impl Fn() -> bool,
-) -> Result<Lease, Error> {
+) -> Result<(Lease, Option<ManualLock>), Error> {
     let lease = lease_length();
     let deadline = Instant::now() + wait.unwrap_or_default();
     let repo = store.repo()?;
     loop {
         let current = store.read_lock(&repo)?;
         let holder = match &current {
-            Some((_, body)) if body.is_live() => Some(body.holder.clone()),
+            Some((_, body)) if body.is_live() => {
+                if let Some(manual) = &body.manual {
+                    return Err(manual.held_error(wait));
+                }
+                Some(body.holder.clone())
+            }
             _ => None,
         };
         if holder.is_none() {
+            let expired = current.as_ref().and_then(|(_, b)| b.expired_manual());
             let body = LockBody::held(info, lease);
             if let Some(tip) = store.push_lock(&repo, current.map(|(oid, _)| oid), &body)? {
-                return Ok(Lease::start(store.clone(), info.clone(), tip, lease));
+                return Ok((
+                    Lease::start(store.clone(), info.clone(), tip, lease),
+                    expired,
+                ));
             }
             // Someone else took it first: look again.
             continue;
@@ -535,13 +548,46 @@ pub fn acquire(
     }
 }
 
-/// The lock's state: held (an unexpired "held" tip), or what an expired holder left.
+/// `lock acquire`: points the lock ref at a "held" commit carrying `manual` (no heartbeat).
+/// Exit 5 while a live lease or another manual lock holds it. Returns the expired manual lock
+/// it took over, if any.
+pub fn acquire_manual(store: &GitStore, manual: &ManualLock) -> Result<Option<ManualLock>, Error> {
+    let repo = store.repo()?;
+    for _ in 0..MAX_TRIES {
+        let current = store.read_lock(&repo)?;
+        if let Some((_, body)) = current.as_ref().filter(|(_, b)| b.is_live()) {
+            return Err(match &body.manual {
+                Some(held) => held.held_error(None),
+                None => lock::held_error(&Some(body.holder.clone()), None),
+            });
+        }
+        let expired = current.as_ref().and_then(|(_, b)| b.expired_manual());
+        let body = LockBody::manual(manual);
+        if store
+            .push_lock(&repo, current.map(|(oid, _)| oid), &body)?
+            .is_some()
+        {
+            return Ok(expired);
+        }
+    }
+    Err(Error::failed(format!(
+        "cannot take {LOCK_REF}: it kept moving"
+    )))
+}
+
+/// The lock's state: held (an unexpired "held" tip), or what an expired holder left; a manual
+/// lock (live or expired) is no process holder.
 pub fn state(store: &GitStore) -> Result<LockState, Error> {
     let repo = store.repo()?;
     Ok(match store.read_lock(&repo)? {
+        Some((_, body)) if body.state == HELD && body.manual.is_some() => LockState {
+            manual: body.manual,
+            ..LockState::default()
+        },
         Some((_, body)) if body.state == HELD => LockState {
             held: body.is_live(),
             info: Some(body.holder),
+            manual: None,
         },
         _ => LockState::default(),
     })
@@ -559,6 +605,19 @@ pub fn release(store: &GitStore, force: bool) -> Result<Released, Error> {
             return Ok(Released::NotHeld);
         }
         let live = body.is_live();
+        if let Some(manual) = body.manual {
+            // A person's lock: no process is changing anything under it, so no --force.
+            if store
+                .push_lock(&repo, Some(tip), &LockBody::released(&body.holder))?
+                .is_some()
+            {
+                return Ok(Released::Manual {
+                    manual,
+                    expired: !live,
+                });
+            }
+            continue;
+        }
         if live && !force {
             return Err(lock::live_holder_error(&body.holder));
         }
@@ -648,6 +707,8 @@ impl Drop for Lease {
 const LOCK_FILE: &str = "lock.json";
 const HELD: &str = "held";
 const RELEASED: &str = "released";
+/// The lease of a manual lock without a ttl.
+const NEVER_EXPIRES: &str = "9999-12-31T23:59:59.000Z";
 
 /// `lock.json` on the lock ref.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -658,6 +719,9 @@ struct LockBody {
     holder: LockInfo,
     /// RFC 3339 UTC; a held lease after this is free to take over.
     expires_at: String,
+    /// A person's lock (`lock acquire`): held without a heartbeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manual: Option<ManualLock>,
 }
 
 impl LockBody {
@@ -668,6 +732,25 @@ impl LockBody {
             state: HELD.into(),
             holder: info.clone(),
             expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            manual: None,
+        }
+    }
+
+    /// A manual lock: its lease ends at its ttl, or (without one) at the end of time.
+    fn manual(manual: &ManualLock) -> LockBody {
+        let holder = LockInfo {
+            host: manual.host.clone(),
+            started_at: manual.since.clone(),
+            ..LockInfo::current("lock acquire", "", &manual.actor)
+        };
+        LockBody {
+            state: HELD.into(),
+            holder,
+            expires_at: manual
+                .until
+                .clone()
+                .unwrap_or_else(|| NEVER_EXPIRES.to_string()),
+            manual: Some(manual.clone()),
         }
     }
 
@@ -676,7 +759,15 @@ impl LockBody {
             state: RELEASED.into(),
             holder: info.clone(),
             expires_at: String::new(),
+            manual: None,
         }
+    }
+
+    /// The manual lock of a held tip whose ttl has ended.
+    fn expired_manual(&self) -> Option<ManualLock> {
+        self.manual
+            .clone()
+            .filter(|_| self.state == HELD && !self.is_live())
     }
 
     /// Held and not yet expired.

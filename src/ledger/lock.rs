@@ -261,6 +261,15 @@ pub struct LockState {
     pub held: bool,
     /// The holder (when held) or what a crashed holder left (when not).
     pub info: Option<LockInfo>,
+    /// A person's lock (`lock acquire --message`), live or expired; not a process.
+    pub manual: Option<super::manual_lock::ManualLock>,
+}
+
+impl LockState {
+    /// A process holds the lock, or a person does (an unexpired manual lock).
+    pub fn held_by_anyone(&self) -> bool {
+        self.held || self.manual.as_ref().is_some_and(|m| !m.is_expired())
+    }
 }
 
 /// Whether the lock is held now, and the body. Takes the lock for a moment to find out (flock
@@ -283,6 +292,7 @@ pub fn state(dir: &Path) -> Result<LockState, Error> {
     Ok(LockState {
         held,
         info: read_body(&mut file),
+        manual: None,
     })
 }
 
@@ -306,6 +316,11 @@ pub enum Released {
     Stale { info: LockInfo },
     /// Held by a live process; the file was removed (`--force`).
     Forced { info: LockInfo },
+    /// A person's lock (`lock acquire`), live or already expired; released without `--force`.
+    Manual {
+        manual: super::manual_lock::ManualLock,
+        expired: bool,
+    },
 }
 
 /// Releases the lock: clears a stale body; a lock held by a live process is refused (exit 5)

@@ -17,6 +17,7 @@ pub mod file;
 pub mod git;
 pub mod jsonl;
 pub mod lock;
+pub mod manual_lock;
 pub mod query;
 pub mod records;
 pub mod stats;
@@ -60,7 +61,14 @@ pub struct Ledger {
 }
 
 /// The files of the state directory, each of which must be a regular file when it exists.
-const STATE_FILES: &[&str] = &[HISTORY_FILE, AUDIT_FILE, STATUS_FILE, "lock", "status.lock"];
+const STATE_FILES: &[&str] = &[
+    HISTORY_FILE,
+    AUDIT_FILE,
+    STATUS_FILE,
+    "lock",
+    "status.lock",
+    manual_lock::FILE,
+];
 
 impl Ledger {
     /// Opens (creating when missing) the state directory of the file store. A directory that
@@ -114,7 +122,8 @@ impl Ledger {
     }
 
     /// Takes the deploy lock (SPEC §3) of this store, waiting up to `wait`; exit 5 with the
-    /// holder when it stays held, an error as soon as `interrupted()` says so.
+    /// holder when it stays held, an error as soon as `interrupted()` says so. Behind a
+    /// person's manual lock: exit 5 at once, whatever `wait` says; an expired one is cleared.
     pub fn acquire_lock(
         &self,
         info: &lock::LockInfo,
@@ -122,34 +131,125 @@ impl Ledger {
         interrupted: impl Fn() -> bool,
     ) -> Result<lock::LockGuard, Error> {
         match &self.store {
-            Store::File => lock::acquire_until(&self.dir, info, wait, interrupted),
-            Store::Git(git) => Ok(lock::LockGuard::git(git::acquire(
-                git,
-                info,
-                wait,
-                interrupted,
-            )?)),
+            Store::File => {
+                let guard = lock::acquire_until(&self.dir, info, wait, interrupted)?;
+                // Under the flock: a `lock acquire` cannot slip in between this check and the
+                // deploy, nor a deploy between its check and its write.
+                if let Some(manual) = manual_lock::read(&self.dir)? {
+                    if !manual.is_expired() {
+                        drop(guard);
+                        return Err(manual.held_error(wait));
+                    }
+                    manual_lock::remove(&self.dir)?;
+                    self.cleared_expired(&manual, &info.actor);
+                }
+                Ok(guard)
+            }
+            Store::Git(git) => {
+                let (lease, expired) = git::acquire(git, info, wait, interrupted)?;
+                if let Some(manual) = expired {
+                    self.cleared_expired(&manual, &info.actor);
+                }
+                Ok(lock::LockGuard::git(lease))
+            }
         }
     }
 
-    /// Whether the deploy lock is held, and by whom.
+    /// `shipgate lock acquire`: holds the deploy lock for a person. Exit 5 while a process or
+    /// another unexpired manual lock holds it, naming the holder. Returns the expired manual
+    /// lock it replaced, if any (noted and audited here).
+    pub fn acquire_manual(
+        &self,
+        manual: &manual_lock::ManualLock,
+    ) -> Result<Option<manual_lock::ManualLock>, Error> {
+        let expired = match &self.store {
+            Store::File => {
+                let info = lock::LockInfo::current("lock acquire", "", &manual.actor);
+                let guard = lock::acquire(&self.dir, &info, None)?;
+                let expired = match manual_lock::read(&self.dir)? {
+                    Some(held) if !held.is_expired() => return Err(held.held_error(None)),
+                    old => old,
+                };
+                manual_lock::write(&self.dir, manual)?;
+                drop(guard);
+                expired
+            }
+            Store::Git(git) => git::acquire_manual(git, manual)?,
+        };
+        if let Some(old) = &expired {
+            self.cleared_expired(old, &manual.actor);
+        }
+        Ok(expired)
+    }
+
+    /// An expired manual lock a taker cleared: a note, and an audit record (best effort: the
+    /// lock is already free).
+    fn cleared_expired(&self, manual: &manual_lock::ManualLock, by: &str) {
+        crate::say!(
+            "note: cleared an expired manual lock ({})",
+            manual.describe()
+        );
+        let record = manual.audit(
+            "manual lock expired",
+            format!(
+                "the manual lock of {} expired and was cleared by {by}",
+                manual.actor
+            ),
+            Some(("cleared_by", by)),
+        );
+        if let Err(e) = self.append_audit(&record) {
+            crate::say!(
+                "warning: could not record the expired manual lock: {}",
+                e.message
+            );
+        }
+    }
+
+    /// Whether the deploy lock is held, and by whom (a process, or a person's manual lock).
     pub fn lock_state(&self) -> Result<lock::LockState, Error> {
         match &self.store {
-            Store::File => lock::state(&self.dir),
+            Store::File => Ok(lock::LockState {
+                manual: manual_lock::read(&self.dir)?,
+                ..lock::state(&self.dir)?
+            }),
             Store::Git(git) => git::state(git),
         }
     }
 
-    /// The deploy lock's holder, if it is held now.
+    /// The process holding the deploy lock, if one holds it now (a manual lock is no process).
     pub fn lock_holder(&self) -> Result<Option<lock::LockInfo>, Error> {
         let s = self.lock_state()?;
         Ok(s.held.then(|| s.info.unwrap_or_default()))
     }
 
-    /// `shipgate lock release [--force]`.
-    pub fn release_lock(&self, force: bool) -> Result<lock::Released, Error> {
+    /// `shipgate lock release [--force]` by `actor`. A manual lock is released without
+    /// `--force` (no process is changing anything under it); else the rules of
+    /// [`lock::release`].
+    pub fn release_lock(&self, force: bool, actor: &str) -> Result<lock::Released, Error> {
         match &self.store {
-            Store::File => lock::release(&self.dir, force),
+            Store::File => {
+                if manual_lock::read(&self.dir)?.is_some() {
+                    let info = lock::LockInfo::current("lock release", "", actor);
+                    match lock::acquire(&self.dir, &info, None) {
+                        Ok(guard) => {
+                            let released = manual_lock::read(&self.dir)?;
+                            manual_lock::remove(&self.dir)?;
+                            drop(guard);
+                            return Ok(match released {
+                                Some(manual) => lock::Released::Manual {
+                                    expired: manual.is_expired(),
+                                    manual,
+                                },
+                                None => lock::Released::NotHeld,
+                            });
+                        }
+                        // A live process holds the flock: the usual rules name it.
+                        Err(e) if e.exit_code() == crate::exit_code::LOCKED => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                lock::release(&self.dir, force)
+            }
             Store::Git(git) => git::release(git, force),
         }
     }
