@@ -279,6 +279,7 @@ fn record_deploy_id(record: &HistoryRecord) -> Option<String> {
         HistoryRecord::Rollback(r) => &r.deploy_id,
         HistoryRecord::Gate(g) => &g.deploy_id,
         HistoryRecord::Event(e) => return e.deploy_id.clone(),
+        HistoryRecord::Approval(a) => &a.deploy_id,
     };
     (!id.is_empty()).then(|| id.clone())
 }

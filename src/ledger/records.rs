@@ -31,6 +31,7 @@ pub enum HistoryRecord {
     Gate(GateRecord),
     Rollback(RollbackRecord),
     Event(EventRecord),
+    Approval(ApprovalRecord),
 }
 
 impl HistoryRecord {
@@ -41,6 +42,7 @@ impl HistoryRecord {
             HistoryRecord::Gate(_) => "gate",
             HistoryRecord::Rollback(_) => "rollback",
             HistoryRecord::Event(_) => "event",
+            HistoryRecord::Approval(_) => "approval",
         }
     }
     /// The platform commands a record carries (deploy, stage and rollback records), to be
@@ -50,7 +52,7 @@ impl HistoryRecord {
             HistoryRecord::Deploy(r) => Some(&mut r.commands),
             HistoryRecord::Stage(r) => Some(&mut r.commands),
             HistoryRecord::Rollback(r) => Some(&mut r.commands),
-            HistoryRecord::Gate(_) | HistoryRecord::Event(_) => None,
+            HistoryRecord::Gate(_) | HistoryRecord::Event(_) | HistoryRecord::Approval(_) => None,
         }
     }
     pub fn deploy_id(&self) -> Option<&str> {
@@ -60,6 +62,7 @@ impl HistoryRecord {
             HistoryRecord::Gate(r) => Some(&r.deploy_id),
             HistoryRecord::Rollback(r) => Some(&r.deploy_id),
             HistoryRecord::Event(r) => r.deploy_id.as_deref(),
+            HistoryRecord::Approval(r) => Some(&r.deploy_id),
         }
     }
 }
@@ -75,6 +78,7 @@ pub mod deploy_status {
     pub const ROLLBACK_FAILED: &str = "rollback_failed";
     pub const CANCELLING: &str = "cancelling";
     pub const CANCELLED: &str = "cancelled";
+    pub const BLOCKED: &str = "blocked";
     /// Statuses that end a deploy; a deploy with none of these never finished ("interrupted").
     pub const FINAL: &[&str] = &[
         SUCCESS,
@@ -83,6 +87,7 @@ pub mod deploy_status {
         PARTIAL,
         ROLLBACK_FAILED,
         CANCELLED,
+        BLOCKED,
     ];
 }
 
@@ -135,6 +140,9 @@ states! {
         RollbackFailed = "rollback_failed",
         Cancelling = "cancelling",
         Cancelled = "cancelled",
+        /// Stopped by policy before a stage started (an approval timed out or was rejected
+        /// under `on_timeout = "stop"`): earlier stages are left as they are.
+        Blocked = "blocked",
     }
 }
 
@@ -369,6 +377,51 @@ pub struct RollbackRecord {
     /// Platform commands run since the previous record that carries them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<CommandRun>,
+}
+
+states! {
+    /// What an `approval` record says about a stage's approval.
+    ApprovalDecision {
+        /// The deploy reached the stage and waits.
+        Requested = "requested",
+        Approved = "approved",
+        Rejected = "rejected",
+        /// Nobody decided within the stage's `approval.timeout`.
+        TimedOut = "timed_out",
+    }
+}
+
+/// One step of a stage's approval (issue 14): the deploy's request and timeout, and each
+/// `shipgate approve` / `reject`. Never changes what runs where (`status.json` ignores it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApprovalRecord {
+    pub deploy_id: String,
+    pub stage: String,
+    pub version: String,
+    pub decision: ApprovalDecision,
+    /// The approver (approved, rejected), or the deploy's actor (requested, timed out).
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `requested`: how many distinct approvers the stage needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required: Option<u32>,
+    /// `requested`: how long the deploy waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+    /// `requested`: `stop` | `rollback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<String>,
+    /// The armored SSH signature (`ssh-keygen -Y sign -n shipgate`) over the canonical message
+    /// (deploy id, stage, version, decision), when `[approvals] allowed_signers` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The allowed-signers principal the signature verified as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// A published deployment event (SPEC §5) with its delivery outcome.

@@ -9,7 +9,8 @@
 
 use super::records::*;
 
-/// Whether a record of this kind can change the state (gate and event records cannot).
+/// Whether a record of this kind can change the state (gate, event and approval records
+/// cannot).
 pub fn changes_state(record: &HistoryRecord) -> bool {
     matches!(
         record,
@@ -37,7 +38,7 @@ pub fn apply(status: &mut StatusFile, record: &Stored<HistoryRecord>) {
         HistoryRecord::Deploy(d) => apply_deploy(status, d, &record.ts),
         HistoryRecord::Stage(s) => apply_stage(status, s, &record.ts),
         HistoryRecord::Rollback(rb) => apply_rollback(status, rb, &record.ts),
-        HistoryRecord::Gate(_) | HistoryRecord::Event(_) => {}
+        HistoryRecord::Gate(_) | HistoryRecord::Event(_) | HistoryRecord::Approval(_) => {}
     }
 }
 
