@@ -1,5 +1,6 @@
 //! One file per subcommand. Each takes the parsed arguments and returns the exit code.
 
+mod approve;
 mod completions;
 mod deploy;
 pub mod explain;
@@ -32,6 +33,28 @@ pub fn run(cli: Cli, output: &Output) -> Result<i32, Error> {
         Command::Lock(args) => lock::run(&cli.global, &args, output),
         Command::Recover(args) => recover::run(&cli.global, &args, output),
         Command::Explain(args) => explain::run(&cli.global, &args, output),
+        Command::Approve(args) => approve::run(
+            &cli.global,
+            approve::Decision {
+                deploy_id: &args.deploy_id,
+                stage: &args.stage,
+                approve: true,
+                reason: args.reason.as_deref(),
+                key: args.key.as_deref(),
+            },
+            output,
+        ),
+        Command::Reject(args) => approve::run(
+            &cli.global,
+            approve::Decision {
+                deploy_id: &args.deploy_id,
+                stage: &args.stage,
+                approve: false,
+                reason: Some(&args.reason),
+                key: args.key.as_deref(),
+            },
+            output,
+        ),
     }
 }
 

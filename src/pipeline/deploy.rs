@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::adapters::Live;
-use crate::config::{OnFailure, Priority, Stage};
+use crate::config::{Approval, OnFailure, OnTimeout, Priority, Stage};
 use crate::error::Error;
 use crate::ledger::records::*;
 use crate::notify::queue::Kind;
 use crate::report::result::{RunResult, StageResult};
 
 use super::actor::now_rfc3339;
+use super::approval::{await_approval, Wait};
 use super::engine::Engine;
 use super::outcome::{judge_deploy, DeployFacts, Verdict};
 use super::rollback::{RollbackOptions, RollbackOutcome, RollbackPlan};
@@ -49,6 +50,11 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
     for (i, stage) in opts.stages.iter().enumerate() {
         if engine.signals.state().cancelled() || run.stopped_unrecorded() {
             break;
+        }
+        if let Some(approval) = &stage.approval {
+            if !run.approval(stage, approval) {
+                break;
+            }
         }
         let go_on = run.stage(i, stage);
         if !go_on {
@@ -292,6 +298,57 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 progress.set_final_lost(e.to_string());
             }
         });
+    }
+
+    /// Waits for `stage`'s approval before it deploys; false when the deploy stops here. A
+    /// timeout or a rejection stops the deploy: `on_timeout = "stop"` leaves earlier stages as
+    /// they are (`blocked`, exit 7); `rollback` rolls back every region the deploy changed, as
+    /// a failed stage under `on_failure = "rollback"` does. A signal stops it as anywhere else
+    /// (the cancellation rollback after the loop).
+    fn approval(&mut self, stage: &Stage, approval: &Approval) -> bool {
+        let engine = self.engine;
+        let why = match await_approval(engine, stage, approval, &self.base.actor) {
+            Wait::Approved { by } => {
+                engine.reporter.line(&format!(
+                    "stage {}: approved by {}",
+                    stage.name,
+                    by.join(", ")
+                ));
+                return true;
+            }
+            Wait::Cancelled => return false,
+            Wait::Rejected { by, reason } => {
+                format!("stage {} rejected by {by}: {reason}", stage.name)
+            }
+            Wait::TimedOut { approvals } => format!(
+                "stage {}: approval timed out after {} ({approvals} of {} approvals)",
+                stage.name,
+                humantime::format_duration(approval.timeout),
+                approval.required
+            ),
+        };
+        let already: Vec<String> = self.facts.rollbacks.iter().flat_map(|r| r.ok()).collect();
+        let scope: Vec<String> = self
+            .facts
+            .changed
+            .iter()
+            .filter(|r| !already.contains(r))
+            .cloned()
+            .collect();
+        if approval.on_timeout == OnTimeout::Rollback && !scope.is_empty() {
+            engine
+                .reporter
+                .line(&format!("{why}: rolling back {}", scope.join(", ")));
+            let rb = self.roll_back(&scope, &why);
+            self.facts.rollbacks.push(rb);
+            self.facts.stopped_by = Some(why);
+        } else {
+            engine.reporter.line(&format!(
+                "{why}: the deploy stops here; earlier stages are left as they are"
+            ));
+            self.facts.blocked_by = Some(why);
+        }
+        false
     }
 
     /// Runs one stage and applies its `on_failure` policy; false when the deploy stops here.
@@ -751,6 +808,11 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             DeployStatus::Cancelled => (
                 Priority::P1,
                 format!("deploy of {app} {v} cancelled"),
+                message,
+            ),
+            DeployStatus::Blocked => (
+                Priority::P1,
+                format!("deploy of {app} {v} blocked"),
                 message,
             ),
             _ => (Priority::P0, format!("deploy of {app} {v} failed"), message),

@@ -37,6 +37,9 @@ pub struct DeployFacts {
     pub rollbacks: Vec<RollbackOutcome>,
     /// Why the deploy stopped before its last stage (a stage failed under a stopping policy).
     pub stopped_by: Option<String>,
+    /// Why policy stopped the deploy before a stage started, leaving earlier stages as they
+    /// are (an approval rejected or timed out under `on_timeout = "stop"`).
+    pub blocked_by: Option<String>,
     /// A record could not be written (a full disk): the deploy stopped and rolled back what it
     /// changed. Why, in the ledger's words.
     pub unrecorded: Option<String>,
@@ -155,6 +158,24 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
                 first_line(why),
                 list(&f.rolled_back(), "nothing (no region was changed)")
             ),
+            mixed: Vec::new(),
+        };
+    }
+    if let Some(why) = &f.blocked_by {
+        let changed = sorted(f.changed.clone());
+        let tail = if changed.is_empty() {
+            "nothing was changed".to_string()
+        } else {
+            format!(
+                "earlier stages are left as they are ({} run {})",
+                changed.join(", "),
+                f.version
+            )
+        };
+        return Verdict {
+            status: DeployStatus::Blocked,
+            exit_code: exit_code::BLOCKED,
+            message: format!("{why}; {tail}"),
             mixed: Vec::new(),
         };
     }
@@ -312,6 +333,18 @@ mod tests {
         let v = judge_deploy(&f, CancelState::Running);
         assert_eq!((v.status, v.exit_code), (DeployStatus::RollbackFailed, 3));
         assert_eq!(v.mixed, vec!["nrt".to_string()]);
+    }
+
+    #[test]
+    fn a_deploy_blocked_by_policy_exits_7_and_names_what_stays() {
+        let mut f = facts();
+        f.changed = vec!["lhr".into()];
+        f.blocked_by = Some("stage primary rejected by alice: no".into());
+        let v = judge_deploy(&f, CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::Blocked, 7));
+        assert!(v
+            .message
+            .contains("earlier stages are left as they are (lhr run v2)"));
     }
 
     #[test]
