@@ -158,6 +158,29 @@ Examples:
 
 Exit codes: 0 told, 2 no such deploy (or no history).";
 
+const APPROVE_HELP: &str = "\
+Examples:
+  shipgate approve 01M8XCPQN8XPKN1T2F0NHXPQE0 --stage primary
+  shipgate approve 01M8XCPQN8XPKN1T2F0NHXPQE0 --stage primary --key ~/.ssh/id_ed25519
+  SHIPGATE_SIGNING_KEY=~/.ssh/id_ed25519 shipgate approve 01M8XCPQN8XPKN1T2F0NHXPQE0 --stage full
+
+The deploy waiting on the stage goes on once enough distinct people approved. With
+`[approvals] allowed_signers` the approval is signed with your SSH key and must verify.
+
+Exit codes: 0 recorded, 2 usage (no such deploy, not waiting on that stage, unsigned or
+unknown key, your own deploy, already approved; nothing was recorded).";
+
+const REJECT_HELP: &str = "\
+Examples:
+  shipgate reject 01M8XCPQN8XPKN1T2F0NHXPQE0 --stage primary --reason \"migration not ready\"
+  shipgate reject 01M8XCPQN8XPKN1T2F0NHXPQE0 --stage primary --reason \"not today\" --key ~/.ssh/id_ed25519
+
+The deploy waiting on the stage stops: `blocked` (exit 7) under `on_timeout = \"stop\"`, rolled
+back under `on_timeout = \"rollback\"`.
+
+Exit codes: 0 recorded, 2 usage (no such deploy, not waiting on that stage, unsigned or
+unknown key; nothing was recorded).";
+
 const COMPLETIONS_HELP: &str = "\
 Examples:
   shipgate completions bash > /etc/bash_completion.d/shipgate
@@ -289,6 +312,12 @@ pub enum Command {
     /// Stop the line (`freeze start`) or let deploys go again (`freeze end`)
     #[command(after_help = FREEZE_HELP)]
     Freeze(FreezeArgs),
+    /// Approve a stage a deploy is waiting on (`approval` on the stage)
+    #[command(after_help = APPROVE_HELP)]
+    Approve(ApproveArgs),
+    /// Reject a stage a deploy is waiting on: the deploy stops
+    #[command(after_help = REJECT_HELP)]
+    Reject(RejectArgs),
     /// Print a shell completion script
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
@@ -564,6 +593,38 @@ pub struct ExplainArgs {
     /// A Markdown postmortem skeleton instead (the timeline as a table)
     #[arg(long)]
     pub md: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The waiting deploy (its id: in the notification, `shipgate history --kind approval`)
+    #[arg(value_name = "DEPLOY_ID")]
+    pub deploy_id: String,
+    /// The stage it waits on
+    #[arg(long, value_name = "S")]
+    pub stage: String,
+    /// Why, recorded with the approval (not signed)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// SSH private key to sign with (required when `[approvals] allowed_signers` is set)
+    #[arg(long, env = "SHIPGATE_SIGNING_KEY", value_name = "PATH")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// The waiting deploy
+    #[arg(value_name = "DEPLOY_ID")]
+    pub deploy_id: String,
+    /// The stage it waits on
+    #[arg(long, value_name = "S")]
+    pub stage: String,
+    /// Why, recorded with the rejection and told to the deploy (not signed)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// SSH private key to sign with (required when `[approvals] allowed_signers` is set)
+    #[arg(long, env = "SHIPGATE_SIGNING_KEY", value_name = "PATH")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -256,6 +256,25 @@ pub fn run(
     cancel: &Cancel,
     on_line: Option<LineSink<'_>>,
 ) -> Result<CommandOutput, Error> {
+    run_from(spec, cancel, on_line, None)
+}
+
+/// Like [`run`], with stdin read from the file at `stdin` instead of null (`ssh-keygen -Y
+/// verify` reads the signed message there).
+pub fn run_with_stdin(
+    spec: &CommandSpec,
+    cancel: &Cancel,
+    stdin: &Path,
+) -> Result<CommandOutput, Error> {
+    run_from(spec, cancel, None, Some(stdin))
+}
+
+fn run_from(
+    spec: &CommandSpec,
+    cancel: &Cancel,
+    on_line: Option<LineSink<'_>>,
+    stdin: Option<&Path>,
+) -> Result<CommandOutput, Error> {
     let Some(program) = spec.argv.first() else {
         return Err(Error::usage("cannot run an empty command"));
     };
@@ -276,9 +295,21 @@ pub fn run(
         }
     }
 
+    let input = match stdin {
+        Some(path) => Stdio::from(std::fs::File::open(path).map_err(|e| {
+            Error::failed(format!(
+                "cannot run `{}`: cannot open its input `{}`",
+                spec.display(),
+                path.display()
+            ))
+            .caused_by(e)
+            .not_started()
+        })?),
+        None => Stdio::null(),
+    };
     let mut cmd = Command::new(program);
     cmd.args(&spec.argv[1..])
-        .stdin(Stdio::null())
+        .stdin(input)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);

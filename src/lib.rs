@@ -58,6 +58,7 @@ macro_rules! out {
 }
 
 pub mod adapters;
+pub mod approvals;
 pub mod cli;
 pub mod commands;
 pub mod config;

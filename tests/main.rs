@@ -4,6 +4,7 @@
 mod common;
 
 mod adapters;
+mod approvals;
 mod config;
 mod deploy;
 mod engine_regressions;

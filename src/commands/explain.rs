@@ -244,6 +244,43 @@ fn rollback(r: &Value, last_trip: Option<&Value>) -> String {
     text
 }
 
+/// A stage's approval step: the request, each approval or rejection (who, the principal its
+/// signature names, why), the timeout.
+fn approval(r: &Value) -> String {
+    let stage = s(r, "stage");
+    let by = || {
+        let mut who = s(r, "actor").to_string();
+        if let Some(p) = r["principal"].as_str() {
+            let signed = if r["signature"].is_string() {
+                ", signed"
+            } else {
+                ""
+            };
+            who.push_str(&format!(" ({p}{signed})"));
+        }
+        who
+    };
+    let reason = r["reason"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(|t| format!(": {t}"))
+        .unwrap_or_default();
+    match s(r, "decision") {
+        "requested" => format!(
+            "approval of stage {stage} requested: {} approval(s) within {}, then {}",
+            r["required"].as_u64().unwrap_or(1),
+            humantime::format_duration(std::time::Duration::from_secs(
+                r["timeout_seconds"].as_f64().unwrap_or(0.0) as u64
+            )),
+            r["on_timeout"].as_str().unwrap_or("stop")
+        ),
+        "approved" => format!("stage {stage} approved by {}{reason}", by()),
+        "rejected" => format!("stage {stage} rejected by {}{reason}", by()),
+        "timed_out" => format!("approval of stage {stage} timed out{reason}"),
+        other => format!("approval of stage {stage}: {other}"),
+    }
+}
+
 /// What a history record says, in a sentence.
 fn entry(r: &Value, last_trip: Option<&Value>) -> Option<Entry> {
     let kind = s(r, "kind");
@@ -311,6 +348,7 @@ fn entry(r: &Value, last_trip: Option<&Value>) -> Option<Entry> {
         }
         "rollback" => rollback(r, last_trip),
         "event" => format!("event {} {}", s(r, "event_type"), s(r, "status")),
+        "approval" => approval(r),
         other => format!("{other} {}", s(r, "status")),
     };
     Some(Entry {
@@ -367,6 +405,14 @@ fn next_step(id: &str, status: &str, last: &Value) -> (Option<String>, String) {
             format!(
                 "{} kept failing on the new version while the others run it",
                 list(&last["failed_regions"])
+            ),
+        ),
+        "blocked" => (
+            None,
+            format!(
+                "stopped by policy ({}); earlier stages run the new version: deploy again to ask \
+                 again, or `shipgate rollback` to return them",
+                s(last, "reason")
             ),
         ),
         "cancelled" | "rollback_failed" => (

@@ -1,5 +1,6 @@
 //! One file per subcommand. Each takes the parsed arguments and returns the exit code.
 
+mod approve;
 mod completions;
 mod deploy;
 pub mod explain;
@@ -35,6 +36,28 @@ pub fn run(cli: Cli, output: &Output) -> Result<i32, Error> {
         Command::Explain(args) => explain::run(&cli.global, &args, output),
         Command::Policy(args) => policy::run(&cli.global, &args, output),
         Command::Freeze(args) => policy::freeze(&cli.global, &args, output),
+        Command::Approve(args) => approve::run(
+            &cli.global,
+            approve::Decision {
+                deploy_id: &args.deploy_id,
+                stage: &args.stage,
+                approve: true,
+                reason: args.reason.as_deref(),
+                key: args.key.as_deref(),
+            },
+            output,
+        ),
+        Command::Reject(args) => approve::run(
+            &cli.global,
+            approve::Decision {
+                deploy_id: &args.deploy_id,
+                stage: &args.stage,
+                approve: false,
+                reason: Some(&args.reason),
+                key: args.key.as_deref(),
+            },
+            output,
+        ),
     }
 }
 

@@ -347,6 +347,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
 /// The longest any duration in the file may be. Nothing shipgate waits for should take longer
 /// than a day (a GitHub Actions job is stopped after 6h); a longer value is a typo, and a huge
 /// one would overflow deadlines or keep a rollback's verification waiting for ever.
@@ -779,6 +780,7 @@ impl Checker {
                     defaults.max_parallel as i64,
                 ) as usize,
                 verify_rollback: rs.verify_rollback.unwrap_or(defaults.verify_rollback),
+                approval: rs.approval.as_ref().map(|a| self.approval(a)),
             });
             // The stage timeout covers the deploy, the gates and the bake: a bake as long as the
             // timeout can only end in a timed-out stage (and a rollback).
@@ -864,6 +866,13 @@ impl Checker {
             .map(|g| self.github(g))
             .unwrap_or_default();
 
+        // [approvals]
+        let approvals = raw
+            .approvals
+            .as_ref()
+            .map(|a| self.approvals(a, base_dir))
+            .unwrap_or_default();
+
         let target = target?;
         Some(Config {
             path: path.to_path_buf(),
@@ -883,7 +892,69 @@ impl Checker {
             windows,
             freezes,
             policy,
+            approvals,
         })
+    }
+
+    /// A stage's `approval = { … }`.
+    fn approval(&mut self, a: &Spanned<RawApproval>) -> Approval {
+        let ra = a.get_ref();
+        let required = match &ra.required {
+            None => 1,
+            Some(n) if !(1..=100).contains(n.get_ref()) => {
+                self.error(
+                    n.span(),
+                    format!("`required` must be between 1 and 100, not {}", n.get_ref()),
+                    Some(
+                        "the number of distinct people who must approve, e.g. required = 1".into(),
+                    ),
+                );
+                1
+            }
+            Some(n) => *n.get_ref() as u32,
+        };
+        Approval {
+            required,
+            timeout: self.timeout(&ra.timeout, "timeout", DEFAULT_APPROVAL_TIMEOUT),
+            remind_every: self.opt_timeout(&ra.remind_every, "remind_every"),
+            on_timeout: self.choice(
+                &ra.on_timeout,
+                "on_timeout",
+                &[("stop", OnTimeout::Stop), ("rollback", OnTimeout::Rollback)],
+                OnTimeout::Stop,
+            ),
+        }
+    }
+
+    /// `[approvals]`: the allowed-signers file must exist and list at least one key.
+    fn approvals(&mut self, a: &Spanned<RawApprovals>, base_dir: &Path) -> ApprovalsConfig {
+        let ra = a.get_ref();
+        let allowed_signers = ra.allowed_signers.as_ref().and_then(|f| {
+            let path = base_dir.join(f.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(text) if crate::approvals::signers_listed(&text) > 0 => Some(path),
+                Ok(_) => {
+                    self.error(
+                        f.span(),
+                        format!("the allowed signers file `{}` lists no key", f.get_ref()),
+                        Some("add lines like `alice@example.com namespaces=\"shipgate\" ssh-ed25519 AAAA…`".into()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.error(
+                        f.span(),
+                        format!("cannot read the allowed signers file `{}`: {e}", f.get_ref()),
+                        Some("the path is relative to the pipeline file's directory; the file is in the OpenSSH allowed-signers format (as for git's signed commits)".into()),
+                    );
+                    None
+                }
+            }
+        });
+        ApprovalsConfig {
+            allowed_signers,
+            self_approval: ra.self_approval.unwrap_or(false),
+        }
     }
 
     fn count(&mut self, value: Option<&Spanned<i64>>, key: &str, default: i64) -> i64 {

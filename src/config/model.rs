@@ -30,6 +30,7 @@ pub struct Config {
     /// `[[freeze]]`: when they may not.
     pub freezes: Vec<Freeze>,
     pub policy: PolicyConfig,
+    pub approvals: ApprovalsConfig,
 }
 
 /// A deploy window: on `days`, from `start` to `end` (local time in `tz`; an `end` at or before
@@ -230,6 +231,50 @@ pub struct Stage {
     /// 0 = every region at once.
     pub max_parallel: usize,
     pub verify_rollback: bool,
+    /// The stage waits for this approval before it deploys.
+    pub approval: Option<Approval>,
+}
+
+/// A stage's `approval`: how many distinct people must approve, and for how long the deploy
+/// waits.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    pub required: u32,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// A P1 reminder this often while it waits; `None`: no reminders.
+    #[serde(with = "humantime_serde_opt")]
+    pub remind_every: Option<Duration>,
+    pub on_timeout: OnTimeout,
+}
+
+/// What a stage's approval timing out (or being rejected) does to the deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// The deploy ends `blocked` (exit 7); earlier stages are left as they are.
+    Stop,
+    /// Every region the deploy changed is rolled back, as after a failed stage.
+    Rollback,
+}
+
+impl OnTimeout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTimeout::Stop => "stop",
+            OnTimeout::Rollback => "rollback",
+        }
+    }
+}
+
+/// `[approvals]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApprovalsConfig {
+    /// The OpenSSH allowed-signers file (resolved against the config's directory): when set,
+    /// every approval and rejection must be signed by a key it lists.
+    pub allowed_signers: Option<PathBuf>,
+    /// Whether the deploy's own actor may approve it.
+    pub self_approval: bool,
 }
 
 #[derive(

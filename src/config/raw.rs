@@ -27,6 +27,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub freeze: Vec<Spanned<RawFreeze>>,
     pub policy: Option<Spanned<RawPolicy>>,
+    pub approvals: Option<Spanned<RawApprovals>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +136,24 @@ pub struct RawStage {
     pub on_failure: Option<S>,
     pub max_parallel: Option<Spanned<i64>>,
     pub verify_rollback: Option<bool>,
+    pub approval: Option<Spanned<RawApproval>>,
+}
+
+/// `approval = { required, timeout, remind_every, on_timeout }` on a `[[stage]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApproval {
+    pub required: Option<Spanned<i64>>,
+    pub timeout: Option<S>,
+    pub remind_every: Option<S>,
+    pub on_timeout: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    pub allowed_signers: Option<S>,
+    pub self_approval: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

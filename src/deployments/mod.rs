@@ -387,6 +387,7 @@ fn record_deploy_id(record: &HistoryRecord) -> Option<String> {
         HistoryRecord::Gate(g) => &g.deploy_id,
         HistoryRecord::Event(e) => return e.deploy_id.clone(),
         HistoryRecord::Freeze(_) => return None,
+        HistoryRecord::Approval(a) => &a.deploy_id,
     };
     (!id.is_empty()).then(|| id.clone())
 }

@@ -406,6 +406,15 @@ impl Ledger {
         *lock_tap(&self.tap) = tx;
     }
 
+    /// Brings the records other machines appended into view: the git store fetches its branch
+    /// into the cache; the file store is always current.
+    pub fn refresh(&self) -> Result<(), Error> {
+        match &self.store {
+            Store::File => Ok(()),
+            Store::Git(git) => git.sync(&self.dir),
+        }
+    }
+
     /// Appends to `audit.jsonl`.
     pub fn append_audit(&self, record: &AuditRecord) -> Result<Appended, Error> {
         let body = serde_json::to_value(record).context("cannot encode record")?;
@@ -543,8 +552,8 @@ impl Ledger {
                     return None;
                 }
                 Ok(Some((_, line, complete))) => {
-                    // Gate and event lines do not change the state: skip them unparsed.
-                    if !complete || is_kind(line, "gate") || is_kind(line, "event") {
+                    // Gate, event and approval lines do not change the state: skip them unparsed.
+                    if !complete || !changes_state_line(line) {
                         continue;
                     }
                     if let Ok(r) = parse_history_line(line) {
@@ -595,7 +604,7 @@ impl Ledger {
         }
         let mut newer = Vec::new();
         while let Some((_, line)) = lines.next_line().context("cannot read history")? {
-            if is_kind(line, "gate") || is_kind(line, "event") {
+            if !changes_state_line(line) {
                 continue;
             }
             let Ok(r) = parse_history_line(line) else {
@@ -851,6 +860,12 @@ fn encode_status(status: &StatusFile) -> Result<Vec<u8>, Error> {
     Ok(text)
 }
 
+/// Whether a raw line may change the state: gate, event and approval lines never do
+/// ([`status::changes_state`]).
+fn changes_state_line(line: &[u8]) -> bool {
+    !(is_kind(line, "gate") || is_kind(line, "event") || is_kind(line, "approval"))
+}
+
 /// Whether a raw line is of this kind (`"kind":"gate"`, as the ledger writes it).
 fn is_kind(line: &[u8], kind: &str) -> bool {
     memchr::memmem::find(line, format!("\"kind\":\"{kind}\"").as_bytes()).is_some()
@@ -881,6 +896,7 @@ pub fn parse_history_line(line: &[u8]) -> Result<Stored<HistoryRecord>, serde_js
         "gate" => HistoryRecord::Gate(serde_json::from_slice(line)?),
         "rollback" => HistoryRecord::Rollback(serde_json::from_slice(line)?),
         "event" => HistoryRecord::Event(serde_json::from_slice(line)?),
+        "approval" => HistoryRecord::Approval(serde_json::from_slice(line)?),
         // An unknown kind: let serde say so.
         _ => return serde_json::from_slice(line),
     };

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use crate::error::Error;
 
 /// The history kinds.
-pub const KINDS: &[&str] = &["deploy", "stage", "gate", "rollback", "event", "freeze"];
+pub const KINDS: &[&str] = &[
+    "deploy", "stage", "gate", "rollback", "event", "freeze", "approval",
+];
 
 /// The outcomes shipgate itself writes (SPEC §4): deploy, stage and rollback statuses, gate
 /// results and event types. Events may carry any status text besides.
@@ -63,6 +65,9 @@ pub struct Facts<'a> {
     pub status: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub result: Option<Cow<'a, str>>,
+    /// An approval record's decision.
+    #[serde(borrow)]
+    pub decision: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub gate: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -115,6 +120,7 @@ impl Facts<'_> {
         self.status
             .as_deref()
             .or(self.result.as_deref())
+            .or(self.decision.as_deref())
             .or_else(|| self.event.as_ref().and_then(|e| e.event_type.as_deref()))
     }
 

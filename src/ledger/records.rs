@@ -32,6 +32,7 @@ pub enum HistoryRecord {
     Rollback(RollbackRecord),
     Event(EventRecord),
     Freeze(FreezeRecord),
+    Approval(ApprovalRecord),
 }
 
 impl HistoryRecord {
@@ -43,6 +44,7 @@ impl HistoryRecord {
             HistoryRecord::Rollback(_) => "rollback",
             HistoryRecord::Event(_) => "event",
             HistoryRecord::Freeze(_) => "freeze",
+            HistoryRecord::Approval(_) => "approval",
         }
     }
     /// The platform commands a record carries (deploy, stage and rollback records), to be
@@ -52,7 +54,10 @@ impl HistoryRecord {
             HistoryRecord::Deploy(r) => Some(&mut r.commands),
             HistoryRecord::Stage(r) => Some(&mut r.commands),
             HistoryRecord::Rollback(r) => Some(&mut r.commands),
-            HistoryRecord::Gate(_) | HistoryRecord::Event(_) | HistoryRecord::Freeze(_) => None,
+            HistoryRecord::Gate(_)
+            | HistoryRecord::Event(_)
+            | HistoryRecord::Freeze(_)
+            | HistoryRecord::Approval(_) => None,
         }
     }
     pub fn deploy_id(&self) -> Option<&str> {
@@ -63,6 +68,7 @@ impl HistoryRecord {
             HistoryRecord::Rollback(r) => Some(&r.deploy_id),
             HistoryRecord::Event(r) => r.deploy_id.as_deref(),
             HistoryRecord::Freeze(_) => None,
+            HistoryRecord::Approval(r) => Some(&r.deploy_id),
         }
     }
 }
@@ -393,6 +399,51 @@ pub struct RollbackRecord {
     /// Platform commands run since the previous record that carries them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<CommandRun>,
+}
+
+states! {
+    /// What an `approval` record says about a stage's approval.
+    ApprovalDecision {
+        /// The deploy reached the stage and waits.
+        Requested = "requested",
+        Approved = "approved",
+        Rejected = "rejected",
+        /// Nobody decided within the stage's `approval.timeout`.
+        TimedOut = "timed_out",
+    }
+}
+
+/// One step of a stage's approval (issue 14): the deploy's request and timeout, and each
+/// `shipgate approve` / `reject`. Never changes what runs where (`status.json` ignores it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApprovalRecord {
+    pub deploy_id: String,
+    pub stage: String,
+    pub version: String,
+    pub decision: ApprovalDecision,
+    /// The approver (approved, rejected), or the deploy's actor (requested, timed out).
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `requested`: how many distinct approvers the stage needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required: Option<u32>,
+    /// `requested`: how long the deploy waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+    /// `requested`: `stop` | `rollback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<String>,
+    /// The armored SSH signature (`ssh-keygen -Y sign -n shipgate`) over the canonical message
+    /// (deploy id, stage, version, decision), when `[approvals] allowed_signers` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The allowed-signers principal the signature verified as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// A published deployment event (SPEC §5) with its delivery outcome.

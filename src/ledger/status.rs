@@ -9,7 +9,8 @@
 
 use super::records::*;
 
-/// Whether a record of this kind can change the state (gate and event records cannot).
+/// Whether a record of this kind can change the state (gate, event and approval records
+/// cannot).
 pub fn changes_state(record: &HistoryRecord) -> bool {
     matches!(
         record,
@@ -51,7 +52,7 @@ pub fn apply(status: &mut StatusFile, record: &Stored<HistoryRecord>) {
                 })
             });
         }
-        HistoryRecord::Gate(_) | HistoryRecord::Event(_) => {}
+        HistoryRecord::Gate(_) | HistoryRecord::Event(_) | HistoryRecord::Approval(_) => {}
     }
 }
 

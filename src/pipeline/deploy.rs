@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::adapters::Live;
-use crate::config::{OnFailure, Priority, Stage};
+use crate::config::{Approval, OnFailure, OnTimeout, Priority, Stage};
 use crate::error::Error;
 use crate::ledger::records::*;
 use crate::notify::queue::Kind;
 use crate::report::result::{RunResult, StageResult};
 
 use super::actor::now_rfc3339;
+use super::approval::{await_approval, Wait};
 use super::engine::Engine;
 use super::outcome::{judge_deploy, DeployFacts, Verdict};
 use super::rollback::{RollbackOptions, RollbackOutcome, RollbackPlan};
@@ -62,6 +63,11 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
         }
         if i > 0 && run.blocked_before(stage) {
             break;
+        }
+        if let Some(approval) = &stage.approval {
+            if !run.approval(stage, approval) {
+                break;
+            }
         }
         let go_on = run.stage(i, stage);
         if !go_on {
@@ -337,13 +343,63 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             .collect::<Vec<_>>()
             .join("; ");
         let message = format!(
-            "stopped before stage {}: {why}; the stages before it run {} (a later deploy of {} \
-             resumes from {})",
-            stage.name, engine.version, engine.version, stage.name
+            "stopped before stage {}: {why} (a later deploy of {} resumes from {})",
+            stage.name, engine.version, stage.name
         );
         engine.reporter.error_line("blocked by policy", &message);
         self.facts.blocked_by = Some(message);
         true
+    }
+
+    /// Waits for `stage`'s approval before it deploys; false when the deploy stops here. A
+    /// timeout or a rejection stops the deploy: `on_timeout = "stop"` leaves earlier stages as
+    /// they are (`blocked`, exit 7); `rollback` rolls back every region the deploy changed, as
+    /// a failed stage under `on_failure = "rollback"` does. A signal stops it as anywhere else
+    /// (the cancellation rollback after the loop).
+    fn approval(&mut self, stage: &Stage, approval: &Approval) -> bool {
+        let engine = self.engine;
+        let why = match await_approval(engine, stage, approval, &self.base.actor) {
+            Wait::Approved { by } => {
+                engine.reporter.line(&format!(
+                    "stage {}: approved by {}",
+                    stage.name,
+                    by.join(", ")
+                ));
+                return true;
+            }
+            Wait::Cancelled => return false,
+            Wait::Rejected { by, reason } => {
+                format!("stage {} rejected by {by}: {reason}", stage.name)
+            }
+            Wait::TimedOut { approvals } => format!(
+                "stage {}: approval timed out after {} ({approvals} of {} approvals)",
+                stage.name,
+                humantime::format_duration(approval.timeout),
+                approval.required
+            ),
+        };
+        let already: Vec<String> = self.facts.rollbacks.iter().flat_map(|r| r.ok()).collect();
+        let scope: Vec<String> = self
+            .facts
+            .changed
+            .iter()
+            .filter(|r| !already.contains(r))
+            .cloned()
+            .collect();
+        if approval.on_timeout == OnTimeout::Rollback && !scope.is_empty() {
+            engine
+                .reporter
+                .line(&format!("{why}: rolling back {}", scope.join(", ")));
+            let rb = self.roll_back(&scope, &why);
+            self.facts.rollbacks.push(rb);
+            self.facts.stopped_by = Some(why);
+        } else {
+            engine.reporter.line(&format!(
+                "{why}: the deploy stops here; earlier stages are left as they are"
+            ));
+            self.facts.blocked_by = Some(why);
+        }
+        false
     }
 
     /// Runs one stage and applies its `on_failure` policy; false when the deploy stops here.

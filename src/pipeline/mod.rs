@@ -2,6 +2,7 @@
 //! rollback, the deploy's stage loop and failure policy, the verdict, signals.
 
 pub mod actor;
+pub mod approval;
 pub mod deploy;
 pub mod engine;
 pub mod outcome;

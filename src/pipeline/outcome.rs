@@ -37,12 +37,14 @@ pub struct DeployFacts {
     pub rollbacks: Vec<RollbackOutcome>,
     /// Why the deploy stopped before its last stage (a stage failed under a stopping policy).
     pub stopped_by: Option<String>,
+    /// Why policy stopped the deploy before a stage started, leaving earlier stages as they
+    /// are (a window closed, the line was stopped, an approval rejected or timed out under
+    /// `on_timeout = "stop"`).
+    pub blocked_by: Option<String>,
     /// A record could not be written (a full disk): the deploy stopped and rolled back what it
     /// changed. Why, in the ledger's words.
     pub unrecorded: Option<String>,
     pub allow_partial: bool,
-    /// Why policy stopped the deploy before a stage (a window closed, the line was stopped).
-    pub blocked_by: Option<String>,
 }
 
 impl DeployFacts {
@@ -160,6 +162,24 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
             mixed: Vec::new(),
         };
     }
+    if let Some(why) = &f.blocked_by {
+        let changed = sorted(f.changed.clone());
+        let tail = if changed.is_empty() {
+            "nothing was changed".to_string()
+        } else {
+            format!(
+                "earlier stages are left as they are ({} run {})",
+                changed.join(", "),
+                f.version
+            )
+        };
+        return Verdict {
+            status: DeployStatus::Blocked,
+            exit_code: exit_code::BLOCKED,
+            message: format!("{why}; {tail}"),
+            mixed: Vec::new(),
+        };
+    }
     if let Some(reason) = &f.stopped_by {
         // Nothing ran anywhere (a deploy program that could not start): nothing to undo.
         let (status, tail) = if f.changed.is_empty() {
@@ -171,14 +191,6 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
             status,
             exit_code: exit_code::FAILED,
             message: format!("{reason}; {tail}"),
-            mixed: Vec::new(),
-        };
-    }
-    if let Some(why) = &f.blocked_by {
-        return Verdict {
-            status: DeployStatus::Blocked,
-            exit_code: exit_code::BLOCKED,
-            message: why.clone(),
             mixed: Vec::new(),
         };
     }
@@ -322,6 +334,18 @@ mod tests {
         let v = judge_deploy(&f, CancelState::Running);
         assert_eq!((v.status, v.exit_code), (DeployStatus::RollbackFailed, 3));
         assert_eq!(v.mixed, vec!["nrt".to_string()]);
+    }
+
+    #[test]
+    fn a_deploy_blocked_by_policy_exits_7_and_names_what_stays() {
+        let mut f = facts();
+        f.changed = vec!["lhr".into()];
+        f.blocked_by = Some("stage primary rejected by alice: no".into());
+        let v = judge_deploy(&f, CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::Blocked, 7));
+        assert!(v
+            .message
+            .contains("earlier stages are left as they are (lhr run v2)"));
     }
 
     #[test]
