@@ -365,3 +365,80 @@ fn validate_checks_windows_and_freezes() {
         assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
     }
 }
+
+/// `[policy] override_requires = "approval"`: an override waits for someone else's approval
+/// of `policy-override` before anything deploys; a rejection changes nothing.
+#[test]
+fn an_override_that_requires_approval_waits_for_one() {
+    let config = format!(
+        "{}\n[policy]\noverride_requires = \"approval\"\n",
+        windowed()
+    );
+    let p = exec_project(&config);
+    let args = ["deploy", "--override-policy", "--reason", "hotfix"];
+    let spawn = || {
+        p.command(&args)
+            .env("SHIPGATE_NOW", "2026-10-24T12:00:00Z")
+            .env("GITHUB_ACTOR", "alice")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let requested = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let reqs: Vec<serde_json::Value> = p
+                .kind("approval")
+                .into_iter()
+                .filter(|a| a["decision"] == "requested" && a["stage"] == "policy-override")
+                .collect();
+            if reqs.len() >= n {
+                return reqs[n - 1]["deploy_id"].as_str().unwrap().to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no approval request");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let decide = |args: &[&str]| -> Run {
+        p.command(args)
+            .env("SHIPGATE_NOW", "2026-10-24T12:00:05Z")
+            .env("GITHUB_ACTOR", "bob")
+            .output()
+            .unwrap()
+            .into()
+    };
+
+    let child = spawn();
+    let id = requested(1);
+    assert_eq!(p.live("lhr"), "v1", "nothing deploys before the approval");
+    decide(&[
+        "reject",
+        &id,
+        "--stage",
+        "policy-override",
+        "--reason",
+        "not now",
+    ])
+    .expect(code::SUCCESS);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code::BLOCKED),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(p.live("lhr"), "v1");
+
+    let child = spawn();
+    let id = requested(2);
+    decide(&["approve", &id, "--stage", "policy-override"]).expect(code::SUCCESS);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code::SUCCESS),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(p.live("fra"), "v2");
+}

@@ -858,6 +858,17 @@ impl Checker {
                     )
                 })
                 .unwrap_or_default(),
+            override_timeout: raw
+                .policy
+                .as_ref()
+                .map(|p| {
+                    self.duration(
+                        &p.get_ref().override_timeout,
+                        "policy.override_timeout",
+                        PolicyConfig::default().override_timeout,
+                    )
+                })
+                .unwrap_or(PolicyConfig::default().override_timeout),
         };
         // [github]
         let github = raw

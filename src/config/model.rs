@@ -70,9 +70,21 @@ pub enum OverrideRequires {
     Approval,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PolicyConfig {
     pub override_requires: OverrideRequires,
+    /// How long an override waits for its approval (`override_requires = "approval"`).
+    #[serde(with = "humantime_serde")]
+    pub override_timeout: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            override_requires: OverrideRequires::Reason,
+            override_timeout: Duration::from_secs(3600),
+        }
+    }
 }
 
 impl Window {

@@ -55,6 +55,7 @@ pub struct RawFreeze {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub override_requires: Option<S>,
+    pub override_timeout: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

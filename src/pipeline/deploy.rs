@@ -32,6 +32,9 @@ pub struct DeployOptions<'a> {
     pub policy: Option<PolicyWatch>,
 }
 
+/// The stage name an override's approval is asked for.
+pub const OVERRIDE_STAGE: &str = "policy-override";
+
 /// Windows and freezes during a deploy: a stage that is closed when its turn comes is not
 /// started; the deploy ends `blocked` (exit 7) with the stages before it as they are.
 pub struct PolicyWatch {
@@ -62,6 +65,9 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
             break;
         }
         if i > 0 && run.blocked_before(stage) {
+            break;
+        }
+        if i == 0 && !run.override_approved(stage) {
             break;
         }
         if let Some(approval) = &stage.approval {
@@ -313,6 +319,33 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 progress.set_final_lost(e.to_string());
             }
         });
+    }
+
+    /// With `[policy] override_requires = "approval"`, an override waits for an approval of
+    /// the pseudo-stage `policy-override` before anything deploys (`shipgate approve ID --stage
+    /// policy-override`, signed when `[approvals] allowed_signers` is set); a rejection or a
+    /// timeout stops the deploy `blocked` with nothing changed.
+    fn override_approved(&mut self, first: &Stage) -> bool {
+        let needs = self
+            .opts
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.overridden.is_some())
+            && self.engine.config.policy.override_requires
+                == crate::config::OverrideRequires::Approval;
+        if !needs {
+            return true;
+        }
+        let mut pseudo = first.clone();
+        pseudo.name = OVERRIDE_STAGE.into();
+        pseudo.regions = self.regions.clone();
+        let approval = crate::config::Approval {
+            required: 1,
+            timeout: self.engine.config.policy.override_timeout,
+            remind_every: None,
+            on_timeout: crate::config::OnTimeout::Stop,
+        };
+        self.approval(&pseudo, &approval)
     }
 
     /// Whether policy closed `stage` since the deploy started (a window closed, someone
