@@ -527,7 +527,7 @@ pub struct HistoryArgs {
     /// Only records since a duration ago (24h) or a date (2026-01-31, RFC 3339)
     #[arg(long, value_name = "DUR|DATE")]
     pub since: Option<String>,
-    /// deploy | stage | gate | rollback | event
+    /// deploy | stage | gate | rollback | event | freeze | approval
     #[arg(long, value_name = "K")]
     pub kind: Option<String>,
     /// Only records of this stage

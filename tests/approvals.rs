@@ -476,3 +476,51 @@ fn validate_reports_bad_approval_settings_at_their_place() {
     }
     assert!(run.stderr.contains("pipeline.toml:"), "{}", run.stderr);
 }
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// The dry run says which stage waits for approval; a signal while a deploy waits for one
+/// cancels it like anywhere else: exit 130, `cancelled`, what it changed rolled back.
+#[test]
+fn the_dry_run_names_the_wait_and_a_signal_cancels_a_waiting_deploy() {
+    let p = exec_project(&pipeline(
+        r#"{ required = 1, timeout = "10m", on_timeout = "stop" }"#,
+        "",
+    ));
+    let run = p.run(&["deploy", "--dry-run"]).expect(code::SUCCESS);
+    assert!(
+        run.stdout.contains(
+            "primary      waits for 1 approval(s) before it deploys (up to 10m, then stop)"
+        ),
+        "{}",
+        run.stdout
+    );
+    let child: Child = p
+        .command(&["deploy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the approval request", || {
+        p.kind("approval")
+            .iter()
+            .any(|a| a["decision"] == "requested")
+    });
+    assert_eq!(p.live("lhr"), "v2");
+    unsafe { kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code::SIGINT),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: Value = p.kind("deploy").pop().unwrap();
+    assert_eq!(last["status"], "cancelled", "{last}");
+    assert_eq!(
+        (p.live("lhr"), p.live("nrt"), p.live("ewr")),
+        ("v1".into(), "v1".into(), "v1".into())
+    );
+}

@@ -319,7 +319,8 @@ fn policy_shows_what_is_open_now_and_what_opens_next() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("opens 2026-10-26T09:00:00Z"),
+        run.stdout
+            .contains("`eu-business` opens Mon 2026-10-26 09:00 GMT (2026-10-26 09:00 UTC)"),
         "{}",
         run.stdout
     );

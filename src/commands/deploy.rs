@@ -198,7 +198,23 @@ fn dry_run(
             .into_iter()
             .filter(|s| stages.iter().any(|st| st.name == s.stage))
             .collect();
-    let governed = !config.windows.is_empty() || !config.freezes.is_empty() || line.is_some();
+    let approvals: Vec<String> = stages
+        .iter()
+        .filter_map(|s| {
+            let a = s.approval.as_ref()?;
+            Some(format!(
+                "  {:<12} waits for {} approval(s) before it deploys (up to {}, then {})",
+                s.name,
+                a.required,
+                humantime::format_duration(a.timeout),
+                a.on_timeout.as_str()
+            ))
+        })
+        .collect();
+    let governed = !config.windows.is_empty()
+        || !config.freezes.is_empty()
+        || line.is_some()
+        || !approvals.is_empty();
     match output.format {
         Format::Human => {
             crate::answer_part!("{}", plan::render_dry_run(&p, output));
@@ -210,6 +226,9 @@ fn dry_run(
                     } else {
                         crate::answer!("  {:<12} closed: {}", s.stage, s.blocked_by.join("; "));
                     }
+                }
+                for a in &approvals {
+                    crate::answer!("{a}");
                 }
             }
         }

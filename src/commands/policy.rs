@@ -64,13 +64,12 @@ pub fn run(global: &GlobalArgs, args: &PolicyArgs, output: &Output) -> Result<i3
                 .unwrap_or_default();
             crate::answer!("  {:<12} open{until}", s.stage);
         } else {
-            let opens = s
-                .opens
-                .as_deref()
-                .map(|o| format!("; opens {o}"))
-                .unwrap_or_else(|| {
-                    "; opens when the line is let go (`shipgate freeze end`)".into()
-                });
+            // One block names its own opening; several: when they have all lifted.
+            let opens = match (&s.opens, s.blocked_by.len()) {
+                (Some(_), 1) => String::new(),
+                (Some(o), _) => format!("; open again at {o}"),
+                (None, _) => "; opens when the line is let go (`shipgate freeze end`)".into(),
+            };
             crate::answer!(
                 "  {:<12} closed: {}{opens}",
                 s.stage,
