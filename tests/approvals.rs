@@ -207,7 +207,9 @@ fn a_signed_approval_unblocks_a_waiting_deploy() {
 
 #[test]
 fn an_unknown_key_and_an_unsigned_approval_are_refused_and_the_deploy_times_out_blocked() {
-    let s = signed(r#"{ required = 1, timeout = "4s", remind_every = "1s", on_timeout = "stop" }"#);
+    // Long enough for two signed CLI runs and a forged append on a loaded runner.
+    let s =
+        signed(r#"{ required = 1, timeout = "15s", remind_every = "1s", on_timeout = "stop" }"#);
     let p = &s.p;
     let child = spawn_deploy(p);
     let id = wait_for_request(p);
@@ -523,4 +525,71 @@ fn the_dry_run_names_the_wait_and_a_signal_cancels_a_waiting_deploy() {
         (p.live("lhr"), p.live("nrt"), p.live("ewr")),
         ("v1".into(), "v1".into(), "v1".into())
     );
+}
+
+/// Was (review): with signed approvals the self-approval check compared the signer's
+/// principal (`alice@example.com`) with the deploy's actor (`alice`), which never matched, so
+/// the deployer could approve with their own key under another actor name.
+#[test]
+fn a_signed_self_approval_is_refused() {
+    let mut s = signed(r#"{ required = 1, timeout = "30s", on_timeout = "stop" }"#);
+    s.p.env("SHIPGATE_ACTOR", "alice");
+    let p = &s.p;
+    let alice_key = s.alice.to_str().unwrap().to_string();
+    let child = spawn_deploy(p);
+    let id = wait_for_request(p);
+    let run = decide(p, "not-alice", "approve", &id, &["--key", &alice_key]).expect(code::USAGE);
+    assert!(
+        run.stderr.contains("cannot approve their own deploy"),
+        "{}",
+        run.stderr
+    );
+    assert!(approvals(p, "approved").is_empty());
+    decide(
+        p,
+        "bob",
+        "reject",
+        &id,
+        &["--key", &alice_key, "--reason", "stop"],
+    );
+    let _ = finish(child);
+}
+
+/// A valid signature by an allowed signer, made for another deploy, appended by hand to this
+/// one, does not count: the signed message binds the deploy id, stage, version and decision.
+#[test]
+fn a_signature_replayed_from_another_deploy_does_not_count() {
+    let s = signed(r#"{ required = 1, timeout = "8s", on_timeout = "stop" }"#);
+    let p = &s.p;
+    let child = spawn_deploy(p);
+    let id = wait_for_request(p);
+    let text = shipgate::approvals::message(
+        "01J00000000000000000000000",
+        "primary",
+        "v2",
+        shipgate::ledger::ApprovalDecision::Approved,
+    );
+    let signature = shipgate::approvals::ssh::sign(&s.alice, &text).unwrap();
+    let replayed = shipgate::ledger::HistoryRecord::Approval(shipgate::ledger::ApprovalRecord {
+        deploy_id: id.clone(),
+        stage: "primary".into(),
+        version: "v2".into(),
+        decision: shipgate::ledger::ApprovalDecision::Approved,
+        actor: "bob".into(),
+        principal: Some("alice@example.com".into()),
+        signature: Some(signature),
+        ..Default::default()
+    });
+    shipgate::ledger::Ledger::open(&p.state_dir())
+        .unwrap()
+        .append_history(&replayed)
+        .unwrap();
+    let run = finish(child).expect(code::BLOCKED);
+    let ignored = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("ignored an approval of stage primary"))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(ignored.contains("does not verify"), "{ignored}");
+    assert_eq!(p.live("ewr"), "v1");
 }

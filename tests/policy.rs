@@ -443,3 +443,93 @@ fn an_override_that_requires_approval_waits_for_one() {
     );
     assert_eq!(p.live("fra"), "v2");
 }
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Was (review): a line stopped while a deploy ran through its canary, or waited for an
+/// approval, was ignored once the approval came, and an override went through a line stopped
+/// after it was granted. The next stage is checked when its turn comes, after any wait.
+#[test]
+fn a_line_stopped_mid_deploy_stops_it_before_the_next_stage_even_after_an_approval() {
+    let config = THREE_STAGES.replace(
+        "name = \"primary\"\nregions = [\"ewr\"]",
+        "name = \"primary\"\nregions = [\"ewr\"]\napproval = { required = 1, timeout = \"1m\" }",
+    );
+    let p = exec_project(&config);
+    let child = p
+        .command(&["deploy"])
+        .env("GITHUB_ACTOR", "alice")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the approval request", || {
+        p.kind("approval")
+            .iter()
+            .any(|a| a["decision"] == "requested")
+    });
+    let id = p.kind("deploy")[0]["deploy_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob = |args: &[&str]| -> Run {
+        p.command(args)
+            .env("GITHUB_ACTOR", "bob")
+            .output()
+            .unwrap()
+            .into()
+    };
+    bob(&["freeze", "start", "--reason", "incident"]).expect(code::SUCCESS);
+    bob(&["approve", &id, "--stage", "primary"]).expect(code::SUCCESS);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code::BLOCKED), "{stderr}");
+    assert!(stderr.contains("the line is stopped by bob"), "{stderr}");
+    assert_eq!(p.live("ewr"), "v1", "primary never deployed");
+    assert_eq!(p.live("lhr"), "v2", "the canary stays as it is");
+
+    // One stopped line at a time: a second start is refused and changes nothing.
+    let run =
+        bob(&["freeze", "start", "--reason", "narrower", "--stage", "full"]).expect(code::USAGE);
+    assert!(
+        run.stderr.contains("the line is already stopped"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(p.kind("freeze").len(), 1);
+    bob(&["freeze", "end"]).expect(code::SUCCESS);
+
+    // An override goes through the closed window it was granted for, not a line stopped
+    // after it started.
+    let mut p2 = exec_project(&windowed());
+    p2.env("DEPLOY_SLEEP", "2");
+    let child = p2
+        .command(&["deploy", "--override-policy", "--reason", "hotfix"])
+        .env("SHIPGATE_NOW", "2026-10-24T12:00:00Z")
+        .env("GITHUB_ACTOR", "alice")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the canary starts", || !p2.kind("stage").is_empty());
+    let run: Run = p2
+        .command(&["freeze", "start", "--reason", "incident"])
+        .env("GITHUB_ACTOR", "bob")
+        .output()
+        .unwrap()
+        .into();
+    run.expect(code::SUCCESS);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code::BLOCKED), "{stderr}");
+    assert_eq!(p2.live("ewr"), "v1", "{stderr}");
+}

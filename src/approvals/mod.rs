@@ -41,9 +41,16 @@ pub fn approver(r: &ApprovalRecord) -> &str {
     r.principal.as_deref().unwrap_or(&r.actor)
 }
 
-/// Whether `r` is the deploy's own actor approving (by actor name or signing principal).
+/// Whether `r` is the deploy's own actor approving: by actor name, by signing principal, or
+/// by the principal's name before `@` (`alice@example.com` signing for actor `alice`).
 pub fn is_self(r: &ApprovalRecord, deploy_actor: &str) -> bool {
-    r.actor == deploy_actor || r.principal.as_deref() == Some(deploy_actor)
+    let by_principal = r.principal.as_deref().is_some_and(|p| {
+        p == deploy_actor
+            || p.split('@')
+                .next()
+                .is_some_and(|local| local.eq_ignore_ascii_case(deploy_actor))
+    });
+    r.actor == deploy_actor || by_principal
 }
 
 /// Checks an approval or rejection against `allowed_signers`, for `deploy_id`, `stage` and
@@ -58,6 +65,21 @@ pub fn verify_record(
     let (Some(signature), Some(principal)) = (&r.signature, &r.principal) else {
         return Err("it is not signed".into());
     };
+    // The principal must be exactly one the signing key is listed under (never a pattern
+    // such as `*@example.com`, which any matching name would verify against), so one key is
+    // one approver however the record names it.
+    if principal.contains(['*', '?', '!']) {
+        return Err(format!("`{principal}` is a pattern, not a principal"));
+    }
+    let listed = ssh::find_principals(allowed_signers, signature).map_err(|e| e.to_string())?;
+    if !listed
+        .iter()
+        .any(|l| l == principal || l.split(',').any(|p| p == principal))
+    {
+        return Err(format!(
+            "the signing key is not listed as `{principal}` in the allowed signers"
+        ));
+    }
     let text = message(deploy_id, stage, version, r.decision);
     ssh::verify(allowed_signers, principal, &text, signature)
 }

@@ -123,7 +123,11 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         allow_partial: args.allow_partial,
         dirty: resolved.dirty,
         reason: None,
-        policy: Some(crate::pipeline::deploy::PolicyWatch { clock, overridden }),
+        policy: Some(crate::pipeline::deploy::PolicyWatch {
+            clock,
+            overridden,
+            line_at_start: admitted.line,
+        }),
     };
     let mut result = deploy(&engine, &opts);
     reporter.finish();

@@ -13,13 +13,15 @@ use crate::ledger::Ledger;
 use crate::output::{neutral, Output};
 use crate::policy::{self, Block, Clock};
 
-/// The stop-the-line freeze history says is in force (it may have passed its `until`).
+/// The stop-the-line freeze history says is in force (it may have passed its `until`);
+/// `None` also when history cannot be read (for what only shows it).
 pub fn line(ledger: &Ledger) -> Option<ActiveFreeze> {
-    ledger
-        .status(&mut Vec::new())
-        .ok()
-        .and_then(|s| s.freeze)
-        .map(|f| *f)
+    read_line(ledger).ok().flatten()
+}
+
+/// Like [`line`], but an unreadable history is an error: what decides must not fail open.
+pub fn read_line(ledger: &Ledger) -> Result<Option<ActiveFreeze>, Error> {
+    Ok(ledger.status(&mut Vec::new())?.freeze.map(|f| *f))
 }
 
 fn parse_at(at: &str) -> Result<DateTime<Utc>, Error> {
@@ -102,6 +104,12 @@ pub fn freeze(global: &GlobalArgs, args: &FreezeArgs, output: &Output) -> Result
     let config = super::load_config(global)?;
     let clock = Clock::from_env()?;
     let now = clock.now();
+    if let Some(at) = clock.simulated() {
+        output.warn(format!(
+            "{} sets the clock to {at}: the freeze is recorded at that time",
+            policy::NOW_ENV
+        ));
+    }
     let ledger = Ledger::open_for(&config)?;
     ledger.check_writable()?;
     let invocation = crate::pipeline::actor::detect(None);
@@ -134,11 +142,19 @@ pub fn freeze(global: &GlobalArgs, args: &FreezeArgs, output: &Output) -> Result
                     )));
                 }
             }
-            if let Some(c) = &current {
-                output.warn(format!(
-                    "replaces the freeze {} started at {}",
-                    c.actor, c.since
-                ));
+            // One stopped line at a time: a second `start` would silently narrow or widen
+            // someone else's (a scoped one replacing a global one reopens stages).
+            if let Some(c) = current.as_ref().filter(|c| {
+                c.until
+                    .as_deref()
+                    .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+                    .is_none_or(|u| u.with_timezone(&Utc) > now)
+            }) {
+                return Err(Error::usage(format!(
+                    "the line is already stopped: {}; nothing was changed",
+                    Block::Line(c.clone()).describe(&config)
+                ))
+                .with_hint("`shipgate freeze end` first, then start the freeze you want"));
             }
             let record = FreezeRecord {
                 action: "start".into(),
@@ -147,6 +163,7 @@ pub fn freeze(global: &GlobalArgs, args: &FreezeArgs, output: &Output) -> Result
                 until: until.map(policy::rfc3339),
                 stages: stages.clone(),
                 at: policy::rfc3339(now),
+                simulated_now: clock.simulated(),
             };
             let scope = if stages.is_empty() {
                 "every stage".to_string()
@@ -179,6 +196,7 @@ pub fn freeze(global: &GlobalArgs, args: &FreezeArgs, output: &Output) -> Result
                 until: None,
                 stages: Vec::new(),
                 at: policy::rfc3339(now),
+                simulated_now: clock.simulated(),
             };
             let message = format!(
                 "{} let the line go for {} (stopped by {} at {}{}){}",
@@ -228,6 +246,8 @@ pub fn freeze(global: &GlobalArgs, args: &FreezeArgs, output: &Output) -> Result
 pub struct Admitted {
     /// `--override-policy`: what it overrode (for the record, the audit and the notification).
     pub overridden: Vec<String>,
+    /// The stopped line in force when it was admitted.
+    pub line: Option<ActiveFreeze>,
 }
 
 /// Every selected stage closed now, with what closes it.
@@ -275,24 +295,47 @@ pub fn admit(
     output: &Output,
 ) -> Result<Admitted, Error> {
     let started = std::time::Instant::now();
+    if let Some(at) = clock.simulated() {
+        output.warn(format!(
+            "{} sets the clock to {at}: policy is judged at that time (recorded as \
+             simulated_now)",
+            policy::NOW_ENV
+        ));
+    }
     loop {
         let now = clock.now();
-        let line = line(ledger);
+        let line = read_line(ledger).map_err(|e| {
+            e.within("cannot read whether the line is stopped; nothing was changed")
+        })?;
         let shut = closed(config, line.as_ref(), stages, now);
         if shut.is_empty() {
             return Ok(Admitted {
                 overridden: Vec::new(),
+                line,
             });
         }
         let what = describe(config, &shut);
         if args.override_policy {
-            return Ok(Admitted { overridden: what });
+            if args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return Err(Error::usage(
+                    "--override-policy needs a --reason that says why; nothing was changed",
+                ));
+            }
+            return Ok(Admitted {
+                overridden: what,
+                line,
+            });
         }
         let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
         let opens = policy::opens_at(config, line.as_ref(), &names, now);
-        let when = opens
-            .map(|t| format!("it opens {}", when_text(config, &shut, t)))
-            .unwrap_or_else(|| "it does not open by itself (`shipgate freeze end`)".into());
+        let line_forever = line.as_ref().is_some_and(|l| l.until.is_none());
+        let when = match opens {
+            Some(t) => format!("it opens {}", when_text(config, &shut, t)),
+            None if line_forever => "it does not open by itself (`shipgate freeze end`)".into(),
+            None => "the windows of these stages are never open together: deploy them apart \
+                     with --stage"
+                .into(),
+        };
         if let (Some(bound), Some(t)) = (args.wait_for_window, opens) {
             let wait = (t - now).to_std().unwrap_or_default();
             if started.elapsed() + wait <= bound {

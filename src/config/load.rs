@@ -685,6 +685,13 @@ impl Checker {
                 } else if !name.is_empty() {
                     stage_names.insert(name.clone(), n.span());
                 }
+                if name == "policy-override" {
+                    self.error(
+                        n.span(),
+                        "stage name `policy-override` is reserved",
+                        Some("it names the approval of a policy override; rename the stage".into()),
+                    );
+                }
                 if name.contains(',') || name.chars().any(char::is_whitespace) {
                     self.error(
                         n.span(),

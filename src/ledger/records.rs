@@ -479,6 +479,9 @@ pub struct FreezeRecord {
     pub stages: Vec<String>,
     /// When it was started or ended (RFC 3339 UTC, `SHIPGATE_NOW` when set).
     pub at: String,
+    /// `SHIPGATE_NOW`, when it set the clock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulated_now: Option<String>,
 }
 
 /// An active stop-the-line freeze, in `status.json`.

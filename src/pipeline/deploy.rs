@@ -41,6 +41,9 @@ pub struct PolicyWatch {
     pub clock: crate::policy::Clock,
     /// `--override-policy`: the deploy goes through, and this is what the record says.
     pub overridden: Option<Box<PolicyOverride>>,
+    /// The stopped line in force when the deploy was admitted (an override goes through it,
+    /// not through one stopped later).
+    pub line_at_start: Option<ActiveFreeze>,
 }
 
 /// Runs the deploy. The lock is already held. Returns the result (with its exit code).
@@ -64,14 +67,16 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
         if engine.signals.state().cancelled() || run.stopped_unrecorded() {
             break;
         }
-        if i > 0 && run.blocked_before(stage) {
+        // Checked again now that the lock is held (a freeze may have started while this
+        // deploy waited for it), and again after a wait for an approval.
+        if run.blocked_before(stage) {
             break;
         }
         if i == 0 && !run.override_approved(stage) {
             break;
         }
         if let Some(approval) = &stage.approval {
-            if !run.approval(stage, approval) {
+            if !run.approval(stage, approval) || run.blocked_before(stage) {
                 break;
             }
         }
@@ -355,18 +360,37 @@ impl<'r, 'e> DeployRun<'r, 'e> {
         let Some(watch) = &self.opts.policy else {
             return false;
         };
-        if watch.overridden.is_some() {
-            return false;
-        }
         let engine = self.engine;
-        let line = engine
-            .ledger
-            .status(&mut Vec::new())
-            .ok()
-            .and_then(|s| s.freeze)
-            .map(|f| *f);
-        let blocks =
-            crate::policy::blocks(engine.config, line.as_ref(), &stage.name, watch.clock.now());
+        // Unreadable: the deploy cannot tell whether the line was stopped, so it stops.
+        let blocks = match engine.ledger.status(&mut Vec::new()) {
+            Ok(status) => {
+                let line = status.freeze.map(|f| *f);
+                let mut blocks = crate::policy::blocks(
+                    engine.config,
+                    line.as_ref(),
+                    &stage.name,
+                    watch.clock.now(),
+                );
+                // An override goes through what it overrode: the windows and freezes of the
+                // config, and the line stopped when it was granted; not a line stopped since.
+                if watch.overridden.is_some() {
+                    blocks.retain(|b| match b {
+                        crate::policy::Block::Line(l) => {
+                            watch.line_at_start.as_ref().map(|s| &s.since) != Some(&l.since)
+                        }
+                        _ => false,
+                    });
+                }
+                blocks
+            }
+            Err(e) => {
+                let why = format!("cannot read whether the line is stopped ({e})");
+                let message = format!("stopped before stage {}: {why}", stage.name);
+                engine.reporter.error_line("blocked by policy", &message);
+                self.facts.blocked_by = Some(message);
+                return true;
+            }
+        };
         if blocks.is_empty() {
             return false;
         }

@@ -119,21 +119,26 @@ impl Block {
                     .unwrap_or_default(),
                 rfc3339(*to)
             ),
+            // Text from history (anyone sharing the store wrote it): one line, visible.
             Block::Line(f) => format!(
                 "the line is stopped by {} since {}{}{}",
-                f.actor,
-                f.since,
+                inline(&f.actor),
+                inline(&f.since),
                 f.reason
                     .as_deref()
-                    .map(|r| format!(": {r}"))
+                    .map(|r| format!(": {}", inline(r)))
                     .unwrap_or_default(),
                 f.until
                     .as_deref()
-                    .map(|u| format!(" (until {u})"))
+                    .map(|u| format!(" (until {})", inline(u)))
                     .unwrap_or_else(|| " (until `shipgate freeze end`)".into())
             ),
         }
     }
+}
+
+fn inline(s: &str) -> String {
+    crate::output::neutral::inline(s).into_owned()
 }
 
 /// `at` in the named window's time zone and in UTC: "Mon 2026-12-07 09:00 GMT (09:00 UTC)".
@@ -183,7 +188,16 @@ pub fn next_open(w: &Window, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     (0..=8)
         .filter_map(|d| today.checked_add_days(chrono::Days::new(d)))
         .filter(|date| w.days.contains(&date.weekday()))
-        .filter_map(|date| local_instant(w.tz, date, w.start))
+        .flat_map(|date| {
+            // A start in the hour repeated when clocks go back happens twice: the first is
+            // the opening; the second too, when the first has passed.
+            let second =
+                w.tz.from_local_datetime(&date.and_time(w.start))
+                    .latest()
+                    .map(|t| t.with_timezone(&Utc));
+            [local_instant(w.tz, date, w.start), second]
+        })
+        .flatten()
         .find(|t| *t > at)
 }
 
@@ -198,7 +212,15 @@ pub fn next_close(w: &Window, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     } else {
         local.date_naive().succ_opt()?
     };
-    local_instant(w.tz, date, w.end)
+    // An end in the repeated hour: the one after `at`.
+    let first = local_instant(w.tz, date, w.end)?;
+    if first > at {
+        return Some(first);
+    }
+    w.tz.from_local_datetime(&date.and_time(w.end))
+        .latest()
+        .map(|t| t.with_timezone(&Utc))
+        .filter(|t| *t > at)
 }
 
 fn freeze_active(f: &Freeze, at: DateTime<Utc>) -> bool {
@@ -394,6 +416,31 @@ stages = ["primary"]
         assert_eq!(
             next_close(w, at("2026-10-26T10:00:00Z")),
             Some(at("2026-10-26T16:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn starts_in_the_spring_gap_and_the_autumn_overlap() {
+        // London: clocks go forward 01:00→02:00 on Sun 29 March 2026, back 02:00→01:00 on
+        // Sun 25 October 2026.
+        let c = config(
+            "[[window]]\nname = \"night\"\ndays = [\"Sun\"]\nstart = \"01:30\"\nend = \"03:00\"\ntz = \"Europe/London\"\n",
+        );
+        let w = &c.windows[0];
+        // 01:30 does not exist on 29 March: it opens at 02:00 BST (01:00 UTC).
+        assert_eq!(
+            next_open(w, at("2026-03-29T00:00:00Z")),
+            Some(at("2026-03-29T01:00:00Z"))
+        );
+        // 01:30 happens twice on 25 October: 00:30 UTC (BST), then 01:30 UTC (GMT).
+        assert_eq!(
+            next_open(w, at("2026-10-25T00:00:00Z")),
+            Some(at("2026-10-25T00:30:00Z"))
+        );
+        assert!(window_open(w, at("2026-10-25T00:45:00Z")));
+        assert_eq!(
+            next_close(w, at("2026-10-25T00:45:00Z")),
+            Some(at("2026-10-25T03:00:00Z"))
         );
     }
 
