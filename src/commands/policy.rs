@@ -266,18 +266,24 @@ fn closed(
         .collect()
 }
 
+/// One line per distinct block, naming the stages it closes (a stopped line closes them all:
+/// said once, not once per stage).
 fn describe(config: &Config, closed: &[(String, Vec<Block>)]) -> Vec<String> {
-    closed
-        .iter()
-        .map(|(stage, blocks)| {
-            format!(
-                "stage {stage}: {}",
-                blocks
-                    .iter()
-                    .map(|b| b.describe(config))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
+    let mut lines: Vec<(String, Vec<String>)> = Vec::new();
+    for (stage, blocks) in closed {
+        for b in blocks {
+            let text = b.describe(config);
+            match lines.iter_mut().find(|(t, _)| *t == text) {
+                Some((_, stages)) => stages.push(stage.clone()),
+                None => lines.push((text, vec![stage.clone()])),
+            }
+        }
+    }
+    lines
+        .into_iter()
+        .map(|(text, stages)| {
+            let which = if stages.len() == 1 { "stage" } else { "stages" };
+            format!("{which} {}: {text}", stages.join(", "))
         })
         .collect()
 }
