@@ -4,21 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common::code;
 use crate::common::pipeline::{exec_header, exec_project};
+use crate::common::process::{signal, wait_until, SIGINT};
 use crate::common::{Project, Run};
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A canary stage without approval, then `primary` (ewr) with `approval`, and `[approvals]`.
 fn pipeline(approval: &str, approvals: &str) -> String {
@@ -479,10 +472,6 @@ fn validate_reports_bad_approval_settings_at_their_place() {
     assert!(run.stderr.contains("pipeline.toml:"), "{}", run.stderr);
 }
 
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-
 /// The dry run says which stage waits for approval; a signal while a deploy waits for one
 /// cancels it like anywhere else: exit 130, `cancelled`, what it changed rolled back.
 #[test]
@@ -511,7 +500,7 @@ fn the_dry_run_names_the_wait_and_a_signal_cancels_a_waiting_deploy() {
             .any(|a| a["decision"] == "requested")
     });
     assert_eq!(p.live("lhr"), "v2");
-    unsafe { kill(child.id() as i32, 2) };
+    signal(child.id(), SIGINT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),

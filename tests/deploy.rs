@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::pipeline::{exec_project, REGIONS, THREE_STAGES};
+use crate::common::process::{signal, wait_until, SIGINT};
 use crate::common::{code, Project};
 
 fn deploy_ids(p: &Project) -> Vec<String> {
@@ -591,7 +592,7 @@ fn sighup_mid_stage_rolls_back_and_exits_129() {
     interrupted_mid_stage(1, code::SIGHUP, "SIGHUP");
 }
 
-fn interrupted_mid_stage(signal: i32, exit: i32, name: &str) {
+fn interrupted_mid_stage(sig: i32, exit: i32, name: &str) {
     let mut p = exec_project(THREE_STAGES);
     p.env("DEPLOY_SLEEP", "1");
     let child = p
@@ -600,16 +601,10 @@ fn interrupted_mid_stage(signal: i32, exit: i32, name: &str) {
         .spawn()
         .unwrap();
     // Wait until the canary regions have been deployed and the primary started.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !p.calls().iter().any(|c| c.starts_with("deploy ewr")) {
-        assert!(
-            Instant::now() < deadline,
-            "primary never started: {:?}",
-            p.calls()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    unsafe { libc_kill(child.id() as i32, signal) };
+    wait_until("the primary stage to start", || {
+        p.calls().iter().any(|c| c.starts_with("deploy ewr"))
+    });
+    signal(child.id(), sig);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(exit), "{stderr}");
@@ -651,26 +646,15 @@ fn a_second_signal_abandons_the_rollback_and_exits_130() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !p.calls().iter().any(|c| c.starts_with("deploy ewr")) {
-        assert!(
-            Instant::now() < deadline,
-            "primary never started: {:?}",
-            p.calls()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    unsafe { libc_kill(child.id() as i32, 2) };
-    while !p.calls().iter().any(|c| c.starts_with("rollback")) {
-        assert!(
-            Instant::now() < deadline,
-            "the rollback never started: {:?}",
-            p.calls()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the primary stage to start", || {
+        p.calls().iter().any(|c| c.starts_with("deploy ewr"))
+    });
+    signal(child.id(), SIGINT);
+    wait_until("the rollback to start", || {
+        p.calls().iter().any(|c| c.starts_with("rollback"))
+    });
     let started = Instant::now();
-    unsafe { libc_kill(child.id() as i32, 2) };
+    signal(child.id(), SIGINT);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code::SIGINT), "{stderr}");
@@ -698,18 +682,11 @@ fn a_second_signal_abandons_the_rollback_and_exits_130() {
     assert_eq!(lock.json()["held"], false, "{}", lock.stdout);
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
 /// Waits until a deploy holds the lock (its deploy `started` record is written).
 fn wait_for_lock(p: &Project) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !p.read(".shipgate/history.jsonl").contains("\"started\"") {
-        assert!(Instant::now() < deadline, "the first deploy never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the first deploy to start", || {
+        p.read(".shipgate/history.jsonl").contains("\"started\"")
+    });
 }
 
 #[test]

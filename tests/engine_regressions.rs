@@ -5,18 +5,7 @@ use std::time::{Duration, Instant};
 use crate::common::code;
 use crate::common::http::Blackhole;
 use crate::common::pipeline::{exec_project, THREE_STAGES};
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use crate::common::process::{signal, wait_until, SIGINT, SIGTERM};
 
 const P0_GATE: &str = "severity = \"P1\"\nfailures = 2";
 
@@ -57,7 +46,7 @@ fn probes_cut_short_by_a_signal_are_not_gate_failures() {
         p.calls().len() >= 2 && p.live("lhr") == "v2" && p.live("nrt") == "v2"
     });
     std::thread::sleep(Duration::from_millis(500));
-    unsafe { kill(child.id() as i32, 2) };
+    signal(child.id(), SIGINT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -266,7 +255,7 @@ fn a_signal_while_waiting_for_the_lock_exits_at_once() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     let start = Instant::now();
-    unsafe { kill(waiter.id() as i32, 15) };
+    signal(waiter.id(), SIGTERM);
     let out = waiter.wait_with_output().unwrap();
     // The holder runs for 10 s more: a waiter that ignored the signal would take that long.
     assert!(
@@ -302,7 +291,7 @@ fn a_manual_rollback_that_finishes_after_a_signal_is_not_a_failure() {
     wait_until("the rollback", || {
         p.calls().iter().any(|c| c.starts_with("rollback"))
     });
-    unsafe { kill(child.id() as i32, 2) };
+    signal(child.id(), SIGINT);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code::SIGINT), "{stderr}");
@@ -402,7 +391,7 @@ fn a_signal_during_the_final_delivery_wait_records_the_rest_and_exits() {
         p.run(&["lock", "status"]).stdout.contains("not held")
     });
     let signalled = Instant::now();
-    unsafe { kill(child.id() as i32, 2) };
+    signal(child.id(), SIGINT);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -3,6 +3,7 @@
 //! `status --check` writes annotations, a summary table and outputs.
 
 use crate::common::pipeline::*;
+use crate::common::process::{signal, SIGINT};
 use crate::common::{code, Project, Run};
 
 /// A project whose runs look like GitHub Actions steps.
@@ -236,10 +237,6 @@ fn status_check_writes_annotations_a_summary_and_outputs() {
     );
 }
 
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-
 /// A cancelled deploy ends with one `::error` naming the cancel and its exit code.
 #[test]
 fn a_cancelled_deploy_has_one_error_for_its_outcome() {
@@ -259,7 +256,7 @@ fn a_cancelled_deploy_has_one_error_for_its_outcome() {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    unsafe { kill(child.id() as i32, 2) };
+    signal(child.id(), SIGINT);
     let run: Run = child.wait_with_output().unwrap().into();
     let run = run.expect(code::SIGINT);
     let notes = annotations(&run);

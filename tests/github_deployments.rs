@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::common::http::{Reply, Request, Server};
 use crate::common::pipeline::*;
+use crate::common::process::{signal, wait_until, SIGINT};
 use crate::common::{code, Project};
 
 const TOKEN: &str = "ghs_deploymentsSecret0123456789";
@@ -427,17 +428,6 @@ fn publish_event_ignores_deployments_shipgate_created() {
     assert!(p.history().is_empty(), "nothing recorded");
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 /// A deploy killed mid-stage leaves its deployment `in_progress`; `recover` in the next run
 /// fails it ("rolled back: …") and creates the restored version's deployment, `success`.
 #[test]
@@ -484,10 +474,6 @@ fn recover_after_a_killed_deploy_settles_the_environment_on_the_restored_version
     assert_eq!((p.live("lhr"), p.live("nrt")), ("v1".into(), "v1".into()));
 }
 
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-
 /// Was (review): a signal while shipgate waited for a hung API recorded only the call in
 /// flight; the queued calls, and those of records not yet translated, were lost with the
 /// process. Every call not made is an audit record saying so.
@@ -508,7 +494,7 @@ fn an_interrupted_wait_records_every_call_not_made() {
     wait_until("the deploy's final record", || {
         p.kind("deploy").iter().any(|d| d["status"] == "success")
     });
-    unsafe { kill(child.id() as i32, 2) };
+    signal(child.id(), SIGINT);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let calls: Vec<Value> = p

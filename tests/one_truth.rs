@@ -3,29 +3,14 @@
 //! defect reproduced against the release binary before this change.
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common::code;
 use crate::common::pipeline::{exec_project, REGIONS, THREE_STAGES};
+use crate::common::process::{signal, wait_until, SIGINT, SIGKILL, SIGTERM};
 use crate::common::Project;
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-
-const SIGINT: i32 = 2;
-const SIGKILL: i32 = 9;
-const SIGTERM: i32 = 15;
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn spawn(p: &Project, args: &[&str]) -> Child {
     p.command(args)
@@ -139,8 +124,8 @@ fn githubs_cancel_ladder_leaves_a_cancelled_record_and_recover_finishes_the_job(
     wait_until("the canary runs v2", || {
         p.live("lhr") == "v2" && p.live("nrt") == "v2"
     });
-    let pid = child.id() as i32;
-    unsafe { kill(pid, SIGINT) };
+    let pid = child.id();
+    signal(pid, SIGINT);
     wait_until("the rollback starts", || {
         p.calls()
             .iter()
@@ -149,9 +134,9 @@ fn githubs_cancel_ladder_leaves_a_cancelled_record_and_recover_finishes_the_job(
             == 2
     });
     std::thread::sleep(Duration::from_millis(7500));
-    unsafe { kill(pid, SIGTERM) };
+    signal(pid, SIGTERM);
     std::thread::sleep(Duration::from_millis(2500));
-    unsafe { kill(pid, SIGKILL) };
+    signal(pid, SIGKILL);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Exited by itself (130: the first signal was SIGINT), before the SIGKILL.
@@ -223,7 +208,7 @@ fn a_deploy_killed_with_sigkill_names_every_region_whose_deploy_had_started() {
     wait_until("both canary deploys start", || {
         p.calls().iter().filter(|c| c.starts_with("deploy")).count() == 2
     });
-    unsafe { kill(child.id() as i32, SIGKILL) };
+    signal(child.id(), SIGKILL);
     let _ = child.wait_with_output();
     // The platform commands shipgate started run on and finish.
     wait_until("the canary runs v2", || {
@@ -318,7 +303,7 @@ fn a_signal_as_the_deploy_finishes_never_panics() {
                 .iter()
                 .any(|s| s["stage"] == "full" && s["status"] == "success")
         });
-        unsafe { kill(child.id() as i32, SIGINT) };
+        signal(child.id(), SIGINT);
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -3,6 +3,7 @@
 //! `SHIPGATE_NOW` (it runs on in real time from there).
 
 use crate::common::pipeline::*;
+use crate::common::process::wait_until;
 use crate::common::{code, Project, Run};
 
 /// Canary deploys any time; primary and full only Mon–Thu 09:00–16:00 London time.
@@ -442,17 +443,6 @@ fn an_override_that_requires_approval_waits_for_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(p.live("fra"), "v2");
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 /// Was (review): a line stopped while a deploy ran through its canary, or waited for an
