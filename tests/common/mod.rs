@@ -7,6 +7,7 @@ pub mod git_http;
 pub mod http;
 pub mod pipeline;
 pub mod pty;
+pub mod steps;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
