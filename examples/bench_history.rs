@@ -181,6 +181,7 @@ fn main() {
                             ..Default::default()
                         })
                         .collect(),
+                    weight: None,
                 }),
             );
             if failing {

@@ -151,6 +151,8 @@ pub struct CommandSpec {
     /// The config key that sets the program's path, named when it is missing
     /// (e.g. `target.fly.bin`).
     pub bin_key: Option<String>,
+    /// What the child reads on stdin (a manifest for `kubectl apply -f -`); `None`: null.
+    pub stdin: Option<String>,
 }
 
 impl CommandSpec {
@@ -161,6 +163,7 @@ impl CommandSpec {
             cwd: None,
             timeout,
             bin_key: None,
+            stdin: None,
         }
     }
     /// The argv, redacted and quoted for display.
@@ -305,6 +308,7 @@ fn run_from(
             .caused_by(e)
             .not_started()
         })?),
+        None if spec.stdin.is_some() => Stdio::piped(),
         None => Stdio::null(),
     };
     let mut cmd = Command::new(program);
@@ -323,6 +327,14 @@ fn run_from(
     let mut child = cmd.spawn().map_err(|e| spawn_error(spec, program, e))?;
     let pgid = child.id() as libc::pid_t;
     let _live = LiveGroup::new(pgid);
+    if let (Some(mut pipe), Some(data)) = (child.stdin.take(), spec.stdin.clone()) {
+        // Its own thread: a child that stops reading must not block the deadline below. A
+        // write error (the child exited early) shows in its exit status.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(data.as_bytes());
+        });
+    }
 
     // Bounded: a child printing faster than we log waits on its pipe instead of filling memory.
     let (tx, rx) = mpsc::sync_channel::<Chunk>(DRAIN_BATCH);

@@ -682,6 +682,42 @@ regions = ["eu"]
     specs.push(k8s.get_deployment("eu", &vars("v2"), timeout));
     specs.push(k8s.get_replicasets("eu", &vars("v2"), "app=api", timeout));
     assert_eq!(specs.len(), 10);
+    // Stepped stages: the canary's apply (manifest on stdin), the scales, the route patch.
+    let stable: serde_json::Value = serde_json::json!({"metadata": {"name": "api", "namespace": "prod"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "api"}},
+                 "template": {"metadata": {"labels": {"app": "api"}},
+                              "spec": {"containers": [{"name": "app", "image": "ghcr.io/acme/web:v1"}]}}}});
+    let route = serde_json::json!({"spec": {"rules": [{"backendRefs": [
+        {"name": "api", "port": 80, "weight": 100}, {"name": "api-canary", "port": 80, "weight": 0}]}]}});
+    let basis = shipgate::adapters::steps::StepBasis {
+        replicas: Some(4),
+        stable: Some(stable),
+        canary: Some(serde_json::Value::Null),
+        route: Some(route),
+        read: true,
+        machines: Vec::new(),
+    };
+    let stepped = |w: &str| vars("v2").with("weight", w);
+    let before = specs.len();
+    for traffic in ["", "traffic = \"gateway-api\"\nroute = \"api\""] {
+        let gk = adapter(
+            &p,
+            &p.read("pipeline.toml").replace(
+                "bin = \"/usr/bin/kubectl\"",
+                &format!("bin = \"/usr/bin/kubectl\"\n{traffic}"),
+            ),
+        );
+        for w in ["25", "100"] {
+            specs.extend(gk.step_commands("eu", &stepped(w), &basis, timeout));
+        }
+        // (a stepped rollback runs the same verbs: scale, set image, patch)
+    }
+    assert!(specs[before..]
+        .iter()
+        .any(|s| s.argv.contains(&"apply".to_string()) && s.stdin.is_some()));
+    assert!(specs[before..]
+        .iter()
+        .any(|s| s.argv.contains(&"httproute".to_string())));
     for mut spec in specs {
         spec.env
             .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));

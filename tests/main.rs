@@ -26,5 +26,6 @@ mod operator;
 mod output_neutral;
 mod policy;
 mod preflight;
+mod progressive_steps;
 mod rollback;
 mod status;

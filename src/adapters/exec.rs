@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Live, RegionResult, RunCtx};
-use crate::config::placeholder::Vars;
+use crate::config::placeholder::{Vars, WEIGHT};
 use crate::config::{AdapterKind, Config, ExecConfig};
 use crate::error::Error;
 use crate::exec::CommandSpec;
@@ -73,7 +73,10 @@ impl Exec {
         vars: &Vars,
         timeout: Duration,
     ) -> CommandSpec {
-        let vars = self.region_vars(&super::fly::rollback_vars(vars, to), region);
+        // The version returned to gets the whole region.
+        let vars = self
+            .region_vars(&super::fly::rollback_vars(vars, to), region)
+            .with(WEIGHT, "100");
         match &self.cfg.rollback {
             Some(t) => self.spec(t, "target.exec.rollback", &vars, timeout),
             None => self.spec(&self.cfg.deploy, "target.exec.deploy", &vars, timeout),
@@ -114,7 +117,10 @@ impl super::Adapter for Exec {
         regions
             .iter()
             .map(|r| {
-                let vars = self.region_vars(vars, r);
+                let mut vars = self.region_vars(vars, r);
+                if vars.get(WEIGHT).is_none() {
+                    vars.set(WEIGHT, "100");
+                }
                 self.spec(&self.cfg.deploy, "target.exec.deploy", &vars, timeout)
             })
             .collect()

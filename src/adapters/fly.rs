@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::steps::{share_of, StepBasis};
 use super::{Live, RegionResult, RunCtx};
-use crate::config::placeholder::Vars;
+use crate::config::placeholder::{Vars, WEIGHT};
 use crate::config::{AdapterKind, Config, FlyConfig};
 use crate::error::Error;
 use crate::exec::CommandSpec;
@@ -131,6 +132,40 @@ impl Fly {
         let image = super::image_for(&self.image, &vars, version);
         let vars = vars.with("image", image.clone());
         self.spec(self.deploy_argv(regions, &image, strategy, &vars), timeout)
+    }
+
+    /// A step to `weight` (< 100) percent of `region`: `flyctl deploy --only-machines a,b` for
+    /// the first `ceil(share)` of its machines (sorted ids, so each step keeps the machines
+    /// the last one updated). Without a read basis (dry run) the ids are described.
+    fn step_spec(
+        &self,
+        region: &str,
+        vars: &Vars,
+        basis: &StepBasis,
+        weight: u8,
+        timeout: Duration,
+    ) -> CommandSpec {
+        let version = vars.get("version").unwrap_or_default();
+        let vars = vars.clone().with("version", version);
+        let image = super::image_for(&self.image, &vars, version);
+        let vars = vars.with("image", image.clone());
+        let ids = if basis.read {
+            let n = share_of(basis.machines.len() as u32, weight) as usize;
+            basis.machines[..n.min(basis.machines.len())].join(",")
+        } else {
+            format!("<{weight}% of {region}'s machines>")
+        };
+        let mut argv = self.deploy_argv(
+            &[region.to_string()],
+            &image,
+            self.cfg.strategy.as_deref(),
+            &vars,
+        );
+        if let Some(at) = argv.iter().position(|a| a == "--regions") {
+            argv[at] = "--only-machines".into();
+            argv[at + 1] = ids;
+        }
+        self.spec(argv, timeout)
     }
 
     fn machines(&self, ctx: &RunCtx<'_>) -> Result<Vec<Machine>, Error> {
@@ -273,6 +308,58 @@ impl super::Adapter for Fly {
         self.deploy_and_verify(regions, version, self.cfg.strategy.as_deref(), vars, ctx)
     }
 
+    /// The region's machine ids, sorted.
+    fn step_basis(&self, region: &str, _vars: &Vars, ctx: &RunCtx<'_>) -> Result<StepBasis, Error> {
+        let mut machines: Vec<String> = self
+            .machines(ctx)?
+            .into_iter()
+            .filter(|m| m.region == region && m.counts())
+            .map(|m| m.id)
+            .collect();
+        machines.sort();
+        if machines.is_empty() {
+            return Err(Error::failed(format!(
+                "app `{}` has no machines in {region}: a stepped stage updates a share of the region's machines",
+                self.cfg.app
+            )));
+        }
+        Ok(StepBasis {
+            machines,
+            read: true,
+            ..Default::default()
+        })
+    }
+
+    fn step_commands(
+        &self,
+        region: &str,
+        vars: &Vars,
+        basis: &StepBasis,
+        timeout: Duration,
+    ) -> Vec<CommandSpec> {
+        let vars = vars.clone().with("region", region);
+        match step_weight(&vars) {
+            Some(w) if w < 100 => vec![self.step_spec(region, &vars, basis, w, timeout)],
+            _ => self.deploy_commands(&[region.to_string()], &vars, timeout),
+        }
+    }
+
+    /// A step below 100 % updates a subset; the last one is a whole deploy of the region,
+    /// judged from the machines as any deploy is.
+    fn deploy_step(&self, regions: &[String], vars: &Vars, ctx: &RunCtx<'_>) -> Vec<RegionResult> {
+        if step_weight(vars).is_none_or(|w| w >= 100) {
+            return self.deploy(regions, vars, ctx);
+        }
+        super::per_region(regions, |region| {
+            let vars = vars.clone().with("region", region);
+            let basis = self.step_basis(region, &vars, ctx)?;
+            super::run_in_order(
+                &self.step_commands(region, &vars, &basis, ctx.command_timeout),
+                ctx,
+            )
+        })
+    }
+
     fn current(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<Live, Error> {
         let machines = self.machines(ctx)?;
         Ok(region_live(&machines, region, &self.image, vars))
@@ -347,6 +434,10 @@ impl super::Adapter for Fly {
 }
 
 /// The vars of a rollback: `version` is the target, `previous_version` the version left.
+fn step_weight(vars: &Vars) -> Option<u8> {
+    vars.get(WEIGHT).and_then(|w| w.parse().ok())
+}
+
 pub(crate) fn rollback_vars(vars: &Vars, to: &str) -> Vars {
     let mut v = vars.clone();
     if let Some(from) = vars.get("version") {

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::canary;
+use super::steps::{share_of, StepBasis};
 use super::{Live, RegionResult, RunCtx};
-use crate::config::placeholder::Vars;
-use crate::config::{AdapterKind, Config, KubernetesConfig};
+use crate::config::placeholder::{Vars, WEIGHT};
+use crate::config::{AdapterKind, Config, KubernetesConfig, Traffic};
 use crate::error::Error;
 use crate::exec::CommandSpec;
 
@@ -257,6 +259,244 @@ impl Kubernetes {
     }
 }
 
+/// A stepped stage (`steps`): the canary Deployment, the stable one scaled in step (or the
+/// route's weights), and a rollback that leaves the region wholly on the stable Deployment.
+impl Kubernetes {
+    fn canary_ref(&self) -> String {
+        format!("deployment/{}", canary::canary_name(&self.cfg.deployment))
+    }
+
+    /// `scale deployment/D --replicas=N` (`<replicas>` when the dry run could not read N).
+    fn scale(
+        &self,
+        region: &str,
+        vars: &Vars,
+        target: &str,
+        n: Option<u32>,
+        timeout: Duration,
+    ) -> CommandSpec {
+        let n = n.map_or("<replicas>".to_string(), |n| n.to_string());
+        self.spec(
+            region,
+            vars,
+            &["scale", target, &format!("--replicas={n}")],
+            timeout,
+        )
+    }
+
+    /// `apply -f -` with the canary manifest on stdin.
+    fn apply_canary(
+        &self,
+        region: &str,
+        vars: &Vars,
+        basis: &StepBasis,
+        replicas: Option<u32>,
+        timeout: Duration,
+    ) -> CommandSpec {
+        let version = vars.get("version").unwrap_or_default();
+        let image = super::image_for(&self.image, vars, version);
+        let mut spec = self.spec(region, vars, &["apply", "-f", "-"], timeout);
+        spec.stdin = basis.stable.as_ref().and_then(|stable| {
+            canary::manifest(
+                stable,
+                &self.cfg.deployment,
+                &self.cfg.container,
+                &image,
+                replicas.unwrap_or(1),
+                &cause("deploy", version, vars),
+            )
+            .ok()
+        });
+        spec
+    }
+
+    /// `patch httproute R --type=json -p PATCH` giving the canary `weight` percent.
+    fn weigh_route(
+        &self,
+        region: &str,
+        vars: &Vars,
+        basis: &StepBasis,
+        weight: u8,
+        timeout: Duration,
+    ) -> CommandSpec {
+        let route = self.cfg.route.clone().unwrap_or_default();
+        let stable = &self.cfg.service;
+        let patch = basis
+            .route
+            .as_ref()
+            .and_then(|r| canary::route_patch(r, stable, &canary::canary_name(stable), weight).ok())
+            .unwrap_or_else(|| {
+                format!(
+                    "<weights: {stable} {}, {stable}-canary {weight}>",
+                    100 - weight
+                )
+            });
+        self.spec(
+            region,
+            vars,
+            &["patch", "httproute", &route, "--type=json", "-p", &patch],
+            timeout,
+        )
+    }
+
+    /// `get KIND NAME -o json`, `None` when it does not exist.
+    fn read_object(
+        &self,
+        region: &str,
+        vars: &Vars,
+        kind: &str,
+        name: &str,
+        ctx: &RunCtx<'_>,
+    ) -> Result<Option<Value>, Error> {
+        let spec = self.spec(
+            region,
+            vars,
+            &["get", kind, name, "-o", "json"],
+            ctx.command_timeout,
+        );
+        let out = super::run_data(&spec, ctx)?;
+        if !out.success() {
+            if is_not_found(&out.stderr_tail) {
+                return Ok(None);
+            }
+            return Err(crate::exec::failure(&spec, &out));
+        }
+        super::json_document(&out.stdout).map(Some).map_err(|e| {
+            Error::failed(format!("cannot read the output of `{}`", spec.display()))
+                .unreadable()
+                .caused_by(e)
+        })
+    }
+
+    /// The replicas the region serves with: the stable's plus the canary's in `replicas`
+    /// mode (the stable was scaled down by them), the stable's with a route.
+    fn total(&self, basis: &StepBasis) -> Option<u32> {
+        basis.replicas
+    }
+
+    /// The commands of a step to `weight` (< 100) percent.
+    fn canary_step(
+        &self,
+        region: &str,
+        vars: &Vars,
+        basis: &StepBasis,
+        weight: u8,
+        timeout: Duration,
+    ) -> Vec<CommandSpec> {
+        let total = self.total(basis);
+        let canary = self.canary_ref();
+        match self.cfg.traffic {
+            Traffic::Replicas => {
+                let share = total.map(|n| share_of(n, weight));
+                vec![
+                    self.apply_canary(region, vars, basis, share, timeout),
+                    self.scale(
+                        region,
+                        vars,
+                        &self.deployment_ref(),
+                        total.zip(share).map(|(n, s)| n.saturating_sub(s)),
+                        timeout,
+                    ),
+                    self.rollout_status_of(region, vars, &canary, timeout),
+                ]
+            }
+            Traffic::GatewayApi => vec![
+                self.apply_canary(region, vars, basis, total, timeout),
+                self.rollout_status_of(region, vars, &canary, timeout),
+                self.weigh_route(region, vars, basis, weight, timeout),
+            ],
+        }
+    }
+
+    /// The last step: the stable Deployment gets the new image (and its replicas back), then
+    /// the canary goes to 0.
+    fn promote(
+        &self,
+        region: &str,
+        vars: &Vars,
+        basis: &StepBasis,
+        timeout: Duration,
+    ) -> Vec<CommandSpec> {
+        let version = vars.get("version").unwrap_or_default();
+        let mut cmds = self.set_image_commands(
+            region,
+            version,
+            &cause("deploy", version, vars),
+            vars,
+            timeout,
+        );
+        let status = cmds.pop().expect("set image ends with its rollout status");
+        if self.cfg.traffic == Traffic::Replicas {
+            cmds.push(self.scale(
+                region,
+                vars,
+                &self.deployment_ref(),
+                self.total(basis),
+                timeout,
+            ));
+        }
+        cmds.push(status);
+        if self.cfg.traffic == Traffic::GatewayApi {
+            cmds.push(self.weigh_route(region, vars, basis, 0, timeout));
+        }
+        if basis.canary.is_some() || !basis.read {
+            cmds.push(self.scale(region, vars, &self.canary_ref(), Some(0), timeout));
+        }
+        cmds
+    }
+
+    /// A stepped region's rollback: the stable Deployment serves it all again on `to`.
+    fn stepped_rollback(
+        &self,
+        region: &str,
+        to: Option<&str>,
+        vars: &Vars,
+        basis: &StepBasis,
+        timeout: Duration,
+    ) -> Vec<CommandSpec> {
+        let mut cmds = Vec::new();
+        if self.cfg.traffic == Traffic::Replicas {
+            cmds.push(self.scale(
+                region,
+                vars,
+                &self.deployment_ref(),
+                self.total(basis),
+                timeout,
+            ));
+        }
+        cmds.extend(self.rollback_region_commands(region, to, vars, timeout));
+        if self.cfg.traffic == Traffic::GatewayApi {
+            cmds.push(self.weigh_route(region, vars, basis, 0, timeout));
+        }
+        if basis.canary.is_some() || !basis.read {
+            cmds.push(self.scale(region, vars, &self.canary_ref(), Some(0), timeout));
+        }
+        cmds
+    }
+
+    /// `rollout status TARGET --timeout=Ns`.
+    fn rollout_status_of(
+        &self,
+        region: &str,
+        vars: &Vars,
+        target: &str,
+        timeout: Duration,
+    ) -> CommandSpec {
+        let wait = timeout.saturating_sub(ROLLOUT_MARGIN).as_secs().max(1);
+        self.spec(
+            region,
+            vars,
+            &["rollout", "status", target, &format!("--timeout={wait}s")],
+            timeout,
+        )
+    }
+}
+
+/// Whether the caller runs a stepped stage (its vars carry the step's `{weight}`).
+fn stepped(vars: &Vars) -> bool {
+    vars.get(WEIGHT).is_some()
+}
+
 /// The change-cause shipgate records: `shipgate deploy v2 (01J…)`.
 fn cause(what: &str, version: &str, vars: &Vars) -> String {
     match vars.get("deploy_id").filter(|d| !d.is_empty()) {
@@ -265,17 +505,7 @@ fn cause(what: &str, version: &str, vars: &Vars) -> String {
     }
 }
 
-/// Runs `specs` in order, stopping at the first failure. Only a first command that never
-/// started leaves the region unchanged; once one has run, a later one that cannot start does not.
-fn run_all(specs: &[CommandSpec], ctx: &RunCtx<'_>) -> Result<(), Error> {
-    for (i, spec) in specs.iter().enumerate() {
-        super::run_checked(spec, ctx).map_err(|mut e| {
-            e.not_started &= i == 0;
-            e
-        })?;
-    }
-    Ok(())
-}
+use super::run_in_order as run_all;
 
 impl super::Adapter for Kubernetes {
     fn kind(&self) -> AdapterKind {
@@ -352,7 +582,13 @@ impl super::Adapter for Kubernetes {
         ctx: &RunCtx<'_>,
     ) -> Vec<RegionResult> {
         super::per_region(regions, |region| {
-            let cmds = self.rollback_region_commands(region, to_version, vars, ctx.command_timeout);
+            let cmds = if stepped(vars) {
+                let rvars = Self::region_vars(vars, region);
+                let basis = super::Adapter::step_basis(self, region, &rvars, ctx)?;
+                self.stepped_rollback(region, to_version, vars, &basis, ctx.command_timeout)
+            } else {
+                self.rollback_region_commands(region, to_version, vars, ctx.command_timeout)
+            };
             run_all(&cmds, ctx)
         })
     }
@@ -366,8 +602,63 @@ impl super::Adapter for Kubernetes {
     ) -> Vec<CommandSpec> {
         regions
             .iter()
-            .flat_map(|r| self.rollback_region_commands(r, to_version, vars, timeout))
+            .flat_map(|r| match stepped(vars) {
+                true => self.stepped_rollback(r, to_version, vars, &StepBasis::default(), timeout),
+                false => self.rollback_region_commands(r, to_version, vars, timeout),
+            })
             .collect()
+    }
+
+    /// The stable and canary Deployments (and the route), read before each step.
+    fn step_basis(&self, region: &str, vars: &Vars, ctx: &RunCtx<'_>) -> Result<StepBasis, Error> {
+        let vars = Self::region_vars(vars, region);
+        let stable = self
+            .read_object(region, &vars, "deployment", &self.cfg.deployment, ctx)?
+            .ok_or_else(|| {
+                Error::failed(format!(
+                    "deployment `{}` does not exist in {region}: a stepped stage starts from a running stable deployment",
+                    self.cfg.deployment
+                ))
+            })?;
+        let canary_name = canary::canary_name(&self.cfg.deployment);
+        let canary = self.read_object(region, &vars, "deployment", &canary_name, ctx)?;
+        let route = match (&self.cfg.traffic, &self.cfg.route) {
+            (Traffic::GatewayApi, Some(r)) => Some(
+                self.read_object(region, &vars, "httproute", r, ctx)?
+                    .ok_or_else(|| {
+                        Error::failed(format!("httproute `{r}` does not exist in {region}"))
+                    })?,
+            ),
+            _ => None,
+        };
+        let replicas = match self.cfg.traffic {
+            Traffic::Replicas => {
+                canary::replicas(Some(&stable)) + canary::replicas(canary.as_ref())
+            }
+            Traffic::GatewayApi => canary::replicas(Some(&stable)),
+        };
+        Ok(StepBasis {
+            replicas: Some(replicas),
+            stable: Some(stable),
+            canary,
+            route,
+            read: true,
+            machines: Vec::new(),
+        })
+    }
+
+    fn step_commands(
+        &self,
+        region: &str,
+        vars: &Vars,
+        basis: &StepBasis,
+        timeout: Duration,
+    ) -> Vec<CommandSpec> {
+        let vars = Self::region_vars(vars, region);
+        match vars.get(WEIGHT).and_then(|w| w.parse::<u8>().ok()) {
+            Some(w) if w < 100 => self.canary_step(region, &vars, basis, w, timeout),
+            _ => self.promote(region, &vars, basis, timeout),
+        }
     }
 
     fn programs(&self) -> Vec<super::Program> {

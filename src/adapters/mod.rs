@@ -1,9 +1,11 @@
 //! Platform adapters: fly, kubernetes and exec. Each builds argv as data (pure, unit-tested on
 //! exact argv) and parses the platform's answers (pure); the executor runs them.
 
+pub mod canary;
 pub mod exec;
 pub mod fly;
 pub mod kubernetes;
+pub mod steps;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -175,6 +177,41 @@ pub trait Adapter: Send + Sync {
     /// run, for the preflight check.
     fn programs(&self) -> Vec<Program>;
 
+    /// Reads what a step in `region` is computed from (kubernetes: the replicas, the stable
+    /// Deployment; fly: the machines). Nothing for adapters whose steps need nothing.
+    fn step_basis(
+        &self,
+        _region: &str,
+        _vars: &Vars,
+        _ctx: &RunCtx<'_>,
+    ) -> Result<steps::StepBasis, Error> {
+        Ok(steps::StepBasis::default())
+    }
+
+    /// The exact commands of one step of a stepped stage in `region`: `vars["weight"]` is the
+    /// new version's share. By default the deploy commands (exec renders `{weight}`).
+    fn step_commands(
+        &self,
+        region: &str,
+        vars: &Vars,
+        _basis: &steps::StepBasis,
+        timeout: Duration,
+    ) -> Vec<CommandSpec> {
+        self.deploy_commands(&[region.to_string()], vars, timeout)
+    }
+
+    /// Runs one step in each of `regions`: reads its basis, then its commands in order.
+    fn deploy_step(&self, regions: &[String], vars: &Vars, ctx: &RunCtx<'_>) -> Vec<RegionResult> {
+        per_region(regions, |region| {
+            let vars = vars.clone().with("region", region);
+            let basis = self.step_basis(region, &vars, ctx)?;
+            run_in_order(
+                &self.step_commands(region, &vars, &basis, ctx.command_timeout),
+                ctx,
+            )
+        })
+    }
+
     /// Versions the platform remembers for `region`, newest first (`flyctl releases`,
     /// `kubectl rollout history`), for rollback when history has none. Empty when it keeps none.
     fn release_history(
@@ -273,6 +310,18 @@ fn in_ctx(spec: &CommandSpec, ctx: &RunCtx<'_>) -> CommandSpec {
         spec.cwd = Some(ctx.cwd.clone());
     }
     spec
+}
+
+/// Runs `specs` in order, stopping at the first failure. Only a first command that never
+/// started leaves the region unchanged; once one has run, a later one that cannot start does not.
+pub(crate) fn run_in_order(specs: &[CommandSpec], ctx: &RunCtx<'_>) -> Result<(), Error> {
+    for (i, spec) in specs.iter().enumerate() {
+        run_checked(spec, ctx).map_err(|mut e| {
+            e.not_started &= i == 0;
+            e
+        })?;
+    }
+    Ok(())
 }
 
 /// A copy of an error, for reporting one failure against every region it concerns.

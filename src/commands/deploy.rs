@@ -186,7 +186,16 @@ fn dry_run(
     } else {
         Default::default()
     };
+    let bases = if missing.is_empty() && stages.iter().any(|s| s.stepped()) {
+        super::with_reader_engine(config, adapter, deploy_id, version, output, |engine| {
+            Ok(engine.step_bases(stages, &mut |w| warnings.push(w.to_string())))
+        })
+        .unwrap_or_default()
+    } else {
+        Default::default()
+    };
     let mut p = plan::dry_run(config, adapter, stages, version, deploy_id, &previous);
+    plan::add_steps(&mut p, config, adapter, stages, &bases);
     // A plan is still shown without them (it is a preview); the deploy itself refuses.
     p.missing_programs = missing.iter().map(preflight::Missing::describe).collect();
     p.warnings = warnings.clone();

@@ -298,7 +298,14 @@ fn entry(r: &Value, last_trip: Option<&Value>) -> Option<Entry> {
             status => format!("deploy {status}: {}", s(r, "reason")),
         },
         "stage" => match s(r, "status") {
-            "started" => format!("stage {}: deploying {}", s(r, "stage"), list(&r["regions"])),
+            "started" => match r["weight"].as_u64() {
+                Some(w) => format!(
+                    "stage {}: step to {w}% of {}",
+                    s(r, "stage"),
+                    list(&r["regions"])
+                ),
+                None => format!("stage {}: deploying {}", s(r, "stage"), list(&r["regions"])),
+            },
             status => {
                 let mut t = format!("stage {} {status}", s(r, "stage"));
                 if let Some(detail) = r["regions_detail"].as_object() {

@@ -310,7 +310,8 @@ fn needs_attention(rows: &[RegionRow], deploy_running: bool) -> Vec<String> {
                     may.as_ref().map(|v| format!("may run {v}")).unwrap_or(runs)
                 ),
                 (_, Some(v)) => format!(
-                    "a deploy of {v} was interrupted after its deploy command started there; it may run {v}"
+                    "a deploy of {v} was interrupted after its deploy command started there; it may run {v}{}",
+                    rec.weight.map(|w| format!(" on {w}% of it (a step)")).unwrap_or_default()
                 ),
                 _ => format!("it {runs}"),
             };

@@ -347,6 +347,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the gates watch each step of a stepped stage when `step_pause` is not given.
+pub const DEFAULT_STEP_PAUSE: Duration = Duration::from_secs(60);
 const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
 /// The longest any duration in the file may be. Nothing shipgate waits for should take longer
 /// than a day (a GitHub Actions job is stopped after 6h); a longer value is a typo, and a huge
@@ -764,6 +766,14 @@ impl Checker {
                 stage_gates.push(g.get_ref().clone());
             }
             let diags_before = self.diags.len();
+            let steps = self.steps(rs, &name);
+            if let (Some(p), None) = (&rs.step_pause, &rs.steps) {
+                self.error(
+                    p.span(),
+                    format!("stage `{name}` has `step_pause` but no `steps`"),
+                    Some("add steps = [5, 25, 50, 100], or remove step_pause".into()),
+                );
+            }
             stages.push(Stage {
                 name,
                 regions,
@@ -788,13 +798,17 @@ impl Checker {
                 ) as usize,
                 verify_rollback: rs.verify_rollback.unwrap_or(defaults.verify_rollback),
                 approval: rs.approval.as_ref().map(|a| self.approval(a)),
+                steps,
+                step_pause: self.timeout(&rs.step_pause, "step_pause", DEFAULT_STEP_PAUSE),
             });
             // The stage timeout covers the deploy, the gates and the bake: a bake as long as the
             // timeout can only end in a timed-out stage (and a rollback).
             // (Only when both durations were read: a bad one is reported already, and its
             // fallback must not be quoted as if it were the file's.)
             if let Some(st) = stages.last().filter(|st| {
-                self.diags.len() == diags_before && st.bake >= st.timeout && !st.timeout.is_zero()
+                self.diags.len() == diags_before
+                    && st.bake + steps_pause(st) >= st.timeout
+                    && !st.timeout.is_zero()
             }) {
                 let span = rs
                     .bake
@@ -802,12 +816,23 @@ impl Checker {
                     .or(rs.timeout.as_ref())
                     .map(|v| v.span())
                     .unwrap_or_else(|| stage.span());
-                let msg = format!(
-                    "stage `{}` bakes for {} but times out after {}: it can never succeed",
-                    st.name,
-                    humantime::format_duration(st.bake),
-                    humantime::format_duration(st.timeout)
-                );
+                let msg = if st.stepped() {
+                    format!(
+                        "stage `{}` pauses {} at each of its {} steps before 100 % and bakes for {}, but times out after {}: it can never succeed",
+                        st.name,
+                        humantime::format_duration(st.step_pause),
+                        st.steps.len() - 1,
+                        humantime::format_duration(st.bake),
+                        humantime::format_duration(st.timeout)
+                    )
+                } else {
+                    format!(
+                        "stage `{}` bakes for {} but times out after {}: it can never succeed",
+                        st.name,
+                        humantime::format_duration(st.bake),
+                        humantime::format_duration(st.timeout)
+                    )
+                };
                 self.error(
                     span,
                     msg,
@@ -912,6 +937,67 @@ impl Checker {
             policy,
             approvals,
         })
+    }
+
+    /// A stage's `steps`: whole percentages in 1..=100, strictly increasing, the last 100.
+    fn steps(&mut self, rs: &RawStage, stage: &str) -> Vec<u8> {
+        let Some(list) = &rs.steps else {
+            return Vec::new();
+        };
+        let hint = || {
+            Some(
+                "e.g. steps = [5, 25, 50, 100]: the new version's share in percent, rising to 100"
+                    .to_string(),
+            )
+        };
+        if list.get_ref().is_empty() {
+            self.error(
+                list.span(),
+                format!("stage `{stage}` has empty `steps`"),
+                hint(),
+            );
+            return Vec::new();
+        }
+        let before = self.diags.len();
+        let mut steps = Vec::new();
+        for n in list.get_ref() {
+            let v = *n.get_ref();
+            if !(1..=100).contains(&v) {
+                self.error(
+                    n.span(),
+                    format!("step `{v}` is not a percentage between 1 and 100"),
+                    hint(),
+                );
+            } else if steps.last().is_some_and(|&last: &u8| i64::from(last) >= v) {
+                self.error(
+                    n.span(),
+                    format!(
+                        "step `{v}` does not rise above the step before it ({})",
+                        steps.last().copied().unwrap_or_default()
+                    ),
+                    Some("steps must be strictly increasing, e.g. [5, 25, 50, 100]".into()),
+                );
+            } else {
+                steps.push(v as u8);
+            }
+        }
+        if self.diags.len() == before && steps.last() != Some(&100) {
+            let last = list
+                .get_ref()
+                .last()
+                .map(|n| n.span())
+                .unwrap_or(list.span());
+            self.error(
+                last,
+                format!("the last step of stage `{stage}` must be 100"),
+                Some("a stepped stage ends with the new version on every instance: end steps with 100".into()),
+            );
+        }
+        if self.diags.len() == before {
+            steps
+        } else {
+            Vec::new()
+        }
     }
 
     /// A stage's `approval = { … }`.
@@ -1068,12 +1154,49 @@ impl Checker {
                 namespace: rk.namespace.as_ref().map(|n| self.template(n, deploy_vars)),
                 context: rk.context.as_ref().map(|c| self.template(c, deploy_vars)),
                 bin: rk.bin.as_ref().map(|b| b.get_ref().clone()),
+                traffic: self.choice(
+                    &rk.traffic,
+                    "traffic",
+                    &[
+                        ("replicas", Traffic::Replicas),
+                        ("gateway-api", Traffic::GatewayApi),
+                    ],
+                    Traffic::Replicas,
+                ),
+                route: rk.route.as_ref().map(|r| r.get_ref().clone()),
+                service: rk
+                    .service
+                    .as_ref()
+                    .or(rk.deployment.as_ref())
+                    .map(|s| s.get_ref().clone())
+                    .unwrap_or_default(),
             }
         });
+        if let Some((k, kc)) = rt.kubernetes.as_ref().zip(kubernetes.as_ref()) {
+            let rk = k.get_ref();
+            match (kc.traffic, &rk.route) {
+                (Traffic::GatewayApi, None) => self.error(
+                    rk.traffic.as_ref().map(|t| t.span()).unwrap_or(k.span()),
+                    "`traffic = \"gateway-api\"` needs `route`",
+                    Some("add route = \"<the HTTPRoute's name>\" to [target.kubernetes]".into()),
+                ),
+                (Traffic::Replicas, Some(r)) => self.error(
+                    r.span(),
+                    "`route` is only used with `traffic = \"gateway-api\"`",
+                    Some("add traffic = \"gateway-api\", or remove route".into()),
+                ),
+                _ => {}
+            }
+        }
+        let with_weight: Vec<&str> = deploy_vars
+            .iter()
+            .copied()
+            .chain([placeholder::WEIGHT])
+            .collect();
         let exec = rt.exec.as_ref().map(|e| {
             let re = e.get_ref();
             let deploy = match &re.deploy {
-                Some(d) => self.argv(d, "target.exec.deploy", deploy_vars),
+                Some(d) => self.argv(d, "target.exec.deploy", &with_weight),
                 None => {
                     self.error(
                         e.span(),
@@ -1092,7 +1215,7 @@ impl Checker {
                 rollback: re
                     .rollback
                     .as_ref()
-                    .map(|r| self.argv(r, "target.exec.rollback", deploy_vars)),
+                    .map(|r| self.argv(r, "target.exec.rollback", &with_weight)),
             }
         });
         match adapter {
@@ -1701,6 +1824,11 @@ impl Checker {
                 .unwrap_or_else(|| "shipgate".into()),
         }
     }
+}
+
+/// The time a stepped stage spends in its steps before the last one.
+fn steps_pause(st: &Stage) -> Duration {
+    st.step_pause * st.steps.len().saturating_sub(1) as u32
 }
 
 fn braces(names: &[&str]) -> String {

@@ -165,6 +165,25 @@ pub struct KubernetesConfig {
     pub context: Option<String>,
     /// The kubectl binary; `None` looks up `kubectl` on PATH.
     pub bin: Option<String>,
+    /// How a stepped stage shifts traffic to the canary.
+    pub traffic: Traffic,
+    /// `traffic = "gateway-api"`: the HTTPRoute whose `backendRefs[].weight` is set.
+    pub route: Option<String>,
+    /// The stable Service the route sends to (default: the deployment's name); the canary's is
+    /// `<service>-canary`.
+    pub service: String,
+}
+
+/// How a stepped stage gives the new version its share (kubernetes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Traffic {
+    /// The share of replicas: the canary Deployment runs ceil(share × replicas), the stable one
+    /// the rest; one Service selects both.
+    #[default]
+    Replicas,
+    /// Gateway API: the HTTPRoute's weights send the share to the canary Service.
+    GatewayApi,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -245,6 +264,19 @@ pub struct Stage {
     pub verify_rollback: bool,
     /// The stage waits for this approval before it deploys.
     pub approval: Option<Approval>,
+    /// The new version's share (percent) at each step, strictly increasing, ending at 100;
+    /// empty: one step to 100 % (no canary).
+    pub steps: Vec<u8>,
+    /// How long the gates watch each step before the next (the last step bakes for `bake`).
+    #[serde(with = "humantime_serde")]
+    pub step_pause: Duration,
+}
+
+impl Stage {
+    /// Whether the stage shifts the new version in steps.
+    pub fn stepped(&self) -> bool {
+        !self.steps.is_empty()
+    }
 }
 
 /// A stage's `approval`: how many distinct people must approve, and for how long the deploy

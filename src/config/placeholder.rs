@@ -17,6 +17,10 @@ pub const NAMES: &[&str] = &[
     "deploy_id",
 ];
 
+/// `{weight}`: the share (percent) of the region that `{version}` is to get, in the exec
+/// adapter's deploy and rollback commands: the step's share in a stepped stage, else 100.
+pub const WEIGHT: &str = "weight";
+
 /// A piece of a parsed template.
 #[derive(Debug, PartialEq, Eq)]
 enum Piece<'a> {
@@ -96,7 +100,10 @@ impl Vars {
 
     /// Sets a placeholder. Unknown names are a programming error.
     pub fn set(&mut self, name: &'static str, value: impl Into<String>) -> &mut Self {
-        debug_assert!(NAMES.contains(&name), "unknown placeholder {name}");
+        debug_assert!(
+            NAMES.contains(&name) || name == WEIGHT,
+            "unknown placeholder {name}"
+        );
         self.values.insert(name, value.into());
         self
     }

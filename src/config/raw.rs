@@ -94,6 +94,9 @@ pub struct RawKubernetes {
     pub namespace: Option<S>,
     pub context: Option<S>,
     pub bin: Option<S>,
+    pub traffic: Option<S>,
+    pub route: Option<S>,
+    pub service: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +141,8 @@ pub struct RawStage {
     pub max_parallel: Option<Spanned<i64>>,
     pub verify_rollback: Option<bool>,
     pub approval: Option<Spanned<RawApproval>>,
+    pub steps: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub step_pause: Option<S>,
 }
 
 /// `approval = { required, timeout, remind_every, on_timeout }` on a `[[stage]]`.

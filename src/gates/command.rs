@@ -29,6 +29,7 @@ pub fn probe(
         cwd: Some(ctx.cwd.clone()),
         timeout,
         bin_key: None,
+        stdin: None,
     };
     let out = match exec::run(&spec, ctx.cancel, None) {
         Ok(out) => out,

@@ -91,6 +91,8 @@ struct GateView {
 #[derive(Debug)]
 struct RegionState {
     ready_at: Instant,
+    /// How long after `ready_at` it bakes (a step of a stepped stage pauses for its own time).
+    bake: Duration,
     /// Parallel to `StageWatch::gates`.
     views: Vec<GateView>,
     /// The gate that tripped and its detail.
@@ -134,6 +136,12 @@ impl StageWatch {
     /// The region's deploy finished at `at`: its gates start (after each gate's `delay`).
     /// Calling it again for a ready region changes nothing.
     pub fn region_ready(&mut self, region: &str, at: Instant) {
+        self.region_ready_for(region, at, self.bake);
+    }
+
+    /// Like [`StageWatch::region_ready`], baking for `bake` instead of the stage's (a step of a
+    /// stepped stage watches for its `step_pause`).
+    pub fn region_ready_for(&mut self, region: &str, at: Instant, bake: Duration) {
         if self.states.contains_key(region) {
             return;
         }
@@ -144,6 +152,7 @@ impl StageWatch {
             region.to_string(),
             RegionState {
                 ready_at: at,
+                bake,
                 views: self.gates.iter().map(|_| GateView::default()).collect(),
                 tripped: None,
             },
@@ -157,6 +166,13 @@ impl StageWatch {
                 slot.next_due = Some(slot.next_due.map_or(start, |d| d.min(start)));
             }
         }
+    }
+
+    /// The region moves on to its next step: it is not ready until that step's change is made,
+    /// and then starts over (every gate must pass again; failure counts start at zero). A
+    /// probe in flight now says nothing about the next step (it started before it).
+    pub fn restart(&mut self, region: &str) {
+        self.states.remove(region);
     }
 
     /// Whether a key still has a region to serve: its ready, untripped region, or for a shared
@@ -202,7 +218,7 @@ impl StageWatch {
             .states
             .values()
             .filter(|s| s.tripped.is_none())
-            .map(|s| s.ready_at + self.bake)
+            .map(|s| s.ready_at + s.bake)
             .filter(|end| *end > now);
         probes.chain(bakes).min()
     }
@@ -271,7 +287,7 @@ impl StageWatch {
             .filter(|(_, v)| v.consecutive_failures > 0)
             .map(|(g, v)| (g.name.clone(), v.consecutive_failures, g.trip_after()))
             .collect();
-        let baking = now < state.ready_at + self.bake;
+        let baking = now < state.ready_at + state.bake;
         if passed == self.gates.len() && failing.is_empty() && !baking {
             RegionVerdict::Healthy
         } else {

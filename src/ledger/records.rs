@@ -343,6 +343,10 @@ pub struct StageRecord {
     /// Platform commands run since the previous record that carries them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<CommandRun>,
+    /// A `started` record of a stepped stage: the new version's share (percent) this step
+    /// gives its regions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -553,6 +557,9 @@ pub struct RegionStatus {
     /// version (until the deploy's stage record, `recover` or a later deploy settles it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub may_run: Option<String>,
+    /// A stepped stage in progress: the share (percent) of the region `may_run` has reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
 }
 
 impl RegionStatus {

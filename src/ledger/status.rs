@@ -90,6 +90,7 @@ fn apply_deploy(status: &mut StatusFile, d: &DeployRecord, ts: &str) {
                 entry.version = target.clone();
                 entry.status = RegionState::RolledBack;
                 entry.may_run = None;
+                entry.weight = None;
             }
             _ => {
                 entry.version = UNKNOWN_VERSION.into();
@@ -99,6 +100,7 @@ fn apply_deploy(status: &mut StatusFile, d: &DeployRecord, ts: &str) {
                     RegionState::RollbackFailed
                 };
                 entry.may_run = Some(d.version.clone());
+                entry.weight = None;
             }
         }
     }
@@ -121,9 +123,11 @@ fn apply_stage(status: &mut StatusFile, s: &StageRecord, ts: &str) {
         if s.status == StageStatus::Started {
             // Its deploy command is about to run: it may run the new version from now on.
             entry.may_run = Some(s.version.clone());
+            entry.weight = s.weight;
             continue;
         }
         entry.may_run = None;
+        entry.weight = None;
         entry.status = detail.status;
         entry.deploy_id = s.deploy_id.clone();
         entry.deployed_at = at.clone();
@@ -159,6 +163,7 @@ fn apply_rollback(status: &mut StatusFile, rb: &RollbackRecord, ts: &str) {
         entry.status = state;
         entry.version = version.unwrap_or_else(|| UNKNOWN_VERSION.into());
         entry.may_run = None;
+        entry.weight = None;
         entry.deploy_id = rb.deploy_id.clone();
         entry.deployed_at = at.clone();
         entry.actor = rb.actor.clone();

@@ -505,6 +505,7 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             duration_seconds: Some(t0.elapsed().as_secs_f64()),
             regions_detail: detail,
             commands: Vec::new(),
+            weight: None,
         }));
         // Recorded as failed (SPEC §4 has no cancelled stage), but said as what it was.
         let said = if cancelled {

@@ -56,6 +56,11 @@ pub fn vars(
         .set("deploy_id", deploy_id);
     if let Some(s) = stage {
         vars.set("stage", s);
+        // A stepped stage's commands know it by `{weight}`: 100 unless a step says less (a
+        // rollback gives the version returned to the whole region).
+        if config.stage(s).is_some_and(|st| st.stepped()) {
+            vars.set(crate::config::placeholder::WEIGHT, "100");
+        }
     }
     if let Some(r) = region {
         vars.set("region", r);
@@ -160,6 +165,33 @@ impl Engine<'_> {
 
     /// Reads what runs in each region now, in parallel. Regions whose read fails are returned
     /// with their error.
+    /// What each region of a stepped stage's steps are computed from (for the dry run's exact
+    /// argv); a region that cannot be read is left out, with a warning.
+    pub fn step_bases(
+        &self,
+        stages: &[&crate::config::Stage],
+        warn: &mut dyn FnMut(&str),
+    ) -> BTreeMap<String, crate::adapters::steps::StepBasis> {
+        let on_line = |_: crate::exec::Stream, _: &str| {};
+        let mut bases = BTreeMap::new();
+        for stage in stages.iter().filter(|s| s.stepped()) {
+            for r in &stage.regions {
+                let vars = self.vars(Some(&stage.name), Some(r), &self.version, None);
+                let ctx = self.ctx(&self.signals.work, stage.command_timeout, &on_line);
+                match self.adapter.step_basis(r, &vars, &ctx) {
+                    Ok(b) => {
+                        bases.insert(r.clone(), b);
+                    }
+                    Err(e) => warn(&format!(
+                        "cannot read what the steps in {r} start from ({}): shown with placeholders",
+                        first_line(&e.to_string())
+                    )),
+                }
+            }
+        }
+        bases
+    }
+
     pub fn capture(
         &self,
         regions: &[String],

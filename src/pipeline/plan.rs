@@ -186,10 +186,69 @@ pub struct DryRunStage {
     pub max_parallel: usize,
     /// Each deploy command's argv.
     pub commands: Vec<Vec<String>>,
+    /// A stepped stage: each step's share and commands (`commands` is then empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<DryRunStep>,
     /// The commands a failure of this stage would run (its `on_failure` policy), from the
     /// same planner as the real rollback; `<previous>` where no target is known.
     pub rollback_commands: Vec<Vec<String>>,
     pub gates: Vec<DryRunGate>,
+}
+
+/// One step of a stepped stage in the dry run.
+#[derive(Debug, serde::Serialize)]
+pub struct DryRunStep {
+    /// The new version's share, percent.
+    pub weight: u8,
+    /// How long its gates watch before the next step (the last: the bake).
+    pub pause: String,
+    /// Each region's commands for this step, in order.
+    pub commands: Vec<Vec<String>>,
+}
+
+/// Replaces the deploy commands of each stepped stage by its steps: every region's exact argv
+/// at every share, computed from `bases` (what the platform said; placeholders where it could
+/// not be read).
+pub fn add_steps(
+    plan: &mut DryRun,
+    config: &Config,
+    adapter: &dyn crate::adapters::Adapter,
+    stages: &[&crate::config::Stage],
+    bases: &BTreeMap<String, crate::adapters::steps::StepBasis>,
+) {
+    for (st, stage) in plan.stages.iter_mut().zip(stages) {
+        if !stage.stepped() {
+            continue;
+        }
+        st.commands.clear();
+        for (i, weight) in stage.steps.iter().enumerate() {
+            let mut commands = Vec::new();
+            for r in &stage.regions {
+                let vars = super::engine::vars(
+                    config,
+                    &plan.deploy_id,
+                    Some(&stage.name),
+                    Some(r),
+                    &plan.version,
+                    Some("<previous>"),
+                )
+                .with(crate::config::placeholder::WEIGHT, weight.to_string());
+                let mut basis = bases.get(r).cloned().unwrap_or_default();
+                if i > 0 {
+                    basis = basis.after_first_step();
+                }
+                for c in adapter.step_commands(r, &vars, &basis, stage.command_timeout) {
+                    commands.push(c.argv.iter().map(|a| crate::redact::redact(a)).collect());
+                }
+            }
+            let last = i + 1 == stage.steps.len();
+            st.steps.push(DryRunStep {
+                weight: *weight,
+                pause: human(if last { stage.bake } else { stage.step_pause }),
+                commands,
+            });
+        }
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -382,6 +441,7 @@ pub fn dry_run(
                 bake: human(stage.bake),
                 max_parallel: stage.max_parallel,
                 commands,
+                steps: Vec::new(),
                 rollback_commands,
                 gates,
             }
@@ -432,6 +492,24 @@ pub fn render_dry_run(p: &DryRun, output: &Output) -> String {
         .ok();
         for c in &st.commands {
             writeln!(s, "    $ {}", crate::redact::display_argv(c)).ok();
+        }
+        for (i, step) in st.steps.iter().enumerate() {
+            let watch = if i + 1 == st.steps.len() {
+                format!("then bakes {}", step.pause)
+            } else {
+                format!("gates watch {}", step.pause)
+            };
+            writeln!(
+                s,
+                "    step {}/{}: {}% ({watch})",
+                i + 1,
+                st.steps.len(),
+                step.weight
+            )
+            .ok();
+            for c in &step.commands {
+                writeln!(s, "      $ {}", crate::redact::display_argv(c)).ok();
+            }
         }
         for c in &st.rollback_commands {
             writeln!(s, "    on failure: $ {}", crate::redact::display_argv(c)).ok();

@@ -161,8 +161,11 @@ struct StageRun<'r, 'e> {
     gates: Vec<Gate>,
     watch: StageWatch,
     outcomes: BTreeMap<String, RegionOutcome>,
-    /// Deploy batches not started yet, and how many may run at once.
-    pending: VecDeque<Vec<String>>,
+    /// Deploy batches not started yet (with the step they make, in a stepped stage), and how
+    /// many may run at once.
+    pending: VecDeque<(Vec<String>, Option<usize>)>,
+    /// A stepped stage: the step (index into `stage.steps`) each region is at.
+    step_at: BTreeMap<String, usize>,
     limit: usize,
     deadline: Instant,
     in_flight_deploys: usize,
@@ -207,6 +210,7 @@ impl<'r, 'e> StageRun<'r, 'e> {
                 .map(|r| (r.clone(), RegionOutcome::new(r)))
                 .collect(),
             pending: VecDeque::new(),
+            step_at: BTreeMap::new(),
             limit: 0,
             deadline: Instant::now() + stage.timeout,
             in_flight_deploys: 0,
@@ -228,15 +232,53 @@ impl<'r, 'e> StageRun<'r, 'e> {
             0 => regions.len(),
             n => n,
         };
-        if self.engine.adapter.batches_regions() {
+        if self.stage.stepped() {
+            // Each region steps on its own; a batching adapter still makes one call at a time.
+            self.pending
+                .extend(regions.iter().map(|r| (vec![r.clone()], Some(0))));
+            self.limit = match self.engine.adapter.batches_regions() {
+                true => 1,
+                false => parallel,
+            };
+        } else if self.engine.adapter.batches_regions() {
             for chunk in regions.chunks(parallel.max(1)) {
-                self.pending.push_back(chunk.to_vec());
+                self.pending.push_back((chunk.to_vec(), None));
             }
             self.limit = 1;
         } else {
-            self.pending.extend(regions.iter().map(|r| vec![r.clone()]));
+            self.pending
+                .extend(regions.iter().map(|r| (vec![r.clone()], None)));
             self.limit = parallel;
         }
+    }
+
+    /// The share a step gives the new version.
+    fn weight(&self, step: usize) -> u8 {
+        self.stage.steps.get(step).copied().unwrap_or(100)
+    }
+
+    /// The region passed its step (its gates held for `step_pause`): the next step's change is
+    /// queued, and its gates start over once it is made.
+    fn next_step(&mut self, region: &str) {
+        let step = self.step_at.get(region).copied().unwrap_or(0) + 1;
+        self.watch.restart(region);
+        self.engine.reporter.line(&format!(
+            "{region:<8} step {}% held for {}: next {}%",
+            self.weight(step - 1),
+            humantime::format_duration(self.stage.step_pause),
+            self.weight(step),
+        ));
+        self.pending
+            .push_back((vec![region.to_string()], Some(step)));
+    }
+
+    /// Whether the region is at a step before the last (its verdict moves it on, never ends it).
+    fn before_last_step(&self, region: &str) -> bool {
+        self.stage.stepped()
+            && self
+                .step_at
+                .get(region)
+                .is_some_and(|s| s + 1 < self.stage.steps.len())
     }
 
     /// A verification starts with every region ready (it runs its target already).
@@ -318,20 +360,26 @@ impl<'r, 'e> StageRun<'r, 'e> {
             return;
         }
         // Nothing starts that cannot be recorded: once a record failed, the deploy stops here.
-        if self.engine.ledger.cannot_record().is_some() || !self.record_started(&batches.concat()) {
+        let regions: Vec<String> = batches.iter().flat_map(|(b, _)| b.clone()).collect();
+        let step = batches.first().and_then(|(_, s)| *s);
+        if self.engine.ledger.cannot_record().is_some() || !self.record_started(&regions, step) {
             self.stop_new = true;
             for batch in batches.into_iter().rev() {
                 self.pending.push_front(batch);
             }
             return;
         }
-        for batch in batches {
+        for (batch, step) in batches {
             for r in &batch {
                 let o = self.outcomes.get_mut(r).expect("a region of the stage");
                 o.changed = true;
-                o.started = Some(now);
+                o.started.get_or_insert(now);
                 self.engine.reporter.phase(r, &Phase::Deploying);
+                if let Some(step) = step {
+                    self.step_at.insert(r.clone(), step);
+                }
             }
+            let weight = step.map(|s| self.weight(s));
             self.in_flight_deploys += 1;
             let tx = tx.clone();
             let remaining = self
@@ -346,22 +394,28 @@ impl<'r, 'e> StageRun<'r, 'e> {
                 let on_line = |_: crate::exec::Stream, line: &str| {
                     engine.reporter.command_output(Some(&label), line)
                 };
-                let vars = engine.vars(
+                let mut vars = engine.vars(
                     Some(&stage.name),
                     single.as_deref(),
                     &engine.version,
                     prev.as_deref(),
                 );
                 let ctx = engine.ctx(cancel, remaining, &on_line);
-                let results = engine.adapter.deploy(&batch, &vars, &ctx);
+                let results = match weight {
+                    Some(w) => {
+                        vars.set(crate::config::placeholder::WEIGHT, w.to_string());
+                        engine.adapter.deploy_step(&batch, &vars, &ctx)
+                    }
+                    None => engine.adapter.deploy(&batch, &vars, &ctx),
+                };
                 let _ = tx.send(Msg::Deployed(results));
             });
         }
     }
 
-    /// The `started` stage record of `batch`; false when it cannot be written (then the batch
-    /// must not start).
-    fn record_started(&self, batch: &[String]) -> bool {
+    /// The `started` stage record of `batch` (in a stepped stage, one per step, with its
+    /// weight); false when it cannot be written (then the batch must not start).
+    fn record_started(&self, batch: &[String], step: Option<usize>) -> bool {
         let engine = self.engine;
         let recorded = engine.record(HistoryRecord::Stage(StageRecord {
             deploy_id: engine.deploy_id.clone(),
@@ -383,6 +437,7 @@ impl<'r, 'e> StageRun<'r, 'e> {
                     )
                 })
                 .collect(),
+            weight: step.map(|s| self.weight(s)),
             ..Default::default()
         }));
         if recorded {
@@ -455,6 +510,18 @@ impl<'r, 'e> StageRun<'r, 'e> {
     /// watched while the stage runs: a later trip fails it (SPEC §3).
     fn apply_verdicts(&mut self, now: Instant) {
         let reporter = self.engine.reporter;
+        let stepping: Vec<String> = self
+            .outcomes
+            .keys()
+            .filter(|r| self.before_last_step(r))
+            .cloned()
+            .collect();
+        let at_step: BTreeMap<String, u8> = self
+            .step_at
+            .iter()
+            .map(|(r, s)| (r.clone(), self.weight(*s)))
+            .collect();
+        let mut advance = Vec::new();
         for (region, o) in self.outcomes.iter_mut() {
             if o.started.is_none() || matches!(o.result, Some(Err(_))) {
                 continue;
@@ -462,13 +529,17 @@ impl<'r, 'e> StageRun<'r, 'e> {
             let already_healthy = o.healthy();
             match self.watch.verdict(region, now) {
                 RegionVerdict::Healthy if already_healthy => {}
+                RegionVerdict::Healthy if stepping.contains(region) => advance.push(region.clone()),
                 RegionVerdict::Healthy => {
                     o.result = Some(Ok(()));
                     o.finished = Some(now);
                     reporter.phase(region, &Phase::Healthy);
                 }
                 RegionVerdict::Tripped { gate, detail } => {
-                    let msg = format!("gate {gate} tripped: {detail}");
+                    let msg = match at_step.get(region) {
+                        Some(w) => format!("gate {gate} tripped at step {w}%: {detail}"),
+                        None => format!("gate {gate} tripped: {detail}"),
+                    };
                     reporter.error(&format!("gate {gate} tripped in {region}"), &detail);
                     reporter.phase(region, &Phase::Failed(msg.clone()));
                     o.result = Some(Err(msg));
@@ -493,6 +564,11 @@ impl<'r, 'e> StageRun<'r, 'e> {
                     },
                 ),
                 RegionVerdict::NotReady => {}
+            }
+        }
+        if !self.stop_new {
+            for region in advance {
+                self.next_step(&region);
             }
         }
     }
@@ -574,7 +650,11 @@ impl<'r, 'e> StageRun<'r, 'e> {
             }
             match result {
                 Ok(()) => {
-                    self.watch.region_ready(&region, at);
+                    let bake = match self.step_at.get(&region) {
+                        Some(s) if s + 1 < self.stage.steps.len() => self.stage.step_pause,
+                        _ => self.stage.bake,
+                    };
+                    self.watch.region_ready_for(&region, at, bake);
                     engine.reporter.phase(
                         &region,
                         &Phase::Gates {

@@ -8,6 +8,7 @@ pub mod http;
 pub mod pipeline;
 pub mod process;
 pub mod pty;
+pub mod steps;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
