@@ -2,6 +2,7 @@
 //! the fake kubectl and flyctl and through exec, a trip at 50 % rolling the region wholly back,
 //! the dry run, and the validation of `steps`.
 
+use crate::common::process::{signal, wait_until, SIGINT, SIGKILL};
 use crate::common::steps::{kube_deployment, kube_route, kube_route_weights, kube_seed_replicas};
 use crate::common::{code, fakes, Project};
 
@@ -462,4 +463,56 @@ timeout = "5m"
         "{}",
         run.stderr
     );
+}
+
+/// A stepped stage whose pause outlasts the test: the deploy sits at its 5 % step.
+fn paused_at_the_first_step() -> (Project, std::process::Child) {
+    let p = exec_project("#!/bin/sh\nexit 0\n");
+    p.write(
+        "pipeline.toml",
+        &EXEC
+            .replace("\"300ms\"", "\"50s\"")
+            .replace("\"60s\"", "\"200s\""),
+    );
+    let child = p
+        .command(&["deploy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the 5% step", || p.read("lhr.state") == "v2 5\n");
+    (p, child)
+}
+
+/// A signal while a region stands at a step rolls it wholly back (the old version at 100 %),
+/// as a signal anywhere else in a stage does.
+#[test]
+fn a_signal_during_a_step_rolls_the_region_wholly_back() {
+    let (p, child) = paused_at_the_first_step();
+    signal(child.id(), SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code::SIGINT), "{stderr}");
+    assert_eq!(p.read("lhr.state"), "v1 100\n", "{stderr}");
+    let last = p.kind("deploy").pop().unwrap();
+    assert_eq!(last["status"], "cancelled", "{last}");
+}
+
+/// A deploy killed at a step: `status` says the region stands at that share, and `recover`
+/// gives the old version the whole region again.
+#[test]
+fn a_deploy_killed_at_a_step_shows_its_share_and_recover_brings_the_region_back() {
+    let (p, mut child) = paused_at_the_first_step();
+    signal(child.id(), SIGKILL);
+    child.wait().unwrap();
+    let status = p.run(&["status"]).expect(code::SUCCESS);
+    assert!(
+        status.stdout.contains("on 5% of it"),
+        "{}\n{}",
+        status.stdout,
+        status.stderr
+    );
+    p.run(&["recover", "--latest", "--yes"])
+        .expect(code::SUCCESS);
+    assert_eq!(p.read("lhr.state"), "v1 100\n");
 }
