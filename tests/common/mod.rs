@@ -6,6 +6,7 @@ pub mod fakes;
 pub mod git_http;
 pub mod http;
 pub mod pipeline;
+pub mod prometheus;
 pub mod pty;
 
 use std::path::{Path, PathBuf};
