@@ -34,13 +34,20 @@ fn unix(t: DateTime<Utc>) -> String {
 }
 
 /// Every number the query answers over `range`, each series and point (NaN dropped: no data).
+/// The first point is one `step` after the start, so points covering a step each (`[15s]` at
+/// a 15 s step) cover the window once; a window shorter than a step is its end's one point.
 pub fn values(
     base: &str,
     query: &str,
     range: &Range,
     timeout: Duration,
 ) -> Result<Vec<f64>, String> {
-    let url = range_url(base, query, range);
+    let step = chrono::Duration::from_std(range.step).unwrap_or(chrono::Duration::zero());
+    let points = Range {
+        start: (range.start + step).min(range.end),
+        ..*range
+    };
+    let url = range_url(base, query, &points);
     let answer =
         fetch("GET", &url, &[], timeout).map_err(|why| format!("prometheus at {base}: {why}"))?;
     parse_matrix(answer.status, &answer.body)
