@@ -318,9 +318,42 @@ pub enum Command {
     /// Reject a stage a deploy is waiting on: the deploy stops
     #[command(after_help = REJECT_HELP)]
     Reject(RejectArgs),
+    /// Statistical canary judges: replay one over recorded deploys
+    #[command(after_help = JUDGE_HELP)]
+    Judge(JudgeArgs),
     /// Print a shell completion script
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
+}
+
+const JUDGE_HELP: &str = "\
+Examples:
+  shipgate judge backtest errors_vs_baseline            every deploy of the last 30 days
+  shipgate judge backtest errors_vs_baseline --since 7d --format json
+
+Exit codes: 0 every deploy replayed (whatever the judge would have said), 1 some could not be
+(Prometheus unreadable: the counts leave them out), 2 usage (unknown gate, not a judge, used
+by no stage).";
+
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    #[command(subcommand)]
+    pub action: JudgeAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JudgeAction {
+    /// Replay a judge gate over every recorded deploy's gate window (times from history, data
+    /// from Prometheus): how many recorded rollbacks it would have caught, how many healthy
+    /// deploys it would have failed
+    Backtest {
+        /// The judge gate (`[gate.NAME]` with type = "judge")
+        #[arg(value_name = "GATE")]
+        gate: String,
+        /// Deploys started since a duration ago (30d) or a date (2026-01-31, RFC 3339)
+        #[arg(long, value_name = "DUR|DATE", default_value = "30d")]
+        since: String,
+    },
 }
 
 const POLICY_HELP: &str = "\

@@ -15,6 +15,7 @@ use shipgate::exec::Cancel;
 use shipgate::gates::{probe, ProbeCtx, ProbeResult};
 
 use crate::common::http::{Reply, Server};
+use crate::common::prometheus::{closed_port, prometheus_bin, start_prometheus};
 
 /// Parses `[gate.g]` with `body` in a minimal pipeline, as `shipgate` would.
 fn gate(body: &str) -> Gate {
@@ -55,10 +56,7 @@ fn vars(region: &str) -> Vars {
 
 fn run_in(gate: &Gate, region: &str, cwd: &Path) -> ProbeResult {
     let cancel = Cancel::new();
-    let ctx = ProbeCtx {
-        cwd: cwd.to_path_buf(),
-        cancel: &cancel,
-    };
+    let ctx = ProbeCtx::new(cwd.to_path_buf(), &cancel);
     probe(gate, &vars(region), &ctx)
 }
 
@@ -80,12 +78,6 @@ fn assert_fails_with(r: &ProbeResult, needle: &str) {
         "detail is not one line: {:?}",
         r.detail
     );
-}
-
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// A raw server that reads one request and answers `raw` bytes, then closes the connection.
@@ -426,98 +418,6 @@ fn command_gate_missing_program_fails() {
 
 // ---------------------------------------------------------------- a real Prometheus
 
-/// Kills Prometheus when the test ends, pass or panic.
-struct PrometheusGuard {
-    child: std::process::Child,
-    log: PathBuf,
-    url: String,
-}
-
-impl PrometheusGuard {
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-}
-
-impl Drop for PrometheusGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn prometheus_bin() -> Option<PathBuf> {
-    let fixed = PathBuf::from("/usr/bin/prometheus");
-    if fixed.exists() {
-        return Some(fixed);
-    }
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join("prometheus"))
-            .find(|p| p.is_file())
-    })
-}
-
-/// Starts Prometheus scraping `target` (host:port) every second.
-fn start_prometheus(bin: &Path, dir: &Path, target: &str) -> PrometheusGuard {
-    use std::os::unix::process::CommandExt;
-    let port = closed_port();
-    let config = dir.join("prom.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let log = dir.join("prometheus.log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let mut cmd = std::process::Command::new(bin);
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(std::process::Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file);
-    // If the test process dies without running the guard, the kernel kills Prometheus too.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("start prometheus");
-    let guard = PrometheusGuard {
-        child,
-        log,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = ureq::get(&format!("{}/-/ready", guard.url))
-            .config()
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .call()
-            .map(|r| r.status() == 200)
-            .unwrap_or(false);
-        if ready {
-            return guard;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus did not become ready within 30 s; its log:\n{}",
-            guard.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// An exporter whose counters grow linearly with time, so rates are steady whenever scraped:
 /// lhr serves 100 ok/s and 10 errors/s (error rate 10/110 = 0.0909), nrt 100 ok/s and no
 /// errors, ams no traffic at all (error rate 0/0 = NaN).
@@ -555,21 +455,13 @@ fn prom_gate(url: &str, query: &str, thresholds: &str) -> Gate {
 
 #[test]
 fn prometheus_gate_against_a_real_prometheus() {
-    if std::env::var("SHIPGATE_SKIP_PROMETHEUS").as_deref() == Ok("1") {
-        eprintln!("SHIPGATE_SKIP_PROMETHEUS=1: skipping the real-Prometheus gate test");
+    let Some(bin) = prometheus_bin("the real-Prometheus gate test") else {
         return;
-    }
-    let Some(bin) = prometheus_bin() else {
-        panic!(
-            "prometheus is not installed (looked for /usr/bin/prometheus and on PATH): install \
-             it (Debian: apt-get install prometheus) or set SHIPGATE_SKIP_PROMETHEUS=1 to skip \
-             this test knowingly"
-        );
     };
     let exporter = exporter();
     let dir = tempfile::tempdir().unwrap();
     let target = exporter.url.trim_start_matches("http://").to_string();
-    let prom = start_prometheus(&bin, dir.path(), &target);
+    let prom = start_prometheus(&bin, dir.path(), Some(&target));
     let url = prom.url.clone();
 
     // Wait until the 5 s window is full of samples: rate() divides by the whole window, so

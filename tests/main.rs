@@ -17,6 +17,7 @@ mod github_annotations;
 mod github_deployments;
 mod github_files;
 mod history;
+mod judge;
 mod kubernetes;
 mod ledger_faults;
 mod manual_lock;

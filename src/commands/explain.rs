@@ -332,7 +332,7 @@ fn entry(r: &Value, last_trip: Option<&Value>) -> Option<Entry> {
             }
             let n = r["consecutive_failures"].as_u64().unwrap_or(0);
             let count = match (result, r["trip_after"].as_u64()) {
-                ("pass", _) => String::new(),
+                ("pass" | "inconclusive", _) => String::new(),
                 (_, Some(after)) => format!(" ({n}/{after})"),
                 (_, None) => format!(" ({n})"),
             };

@@ -5,6 +5,7 @@ mod completions;
 mod deploy;
 pub mod explain;
 mod history;
+mod judge;
 mod lock;
 mod policy;
 mod publish_event;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli, output: &Output) -> Result<i32, Error> {
         Command::Lock(args) => lock::run(&cli.global, &args, output),
         Command::Recover(args) => recover::run(&cli.global, &args, output),
         Command::Explain(args) => explain::run(&cli.global, &args, output),
+        Command::Judge(args) => judge::run(&cli.global, &args, output),
         Command::Policy(args) => policy::run(&cli.global, &args, output),
         Command::Freeze(args) => policy::freeze(&cli.global, &args, output),
         Command::Approve(args) => approve::run(

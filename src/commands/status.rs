@@ -512,10 +512,7 @@ fn check_gates(
     cancel: &Cancel,
     problems: &mut Vec<String>,
 ) {
-    let ctx = ProbeCtx {
-        cwd: config.base_dir.clone(),
-        cancel,
-    };
+    let mut ctx = ProbeCtx::new(config.base_dir.clone(), cancel);
     let mut adapter: LazyAdapter = None;
     // A gate without `{region}` is probed once per stage (and version, when it renders one) and
     // its result shared.
@@ -537,6 +534,7 @@ fn check_gates(
                 }
             ));
         }
+        ctx.later_regions = config.later_regions(&row.region);
         // Read at most once per region, and only for a gate that needs it.
         let mut version: Option<Result<String, String>> = None;
         // The version known without asking the platform, for gates that do not need one.

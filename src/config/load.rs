@@ -13,6 +13,8 @@ use super::placeholder;
 use super::raw::*;
 use crate::error::Error;
 
+mod judge;
+
 /// One problem in the file.
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
@@ -844,6 +846,7 @@ impl Checker {
                 );
             }
         }
+        self.judge_baselines(&raw, &stages, &gates);
 
         // [notify]
         let mut notify = NotifyConfig::default();
@@ -1235,7 +1238,7 @@ impl Checker {
 
     fn gate(&mut self, name: &S, gate: &Spanned<RawGate>) -> Option<Gate> {
         let g = gate.get_ref();
-        let types = ["http", "dns", "tcp", "prometheus", "command"];
+        let types = ["http", "dns", "tcp", "prometheus", "command", "judge"];
         let Some(kind_name) = &g.kind else {
             self.error(
                 name.span(),
@@ -1256,7 +1259,7 @@ impl Checker {
             return None;
         }
         // Which type-specific keys are present, and which the type allows.
-        let present: [(&str, Option<Range<usize>>); 14] = [
+        let present: [(&str, Option<Range<usize>>); 24] = [
             ("url", g.url.as_ref().map(|v| v.span())),
             ("method", g.method.as_ref().map(|v| v.span())),
             ("headers", g.headers.as_ref().map(|v| v.span())),
@@ -1271,6 +1274,19 @@ impl Checker {
             ("max", g.max.as_ref().map(|v| v.span())),
             ("on_empty", g.on_empty.as_ref().map(|v| v.span())),
             ("run", g.run.as_ref().map(|v| v.span())),
+            ("errors", g.errors.as_ref().map(|v| v.span())),
+            ("requests", g.requests.as_ref().map(|v| v.span())),
+            ("baseline", g.baseline.as_ref().map(|v| v.span())),
+            ("window", g.window.as_ref().map(|v| v.span())),
+            ("step", g.step.as_ref().map(|v| v.span())),
+            ("direction", g.direction.as_ref().map(|v| v.span())),
+            ("max_ratio", g.max_ratio.as_ref().map(|v| v.span())),
+            ("confidence", g.confidence.as_ref().map(|v| v.span())),
+            ("min_samples", g.min_samples.as_ref().map(|v| v.span())),
+            (
+                "on_inconclusive",
+                g.on_inconclusive.as_ref().map(|v| v.span()),
+            ),
         ];
         let allowed: &[&str] = match kind_str {
             "http" => &[
@@ -1284,6 +1300,7 @@ impl Checker {
             "dns" => &["host", "addresses"],
             "tcp" => &["address"],
             "prometheus" => &["url", "query", "min", "max", "on_empty"],
+            "judge" => judge::KEYS,
             _ => &["run"],
         };
         for (key, span) in &present {
@@ -1415,6 +1432,7 @@ impl Checker {
                     on_empty,
                 })
             }
+            "judge" => GateKind::Judge(self.judge_gate(name, gate)),
             _ => {
                 let run = match &g.run {
                     Some(r) => self.argv(r, &format!("gate.{}.run", name.get_ref()), vars),

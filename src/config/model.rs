@@ -420,6 +420,7 @@ pub enum GateKind {
     Tcp(TcpGate),
     Prometheus(PrometheusGate),
     Command(CommandGate),
+    Judge(JudgeGate),
 }
 
 impl GateKind {
@@ -430,6 +431,7 @@ impl GateKind {
             GateKind::Tcp(_) => "tcp",
             GateKind::Prometheus(_) => "prometheus",
             GateKind::Command(_) => "command",
+            GateKind::Judge(_) => "judge",
         }
     }
     /// Every templated string of the gate.
@@ -454,6 +456,11 @@ impl GateKind {
             GateKind::Tcp(t) => vec![t.address.as_str()],
             GateKind::Prometheus(p) => vec![p.url.as_str(), p.query.as_str()],
             GateKind::Command(c) => c.run.iter().map(String::as_str).collect(),
+            GateKind::Judge(j) => {
+                let mut v = vec![j.url.as_str()];
+                v.extend(j.queries().into_iter().map(|(_, q)| q));
+                v
+            }
         }
     }
 }
@@ -498,6 +505,101 @@ pub struct PrometheusGate {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub on_empty: OnEmpty,
+}
+
+/// `type = "judge"`: the canary region against a baseline, by a statistical test (issue 15).
+#[derive(Debug, Clone, Serialize)]
+pub struct JudgeGate {
+    /// Base URL of the Prometheus server; `/api/v1/query_range` is appended.
+    pub url: String,
+    pub method: JudgeMethod,
+    /// `rate`: errors and requests per `step` (each with `{region}`).
+    pub errors: Option<String>,
+    pub requests: Option<String>,
+    /// `mann-whitney`: one value per `step` (a latency, say), with `{region}`.
+    pub query: Option<String>,
+    pub baseline: Baseline,
+    /// How far back a probe looks, clipped to the time since the region's deploy.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// The range query's resolution.
+    #[serde(with = "humantime_serde")]
+    pub step: Duration,
+    pub direction: Direction,
+    /// The worst canary/baseline ratio tolerated (1.2: 20 % worse).
+    pub max_ratio: f64,
+    /// In (0, 1): a probe fails when its p-value is below `1 - confidence`.
+    pub confidence: f64,
+    /// Requests (`rate`) or points (`mann-whitney`) each side needs before the test says
+    /// anything.
+    pub min_samples: u64,
+    pub on_inconclusive: OnInconclusive,
+}
+
+impl JudgeGate {
+    /// The gate's PromQL, named by their keys.
+    pub fn queries(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("errors", &self.errors),
+            ("requests", &self.requests),
+            ("query", &self.query),
+        ]
+        .into_iter()
+        .filter_map(|(k, q)| q.as_deref().map(|q| (k, q)))
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JudgeMethod {
+    /// An exact conditional binomial test on error counts.
+    Rate,
+    /// Mann-Whitney U on per-step values, with the Hodges-Lehmann shift.
+    MannWhitney,
+}
+
+impl JudgeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JudgeMethod::Rate => "rate",
+            JudgeMethod::MannWhitney => "mann-whitney",
+        }
+    }
+}
+
+/// What the canary is compared with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Baseline {
+    /// The regions of the stages after the canary's: they still run the previous version.
+    LaterStages,
+    /// These regions.
+    Regions(Vec<String>),
+    /// The canary region itself, over the `window` before its deploy.
+    SelfBefore,
+}
+
+/// Which way is worse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Higher is worse (error rates, latency).
+    Increase,
+    /// Lower is worse (success rates, throughput).
+    Decrease,
+    /// Either way is worse.
+    Either,
+}
+
+/// What a probe without enough samples does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInconclusive {
+    /// Neither a pass nor a failure: keep probing until the stage times out.
+    Wait,
+    Pass,
+    Fail,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -593,6 +695,22 @@ impl Config {
         self.stages
             .iter()
             .flat_map(|s| s.regions.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The regions of the stages after `region`'s, in pipeline order: while that stage
+    /// deploys they still run the previous version (a judge gate's `later-stages` baseline).
+    pub fn later_regions(&self, region: &str) -> Vec<String> {
+        let Some(i) = self
+            .stages
+            .iter()
+            .position(|s| s.regions.iter().any(|r| r == region))
+        else {
+            return Vec::new();
+        };
+        self.stages[i + 1..]
+            .iter()
+            .flat_map(|s| s.regions.iter().cloned())
             .collect()
     }
 

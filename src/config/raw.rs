@@ -192,6 +192,18 @@ pub struct RawGate {
     pub on_empty: Option<S>,
     // command
     pub run: Option<Spanned<Vec<S>>>,
+    // judge (also url, method, query)
+    pub errors: Option<S>,
+    pub requests: Option<S>,
+    /// `"later-stages"`, `"self-before"` or a list of regions.
+    pub baseline: Option<Spanned<toml::Value>>,
+    pub window: Option<S>,
+    pub step: Option<S>,
+    pub direction: Option<S>,
+    pub max_ratio: Option<Spanned<f64>>,
+    pub confidence: Option<Spanned<f64>>,
+    pub min_samples: Option<Spanned<i64>>,
+    pub on_inconclusive: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@ pub mod check;
 mod command;
 mod dns;
 mod http;
+pub mod judge;
 pub mod probe;
 pub mod prometheus;
 mod tcp;

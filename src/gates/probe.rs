@@ -7,14 +7,18 @@ use crate::config::placeholder::Vars;
 use crate::config::{Gate, GateKind};
 use crate::exec::Cancel;
 
-use super::{command, dns, http, prometheus, tcp};
+use super::{command, dns, http, judge, prometheus, tcp};
 
 /// The outcome of one probe: pass or fail, and a one-line human detail
 /// (`HTTP 503 in 41 ms`, `error rate 0.083 > max 0.05 {region="lhr"}`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ProbeResult {
     pub pass: bool,
     pub detail: String,
+    /// Neither a pass nor a failure: too little data to judge (a judge gate below
+    /// `min_samples`). The gate watcher counts it as neither.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inconclusive: bool,
 }
 
 impl ProbeResult {
@@ -23,6 +27,7 @@ impl ProbeResult {
         ProbeResult {
             pass: true,
             detail: one_line(detail.as_ref()),
+            ..Default::default()
         }
     }
     /// A failing result; the detail is made one line and redacted.
@@ -30,6 +35,16 @@ impl ProbeResult {
         ProbeResult {
             pass: false,
             detail: one_line(detail.as_ref()),
+            ..Default::default()
+        }
+    }
+    /// An inconclusive result (`pass` is false, but it is no failure); the detail is made one
+    /// line and redacted.
+    pub fn inconclusive(detail: impl AsRef<str>) -> Self {
+        ProbeResult {
+            pass: false,
+            detail: one_line(detail.as_ref()),
+            inconclusive: true,
         }
     }
 }
@@ -39,6 +54,27 @@ pub struct ProbeCtx<'a> {
     /// Command gates run here (the config file's directory).
     pub cwd: PathBuf,
     pub cancel: &'a Cancel,
+    /// Judge gates: the regions of the stages after the probed region's (the `later-stages`
+    /// baseline).
+    pub later_regions: Vec<String>,
+    /// Judge gates: when the probed region's deploy finished (its window starts there);
+    /// `None` outside a deploy.
+    pub deployed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Judge gates: the end of the window; `None` is now (`judge backtest` replays the past).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> ProbeCtx<'a> {
+    /// A context for probes outside a deploy: no deploy time, evaluated now.
+    pub fn new(cwd: PathBuf, cancel: &'a Cancel) -> Self {
+        ProbeCtx {
+            cwd,
+            cancel,
+            later_regions: Vec::new(),
+            deployed_at: None,
+            at: None,
+        }
+    }
 }
 
 /// Probes `gate` once, its templates rendered with `vars`, bounded by `gate.timeout`. Never
@@ -53,6 +89,7 @@ pub fn probe(gate: &Gate, vars: &Vars, ctx: &ProbeCtx<'_>) -> ProbeResult {
         GateKind::Tcp(t) => tcp::probe(t, gate.timeout, vars),
         GateKind::Prometheus(p) => prometheus::probe(p, gate.timeout, vars),
         GateKind::Command(c) => command::probe(c, gate.timeout, vars, ctx),
+        GateKind::Judge(j) => judge::probe(j, gate.timeout, vars, ctx),
     }
 }
 
@@ -138,10 +175,7 @@ mod tests {
             severity: crate::config::Severity::P0,
             failures: 1,
         };
-        let ctx = ProbeCtx {
-            cwd: PathBuf::from("."),
-            cancel: &cancel,
-        };
+        let ctx = ProbeCtx::new(PathBuf::from("."), &cancel);
         let r = probe(&gate, &Vars::new(), &ctx);
         assert!(!r.pass);
         assert!(r.detail.contains("cancelled"), "{}", r.detail);

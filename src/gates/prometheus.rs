@@ -39,7 +39,7 @@ pub fn query_url(base: &str, query: &str) -> String {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, so PromQL's `{`, `"`, `=~`,
 /// `+` and spaces reach Prometheus unchanged.
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -230,7 +230,7 @@ fn sample_value(v: &Value) -> Result<f64, String> {
 }
 
 /// Prometheus writes floats as Go does: `NaN`, `+Inf`, `-Inf`, `1e-05`.
-fn parse_float(s: &str) -> Option<f64> {
+pub(crate) fn parse_float(s: &str) -> Option<f64> {
     match s.trim() {
         "NaN" => Some(f64::NAN),
         "+Inf" | "Inf" => Some(f64::INFINITY),
@@ -260,7 +260,7 @@ fn fmt_labels(metric: Option<&Value>) -> String {
 }
 
 /// A value as a person reads it: `0.0833`, `12`, `+Inf`, `1.5e-7`.
-fn fmt_value(v: f64) -> String {
+pub(crate) fn fmt_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {

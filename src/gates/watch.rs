@@ -42,7 +42,7 @@ pub struct GateEvent {
     pub region: String,
     pub gate: String,
     pub severity: Severity,
-    /// `pass`, `fail` or `tripped`.
+    /// `pass`, `fail`, `tripped` or `inconclusive`.
     pub result: &'static str,
     pub detail: String,
     pub consecutive_failures: u32,
@@ -86,6 +86,8 @@ struct GateView {
     passed_once: bool,
     consecutive_failures: u32,
     last: Option<ProbeResult>,
+    /// When the current run of inconclusive results began (a judge gate short of data).
+    inconclusive_since: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -123,6 +125,11 @@ impl StageWatch {
     /// The gate a [`ProbeKey`] names, to probe it.
     pub fn gate(&self, name: &str) -> Option<&Gate> {
         self.gates.iter().find(|g| g.name == name)
+    }
+
+    /// When `region`'s deploy finished (its gates' start), once it is ready.
+    pub fn ready_at(&self, region: &str) -> Option<Instant> {
+        self.states.get(region).map(|s| s.ready_at)
     }
 
     /// The key that probes `gate` for `region`: shared gates have one key for the stage.
@@ -251,7 +258,7 @@ impl StageWatch {
                 continue;
             }
             let view = &mut state.views[index];
-            let change = apply(view, gate, result);
+            let change = apply(view, gate, result, now);
             if let Some((kind, count)) = change {
                 if kind == "tripped" {
                     state.tripped = Some((gate.name.clone(), result.detail.clone()));
@@ -300,31 +307,50 @@ impl StageWatch {
         }
     }
 
-    /// The last probe detail of each gate of `region`, for a stage-timeout message
-    /// (`gate api: last probe HTTP 503 in 41 ms`). Empty while the region is not ready (its
-    /// deploy has not finished); a gate not probed yet reads `none yet`.
-    pub fn last_details(&self, region: &str) -> Vec<(String, String)> {
+    /// Why `region` is not healthy yet, one entry per gate, for a stage-timeout message:
+    /// `gate api: last probe HTTP 503 in 41 ms`, or for a gate whose results have been
+    /// inconclusive since some time, `gate errors: judge inconclusive for 10m: 12 canary
+    /// requests < min_samples 50 …`. Empty while the region is not ready.
+    pub fn waiting_reasons(&self, region: &str, now: Instant) -> Vec<String> {
         let Some(state) = self.states.get(region) else {
             return Vec::new();
         };
         self.gates
             .iter()
             .zip(&state.views)
-            .map(|(g, view)| {
-                let detail = match &view.last {
-                    Some(r) => r.detail.clone(),
-                    None => "none yet".to_string(),
-                };
-                (g.name.clone(), detail)
+            .map(|(g, view)| match (&view.last, view.inconclusive_since) {
+                (Some(r), Some(since)) if r.inconclusive => {
+                    let secs = now.saturating_duration_since(since).as_secs();
+                    format!(
+                        "gate {}: judge inconclusive for {}: {}",
+                        g.name,
+                        humantime::format_duration(Duration::from_secs(secs)),
+                        r.detail
+                    )
+                }
+                (Some(r), _) => format!("gate {}: last probe {}", g.name, r.detail),
+                (None, _) => format!("gate {}: last probe none yet", g.name),
             })
             .collect()
     }
 }
 
 /// Applies one result to a region's view of a gate; returns the change to record, if any:
-/// the first pass, a recovery, every failure (its count changes), and the trip.
-fn apply(view: &mut GateView, gate: &Gate, result: &ProbeResult) -> Option<(&'static str, u32)> {
+/// the first pass, a recovery, every failure (its count changes), the trip, and the start of
+/// a run of inconclusive results (which are neither a pass nor a failure: the counts stay).
+fn apply(
+    view: &mut GateView,
+    gate: &Gate,
+    result: &ProbeResult,
+    now: Instant,
+) -> Option<(&'static str, u32)> {
     view.last = Some(result.clone());
+    if result.inconclusive {
+        let started = view.inconclusive_since.is_none();
+        view.inconclusive_since.get_or_insert(now);
+        return started.then_some(("inconclusive", view.consecutive_failures));
+    }
+    view.inconclusive_since = None;
     if result.pass {
         let changed = !view.passed_once || view.consecutive_failures > 0;
         view.passed_once = true;
@@ -743,7 +769,7 @@ mod tests {
     }
 
     #[test]
-    fn last_details_explain_a_stage_timeout() {
+    fn waiting_reasons_explain_a_stage_timeout() {
         let t0 = Instant::now();
         let mut w = watch(
             vec![
@@ -757,13 +783,48 @@ mod tests {
         w.due(t0);
         w.record(&key("api", Some("lhr")), &down(), t0);
         assert_eq!(
-            w.last_details("lhr"),
+            w.waiting_reasons("lhr", t0),
             vec![
-                ("api".to_string(), "HTTP 503 in 41 ms".to_string()),
-                ("dns".to_string(), "none yet".to_string())
+                "gate api: last probe HTTP 503 in 41 ms".to_string(),
+                "gate dns: last probe none yet".to_string()
             ]
         );
-        assert!(w.last_details("nrt").is_empty(), "nrt is still deploying");
+        assert!(
+            w.waiting_reasons("nrt", t0).is_empty(),
+            "nrt is still deploying"
+        );
+    }
+
+    #[test]
+    fn inconclusive_results_are_neither_a_pass_nor_a_failure() {
+        let t0 = Instant::now();
+        let mut w = watch(
+            vec![gate("errors", Severity::P0, true)],
+            Duration::ZERO,
+            &["lhr"],
+        );
+        w.region_ready("lhr", t0);
+        let k = key("errors", Some("lhr"));
+        let short = ProbeResult::inconclusive("12 canary requests < min_samples 50");
+        // The first of a run is recorded once; a P0 gate does not trip on it.
+        let ev = probe(&mut w, &k, short.clone(), t0);
+        assert_eq!(kinds(&ev), vec![("lhr", "inconclusive", 0)]);
+        assert!(probe(&mut w, &k, short.clone(), t0 + 10 * S).is_empty());
+        assert!(matches!(
+            w.verdict("lhr", t0 + 10 * S),
+            RegionVerdict::Watching { passed: 0, ref failing, .. } if failing.is_empty()
+        ));
+        assert_eq!(
+            w.waiting_reasons("lhr", t0 + 600 * S),
+            vec!["gate errors: judge inconclusive for 10m: 12 canary requests < min_samples 50"]
+        );
+        // Data arrives: a pass makes the region healthy.
+        let ev = probe(&mut w, &k, ok(), t0 + 20 * S);
+        assert_eq!(kinds(&ev), vec![("lhr", "pass", 0)]);
+        assert_eq!(w.verdict("lhr", t0 + 20 * S), RegionVerdict::Healthy);
+        // A new run of inconclusive results is recorded again, and counts from its start.
+        let ev = probe(&mut w, &k, short, t0 + 30 * S);
+        assert_eq!(kinds(&ev), vec![("lhr", "inconclusive", 0)]);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub const OUTCOMES: &[&str] = &[
     "pass",
     "fail",
     "tripped",
+    "inconclusive",
     "start",
     "failure",
     "progress",

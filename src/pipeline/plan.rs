@@ -67,6 +67,30 @@ pub fn gate_summary(kind: &GateKind) -> String {
             .replace("(empty: Pass)", "(empty passes)")
         }
         GateKind::Command(c) => format!("run {}", crate::redact::display_argv(&c.run)),
+        GateKind::Judge(j) => {
+            let baseline = match &j.baseline {
+                crate::config::Baseline::LaterStages => "later stages".to_string(),
+                crate::config::Baseline::SelfBefore => "itself before its deploy".to_string(),
+                crate::config::Baseline::Regions(r) => r.join(", "),
+            };
+            let what = match (&j.errors, &j.requests, &j.query) {
+                (Some(e), Some(n), _) => format!("errors {e} of requests {n}"),
+                (_, _, Some(q)) => q.clone(),
+                _ => String::new(),
+            };
+            format!(
+                "{} judge: {what} vs {baseline}, over {} at {} every {}, {} at most {}× at confidence {}, min_samples {}, inconclusive: {}",
+                j.method.as_str(),
+                human(j.window),
+                j.url,
+                human(j.step),
+                format!("{:?}", j.direction).to_lowercase(),
+                j.max_ratio,
+                j.confidence,
+                j.min_samples,
+                format!("{:?}", j.on_inconclusive).to_lowercase(),
+            )
+        }
     }
 }
 

@@ -471,6 +471,16 @@ impl<'r, 'e> StageRun<'r, 'e> {
                 .region
                 .as_ref()
                 .and_then(|r| self.previous.get(r).cloned());
+            // The wall-clock time the region became ready: a judge's window starts there.
+            let deployed_at = key
+                .region
+                .as_deref()
+                .and_then(|r| self.watch.ready_at(r))
+                .map(|at| {
+                    chrono::Utc::now()
+                        - chrono::Duration::from_std(now.saturating_duration_since(at))
+                            .unwrap_or_default()
+                });
             let (engine, stage, cancel) = (self.engine, self.stage, self.cancel);
             scope.spawn(move || {
                 let result = match gate {
@@ -481,16 +491,14 @@ impl<'r, 'e> StageRun<'r, 'e> {
                             &version,
                             prev.as_deref(),
                         );
-                        let ctx = ProbeCtx {
-                            cwd: engine.config.base_dir.clone(),
-                            cancel,
-                        };
+                        let mut ctx = ProbeCtx::new(engine.config.base_dir.clone(), cancel);
+                        if let Some(r) = key.region.as_deref() {
+                            ctx.later_regions = engine.config.later_regions(r);
+                        }
+                        ctx.deployed_at = deployed_at;
                         gates::probe(&g, &vars, &ctx)
                     }
-                    None => ProbeResult {
-                        pass: false,
-                        detail: format!("unknown gate {}", key.gate),
-                    },
+                    None => ProbeResult::fail(format!("unknown gate {}", key.gate)),
                 };
                 let _ = tx.send(Msg::Probed(key, result));
             });
@@ -586,15 +594,11 @@ impl<'r, 'e> StageRun<'r, 'e> {
             if o.result.is_some() || o.started.is_none() {
                 continue;
             }
-            let details = self.watch.last_details(region);
-            let last = if details.is_empty() {
+            let reasons = self.watch.waiting_reasons(region, now);
+            let last = if reasons.is_empty() {
                 "its deploy had not finished".to_string()
             } else {
-                details
-                    .iter()
-                    .map(|(g, d)| format!("gate {g}: last probe {d}"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                reasons.join("; ")
             };
             let msg = format!(
                 "stage {} timed out after {} before {region} was healthy ({last})",
@@ -718,7 +722,12 @@ impl<'r, 'e> StageRun<'r, 'e> {
         if let Some(o) = self.outcomes.get_mut(&ev.region) {
             o.gates.insert(ev.gate.clone(), ev.result.to_string());
         }
-        if ev.result != "pass" {
+        if ev.result == "inconclusive" {
+            engine.reporter.line(&format!(
+                "{:<8} gate {} inconclusive (neither a pass nor a failure): {}",
+                ev.region, ev.gate, ev.detail
+            ));
+        } else if ev.result != "pass" {
             engine.reporter.line(&format!(
                 "{:<8} gate {} {} ({}/{}): {}",
                 ev.region,

@@ -7,6 +7,7 @@ pub mod git_http;
 pub mod http;
 pub mod pipeline;
 pub mod process;
+pub mod prometheus;
 pub mod pty;
 pub mod steps;
 
