@@ -26,5 +26,6 @@ mod operator;
 mod output_neutral;
 mod policy;
 mod preflight;
+mod promql;
 mod rollback;
 mod status;

@@ -1,0 +1,117 @@
+//! PromQL checked before anything changes (issue 15 item 4): parsed by `validate` and by
+//! `deploy` before the lock, with file:line:col and the parser's message; confirmed by the
+//! server's `/api/v1/format_query` when it answers.
+
+use crate::common::code;
+use crate::common::http::{Reply, Server};
+use crate::common::pipeline::{exec_header, exec_project};
+
+/// A pipeline whose canary is judged by a prometheus gate at `url` with `query`.
+fn prometheus_pipeline(url: &str, query: &str) -> String {
+    format!(
+        "{}[[stage]]\nname = \"canary\"\nregions = [\"lhr\", \"nrt\"]\ngates = [\"errors\"]\n\n\
+         [gate.errors]\ntype = \"prometheus\"\nurl = \"{url}\"\nquery = '{query}'\n\
+         max = 0.05\ninterval = \"100ms\"\nfailures = 2\n",
+        exec_header()
+    )
+}
+
+/// The issue's defect: a PromQL syntax error passed `validate`; `deploy` then changed every
+/// region, the gate tripped on Prometheus's `bad_data`, the rollback's verification tripped
+/// on the same typo, and the run ended `rollback_failed` (exit 3) although every region was
+/// back. Now both commands refuse it with exit 2, naming the line, and nothing changes.
+#[test]
+fn a_promql_typo_passed_validate_and_deploy_ended_rollback_failed() {
+    // The server answers like Prometheus does to the typo, should shipgate ever ask it.
+    let prom = Server::fixed(
+        400,
+        r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:59: parse error: unclosed left parenthesis"}"#,
+    );
+    let typo = r#"sum(rate(http_requests_total{code=~"5..",region="{region}"}[1m])"#;
+    let p = exec_project(&prometheus_pipeline(&prom.url, typo));
+
+    let v = p.run(&["validate"]).expect(code::USAGE);
+    let query_line = p
+        .read("pipeline.toml")
+        .lines()
+        .position(|l| l.starts_with("query = "))
+        .unwrap()
+        + 1;
+    assert!(
+        v.stderr
+            .contains(&format!("pipeline.toml:{query_line}:9: invalid PromQL in gate `errors`")),
+        "{}",
+        v.stderr
+    );
+    assert!(v.stderr.contains("unclosed"), "the parser's message: {}", v.stderr);
+
+    let d = p.run(&["deploy", "--version", "v2"]).expect(code::USAGE);
+    assert!(d.stderr.contains("invalid PromQL in gate `errors`"), "{}", d.stderr);
+    assert!(
+        !p.path().join("state/calls.log").exists(),
+        "nothing may run: {:?}",
+        p.calls()
+    );
+    assert_eq!(p.live("lhr"), "v1");
+    assert_eq!(p.live("nrt"), "v1");
+    assert!(
+        !p.path().join(".shipgate/history.jsonl").exists(),
+        "nothing recorded: {:?}",
+        p.history()
+    );
+    assert!(prom.requests().is_empty(), "the typo never reaches the server");
+}
+
+/// The server's own parser has the last word before the lock: a query it refuses with a 400
+/// (here a loopback server answering as Prometheus does) is exit 2 with nothing changed, and
+/// its message is shown.
+#[test]
+fn a_query_the_server_refuses_in_format_query_changes_nothing() {
+    let prom = Server::start(|req| {
+        if req.path.starts_with("/api/v1/format_query") {
+            Reply::new(
+                400,
+                r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:1: parse error: unknown function with name \"rat\""}"#,
+            )
+        } else {
+            Reply::new(200, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"0"]}}"#)
+        }
+    });
+    let p = exec_project(&prometheus_pipeline(
+        &prom.url,
+        r#"sum(rat(http_requests_total{region="{region}"}[1m]))"#,
+    ));
+    let d = p.run(&["deploy", "--version", "v2"]).expect(code::USAGE);
+    assert!(d.stderr.contains("gate `errors`"), "{}", d.stderr);
+    assert!(d.stderr.contains("unknown function with name"), "{}", d.stderr);
+    assert!(!p.path().join("state/calls.log").exists(), "{:?}", p.calls());
+    assert!(!p.path().join(".shipgate/history.jsonl").exists());
+    let asked: Vec<String> = prom.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(
+        asked.iter().all(|p| p.starts_with("/api/v1/format_query")),
+        "only format_query was asked: {asked:?}"
+    );
+    assert!(
+        asked.iter().any(|p| p.contains("region%3D%22lhr%22")),
+        "the query is sent rendered for a region: {asked:?}"
+    );
+}
+
+/// An unreachable server is no reason to refuse a deploy before it starts (the gates judge
+/// it later): the check is skipped with a note.
+#[test]
+fn an_unreachable_server_skips_the_format_query_check() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = exec_project(&prometheus_pipeline(
+        &format!("http://127.0.0.1:{port}"),
+        r#"sum(rate(http_requests_total{region="{region}"}[1m]))"#,
+    ));
+    let d = p.run(&["deploy", "--version", "v2", "--dry-run"]);
+    assert_eq!(d.code, code::SUCCESS, "{}", d.stderr);
+    let v = p.run(&["validate"]).expect(code::SUCCESS);
+    assert!(!v.stderr.contains("invalid PromQL"), "{}", v.stderr);
+}
