@@ -427,10 +427,10 @@ fn command_gate_missing_program_fails() {
 // ---------------------------------------------------------------- a real Prometheus
 
 /// Kills Prometheus when the test ends, pass or panic.
-struct PrometheusGuard {
+pub(crate) struct PrometheusGuard {
     child: std::process::Child,
     log: PathBuf,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PrometheusGuard {
@@ -448,7 +448,7 @@ impl Drop for PrometheusGuard {
     }
 }
 
-fn prometheus_bin() -> Option<PathBuf> {
+pub(crate) fn prometheus_bin() -> Option<PathBuf> {
     let fixed = PathBuf::from("/usr/bin/prometheus");
     if fixed.exists() {
         return Some(fixed);
@@ -461,7 +461,7 @@ fn prometheus_bin() -> Option<PathBuf> {
 }
 
 /// Starts Prometheus scraping `target` (host:port) every second.
-fn start_prometheus(bin: &Path, dir: &Path, target: &str) -> PrometheusGuard {
+pub(crate) fn start_prometheus(bin: &Path, dir: &Path, target: &str) -> PrometheusGuard {
     use std::os::unix::process::CommandExt;
     let port = closed_port();
     let config = dir.join("prom.yml");

@@ -3,7 +3,7 @@
 //! server's `/api/v1/format_query` when it answers.
 
 use crate::common::code;
-use crate::common::http::{Reply, Server};
+use crate::common::http::Server;
 use crate::common::pipeline::{exec_header, exec_project};
 
 /// A pipeline whose canary is judged by a prometheus gate at `url` with `query`.
@@ -38,15 +38,24 @@ fn a_promql_typo_passed_validate_and_deploy_ended_rollback_failed() {
         .unwrap()
         + 1;
     assert!(
-        v.stderr
-            .contains(&format!("pipeline.toml:{query_line}:9: invalid PromQL in gate `errors`")),
+        v.stderr.contains(&format!(
+            "pipeline.toml:{query_line}:9: invalid PromQL in gate `errors`"
+        )),
         "{}",
         v.stderr
     );
-    assert!(v.stderr.contains("unclosed"), "the parser's message: {}", v.stderr);
+    assert!(
+        v.stderr.contains("unclosed"),
+        "the parser's message: {}",
+        v.stderr
+    );
 
     let d = p.run(&["deploy", "--version", "v2"]).expect(code::USAGE);
-    assert!(d.stderr.contains("invalid PromQL in gate `errors`"), "{}", d.stderr);
+    assert!(
+        d.stderr.contains("invalid PromQL in gate `errors`"),
+        "{}",
+        d.stderr
+    );
     assert!(
         !p.path().join("state/calls.log").exists(),
         "nothing may run: {:?}",
@@ -59,42 +68,55 @@ fn a_promql_typo_passed_validate_and_deploy_ended_rollback_failed() {
         "nothing recorded: {:?}",
         p.history()
     );
-    assert!(prom.requests().is_empty(), "the typo never reaches the server");
+    assert!(
+        prom.requests().is_empty(),
+        "the typo never reaches the server"
+    );
 }
 
-/// The server's own parser has the last word before the lock: a query it refuses with a 400
-/// (here a loopback server answering as Prometheus does) is exit 2 with nothing changed, and
-/// its message is shown.
+/// The server's own parser has the last word before the lock: a real Prometheus refuses a
+/// function the parser shipgate carries knows (`sort_by_label`: unknown before Prometheus
+/// 2.49, behind a feature flag since), so the deploy is exit 2 with nothing changed and the
+/// server's message shown. A query it accepts goes through to a deploy.
 #[test]
 fn a_query_the_server_refuses_in_format_query_changes_nothing() {
-    let prom = Server::start(|req| {
-        if req.path.starts_with("/api/v1/format_query") {
-            Reply::new(
-                400,
-                r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:1: parse error: unknown function with name \"rat\""}"#,
-            )
-        } else {
-            Reply::new(200, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"0"]}}"#)
+    let Some(bin) = crate::gates::prometheus_bin() else {
+        if std::env::var("SHIPGATE_SKIP_PROMETHEUS").as_deref() == Ok("1") {
+            return;
         }
-    });
-    let p = exec_project(&prometheus_pipeline(
-        &prom.url,
-        r#"sum(rat(http_requests_total{region="{region}"}[1m]))"#,
-    ));
+        panic!("prometheus is not installed (apt-get install prometheus), or set SHIPGATE_SKIP_PROMETHEUS=1");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prom = crate::gates::start_prometheus(&bin, dir.path(), "127.0.0.1:9");
+    let newer = r#"sort_by_label(sum by (region) (rate(http_requests_total{region="{region}"}[1m])), "region")"#;
+    let p = exec_project(&prometheus_pipeline(&prom.url, newer));
+    p.run(&["validate"]).expect(code::SUCCESS);
     let d = p.run(&["deploy", "--version", "v2"]).expect(code::USAGE);
-    assert!(d.stderr.contains("gate `errors`"), "{}", d.stderr);
-    assert!(d.stderr.contains("unknown function with name"), "{}", d.stderr);
-    assert!(!p.path().join("state/calls.log").exists(), "{:?}", p.calls());
+    assert!(
+        d.stderr.contains("gate `errors` (query, region lhr): ")
+            && d.stderr.contains("refuses the query"),
+        "{}",
+        d.stderr
+    );
+    assert!(
+        d.stderr.contains("sort_by_label"),
+        "the server's message: {}",
+        d.stderr
+    );
+    assert!(
+        !p.path().join("state/calls.log").exists(),
+        "{:?}",
+        p.calls()
+    );
     assert!(!p.path().join(".shipgate/history.jsonl").exists());
-    let asked: Vec<String> = prom.requests().iter().map(|r| r.path.clone()).collect();
-    assert!(
-        asked.iter().all(|p| p.starts_with("/api/v1/format_query")),
-        "only format_query was asked: {asked:?}"
-    );
-    assert!(
-        asked.iter().any(|p| p.contains("region%3D%22lhr%22")),
-        "the query is sent rendered for a region: {asked:?}"
-    );
+
+    let ok = exec_project(&prometheus_pipeline(
+        &prom.url,
+        r#"sum(rate(http_requests_total{region="{region}"}[1m])) or vector(0)"#,
+    ));
+    let d = ok.run(&["deploy", "--version", "v2"]);
+    assert_eq!(d.code, code::SUCCESS, "{}", d.stderr);
+    assert_eq!(ok.live("lhr"), "v2");
 }
 
 /// An unreachable server is no reason to refuse a deploy before it starts (the gates judge
@@ -112,6 +134,11 @@ fn an_unreachable_server_skips_the_format_query_check() {
     ));
     let d = p.run(&["deploy", "--version", "v2", "--dry-run"]);
     assert_eq!(d.code, code::SUCCESS, "{}", d.stderr);
+    assert!(
+        d.stderr.contains("cannot confirm the queries with"),
+        "{}",
+        d.stderr
+    );
     let v = p.run(&["validate"]).expect(code::SUCCESS);
     assert!(!v.stderr.contains("invalid PromQL"), "{}", v.stderr);
 }

@@ -741,33 +741,14 @@ impl Checker {
                     }
                 }
             }
-            let mut stage_gates = Vec::new();
-            for g in &rs.gates {
-                if !raw.gate.keys().any(|k| k.get_ref() == g.get_ref()) {
-                    let hint = hint_for(g.get_ref(), &gate_names).unwrap_or_else(|| {
-                        if gate_names.is_empty() {
-                            format!("define it as [gate.{}]", g.get_ref())
-                        } else {
-                            format!(
-                                "define [gate.{}], or use one of: {}",
-                                g.get_ref(),
-                                gate_names.join(", ")
-                            )
-                        }
-                    });
-                    self.error(
-                        g.span(),
-                        format!("unknown gate `{}` in stage `{name}`", g.get_ref()),
-                        Some(hint),
-                    );
-                }
-                stage_gates.push(g.get_ref().clone());
-            }
+            let stage_gates = self.gate_refs(&rs.gates, &gate_names, &name, "");
+            let preflight = self.gate_refs(&rs.preflight, &gate_names, &name, "preflight ");
             let diags_before = self.diags.len();
             stages.push(Stage {
                 name,
                 regions,
                 gates: stage_gates,
+                preflight,
                 timeout: self.timeout(&rs.timeout, "timeout", defaults.timeout),
                 bake: self.duration(&rs.bake, "bake", defaults.bake),
                 command_timeout: self.timeout(
@@ -1110,6 +1091,39 @@ impl Checker {
         })
     }
 
+    /// The gate names a stage lists (`gates` or `preflight`), each checked to exist.
+    fn gate_refs(
+        &mut self,
+        list: &[S],
+        gate_names: &[&str],
+        stage: &str,
+        what: &str,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for g in list {
+            if !gate_names.contains(&g.get_ref().as_str()) {
+                let hint = hint_for(g.get_ref(), gate_names).unwrap_or_else(|| {
+                    if gate_names.is_empty() {
+                        format!("define it as [gate.{}]", g.get_ref())
+                    } else {
+                        format!(
+                            "define [gate.{}], or use one of: {}",
+                            g.get_ref(),
+                            gate_names.join(", ")
+                        )
+                    }
+                });
+                self.error(
+                    g.span(),
+                    format!("unknown {what}gate `{}` in stage `{stage}`", g.get_ref()),
+                    Some(hint),
+                );
+            }
+            out.push(g.get_ref().clone());
+        }
+        out
+    }
+
     fn gate(&mut self, name: &S, gate: &Spanned<RawGate>) -> Option<Gate> {
         let g = gate.get_ref();
         let types = ["http", "dns", "tcp", "prometheus", "command"];
@@ -1263,6 +1277,7 @@ impl Checker {
                 let query = need(self, &g.query, "query");
                 if let Some(q) = &g.query {
                     self.template(q, vars);
+                    self.promql(q, &format!("gate `{}`", name.get_ref()));
                 }
                 let min = g.min.as_ref().map(|m| *m.get_ref());
                 let max = g.max.as_ref().map(|m| *m.get_ref());
@@ -1337,6 +1352,17 @@ impl Checker {
             severity,
             failures,
         })
+    }
+
+    /// Checks a PromQL template (see [`super::promql::check_promql`]); an empty one is
+    /// reported by `required` already.
+    fn promql(&mut self, q: &S, what: &str) {
+        if q.get_ref().trim().is_empty() {
+            return;
+        }
+        if let Err(d) = super::promql::check_promql(q.get_ref(), q.span(), what) {
+            self.diags.push(d);
+        }
     }
 
     fn url(&mut self, u: &S) {

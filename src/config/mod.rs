@@ -3,6 +3,7 @@
 mod load;
 mod model;
 pub mod placeholder;
+pub mod promql;
 mod raw;
 
 pub use load::{did_you_mean, load, parse, valid_repository, Diagnostic};

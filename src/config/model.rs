@@ -231,6 +231,9 @@ pub struct Stage {
     pub name: String,
     pub regions: Vec<String>,
     pub gates: Vec<String>,
+    /// Gates probed once (by their trip rule) against the version each region runs now,
+    /// before the deploy changes anything: a trip blocks the deploy (exit 7).
+    pub preflight: Vec<String>,
     /// The whole stage: deploy and gates, from the stage's start.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -400,6 +403,15 @@ impl GateKind {
             GateKind::Command(_) => "command",
         }
     }
+    /// The PromQL the gate sends, as (field, server URL template, query template): checked
+    /// before anything changes (`config::promql`, `pipeline::queries`).
+    pub fn promql(&self) -> Vec<(&'static str, &str, &str)> {
+        match self {
+            GateKind::Prometheus(p) => vec![("query", p.url.as_str(), p.query.as_str())],
+            _ => Vec::new(),
+        }
+    }
+
     /// Every templated string of the gate.
     pub fn templates(&self) -> Vec<&str> {
         match self {

@@ -131,6 +131,9 @@ pub struct RawStage {
     pub regions: Option<Spanned<Vec<S>>>,
     #[serde(default)]
     pub gates: Vec<S>,
+    /// Gates probed against the current version before anything changes.
+    #[serde(default)]
+    pub preflight: Vec<S>,
     pub timeout: Option<S>,
     pub bake: Option<S>,
     pub command_timeout: Option<S>,

@@ -7,7 +7,7 @@
 pub mod check;
 mod command;
 mod dns;
-mod http;
+pub(crate) mod http;
 pub mod probe;
 pub mod prometheus;
 mod tcp;

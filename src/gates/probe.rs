@@ -11,10 +11,14 @@ use super::{command, dns, http, prometheus, tcp};
 
 /// The outcome of one probe: pass or fail, and a one-line human detail
 /// (`HTTP 503 in 41 ms`, `error rate 0.083 > max 0.05 {region="lhr"}`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ProbeResult {
     pub pass: bool,
     pub detail: String,
+    /// The failure cannot depend on the version (a bad query, a 4xx from the monitoring
+    /// server, its host does not resolve): the gate is broken, the region was not judged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub config_fault: bool,
 }
 
 impl ProbeResult {
@@ -23,6 +27,7 @@ impl ProbeResult {
         ProbeResult {
             pass: true,
             detail: one_line(detail.as_ref()),
+            ..Default::default()
         }
     }
     /// A failing result; the detail is made one line and redacted.
@@ -30,6 +35,15 @@ impl ProbeResult {
         ProbeResult {
             pass: false,
             detail: one_line(detail.as_ref()),
+            ..Default::default()
+        }
+    }
+    /// A failure of the gate itself, not of the region (see [`ProbeResult::config_fault`]).
+    pub fn broken(detail: impl AsRef<str>) -> Self {
+        ProbeResult {
+            pass: false,
+            detail: one_line(detail.as_ref()),
+            config_fault: true,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod outcome;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
+pub mod queries;
 pub mod rollback;
 pub mod signals;
 pub mod stage;

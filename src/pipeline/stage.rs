@@ -435,6 +435,7 @@ impl<'r, 'e> StageRun<'r, 'e> {
                     None => ProbeResult {
                         pass: false,
                         detail: format!("unknown gate {}", key.gate),
+                        ..Default::default()
                     },
                 };
                 let _ = tx.send(Msg::Probed(key, result));
