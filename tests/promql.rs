@@ -142,3 +142,48 @@ fn an_unreachable_server_skips_the_format_query_check() {
     let v = p.run(&["validate"]).expect(code::SUCCESS);
     assert!(!v.stderr.contains("invalid PromQL"), "{}", v.stderr);
 }
+
+/// A gate that breaks during the deploy (here a real Prometheus behind a wrong path prefix:
+/// every query is a 404, which no version of the app can change) is a configuration failure:
+/// the deploy stops and returns every changed region, even under `on_failure = "continue"`;
+/// the rollback is not "verified" by the broken gate (rolled back, unverified: exit 1, not the
+/// `rollback_failed` exit 3 of the issue), and the outcome names the gate, not the regions.
+#[test]
+fn a_gate_broken_during_the_deploy_is_named_and_the_rollback_is_unverified_not_failed() {
+    let Some(bin) = crate::gates::prometheus_bin() else {
+        if std::env::var("SHIPGATE_SKIP_PROMETHEUS").as_deref() == Ok("1") {
+            return;
+        }
+        panic!("prometheus is not installed (apt-get install prometheus), or set SHIPGATE_SKIP_PROMETHEUS=1");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prom = crate::gates::start_prometheus(&bin, dir.path(), "127.0.0.1:9");
+    let config = prometheus_pipeline(
+        &format!("{}/wrong-prefix", prom.url),
+        r#"sum(rate(http_requests_total{region="{region}"}[1m])) or vector(0)"#,
+    )
+    .replace(
+        "gates = [\"errors\"]",
+        "gates = [\"errors\"]\non_failure = \"continue\"",
+    );
+    let p = exec_project(&config);
+    let d = p.run(&["deploy", "--version", "v2", "--format", "json"]);
+    assert_eq!(d.code, code::FAILED, "{}", d.stderr);
+    let result = d.json();
+    assert_eq!(result["status"], "rolled_back", "{result:#}");
+    let message = result["message"].as_str().unwrap();
+    assert!(
+        message.contains("gate `errors` is misconfigured: ")
+            && message.contains("HTTP 404")
+            && message.contains("the regions were not judged"),
+        "{message}"
+    );
+    assert!(message.contains("unverified in lhr, nrt"), "{message}");
+    assert_eq!((p.live("lhr"), p.live("nrt")), ("v1".into(), "v1".into()));
+    let rollback = p.kind("rollback");
+    assert_eq!(rollback.len(), 1, "{rollback:?}");
+    assert_eq!(rollback[0]["status"], "success", "{:#}", rollback[0]);
+    let last = p.kind("deploy").pop().unwrap();
+    assert_eq!(last["status"], "rolled_back", "{last:#}");
+    assert_ne!(last["needs_human"], true, "{last:#}");
+}

@@ -133,8 +133,8 @@ pub fn evaluate(gate: &PrometheusGate, http_status: u16, body: &str) -> ProbeRes
 
 /// Whether a failed answer says the gate is broken rather than the region unhealthy: the
 /// server called the query `bad_data`, or refused the request with a 4xx (a wrong path, no
-/// permission, a query it cannot run). 408 and 429 are the server being busy, not the gate
-/// being wrong.
+/// permission). 408 and 429 are the server being busy, and 422 (`execution`: too many
+/// samples, a query timeout) depends on the data at hand: none of them says the gate is wrong.
 pub(crate) fn is_config_fault(http_status: u16, body: &str) -> bool {
     let bad_data = serde_json::from_str::<Value>(body)
         .ok()
@@ -144,7 +144,7 @@ pub(crate) fn is_config_fault(http_status: u16, body: &str) -> bool {
                 .map(|t| t == "bad_data")
         })
         .unwrap_or(false);
-    bad_data || ((400..500).contains(&http_status) && !matches!(http_status, 408 | 429))
+    bad_data || ((400..500).contains(&http_status) && !matches!(http_status, 408 | 422 | 429))
 }
 
 /// The samples of an answer, or why there are none to judge.
@@ -441,6 +441,8 @@ mod tests {
         let busy = r#"{"status":"error","errorType":"unavailable"}"#;
         assert!(!evaluate(&max(0.05), 503, busy).config_fault);
         assert!(!evaluate(&max(0.05), 429, "slow down").config_fault);
+        let heavy = r#"{"status":"error","errorType":"execution","error":"too many samples"}"#;
+        assert!(!evaluate(&max(0.05), 422, heavy).config_fault);
         assert!(!evaluate(&max(0.05), 200, &vector(&[("lhr", "0.5")])).config_fault);
     }
 

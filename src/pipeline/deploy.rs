@@ -583,7 +583,18 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 .map(|o| o.region.clone())
                 .collect()
         };
-        let scope: Option<(Vec<String>, bool)> = match stage.on_failure {
+        // A broken gate judges nothing from here on: whatever the policy, the deploy stops
+        // and every region it changed goes back (README "Where shipgate differs").
+        let broken: Vec<String> = failed
+            .iter()
+            .filter_map(|o| o.broken_gate.clone())
+            .collect();
+        let policy = if broken.is_empty() {
+            stage.on_failure
+        } else {
+            OnFailure::Rollback
+        };
+        let scope: Option<(Vec<String>, bool)> = match policy {
             OnFailure::Rollback => Some((self.facts.changed.clone(), true)),
             OnFailure::RollbackStage => Some((changed_here(false), true)),
             OnFailure::RollbackRegion => Some((changed_here(true), false)),
@@ -610,7 +621,14 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             self.facts.failed_regions.extend(names);
             return (StageStatus::Partial, true);
         };
-        let reason = format!("stage {} failed ({})", stage.name, why.join("; "));
+        let reason = match failed.iter().find(|o| o.broken_gate.is_some()) {
+            Some(o) => format!(
+                "stage {}: {}",
+                stage.name,
+                o.error().unwrap_or("a gate is misconfigured")
+            ),
+            None => format!("stage {} failed ({})", stage.name, why.join("; ")),
+        };
         engine.reporter.line(&if scope.is_empty() {
             format!(
                 "stage {} failed: no region was changed, nothing to roll back",
@@ -629,9 +647,14 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 row.status = d.status;
                 row.version = d.version.clone();
                 if let Some(e) = &d.error {
+                    let e = if d.status == RegionState::RollbackFailed {
+                        format!("rollback failed: {e}")
+                    } else {
+                        e.clone()
+                    };
                     row.error = Some(match &row.error {
-                        Some(prev) => format!("{prev}; rollback failed: {e}"),
-                        None => format!("rollback failed: {e}"),
+                        Some(prev) => format!("{prev}; {e}"),
+                        None => e,
                     });
                 }
             }

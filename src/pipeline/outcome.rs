@@ -57,6 +57,17 @@ impl DeployFacts {
         v.dedup();
         v
     }
+    /// Regions back on their target but not verified (their gate is broken).
+    fn unverified(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .rollbacks
+            .iter()
+            .flat_map(|r| r.unverified.keys().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
     fn abandoned(&self) -> Vec<String> {
         self.rollbacks
             .iter()
@@ -182,10 +193,19 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
     }
     if let Some(reason) = &f.stopped_by {
         // Nothing ran anywhere (a deploy program that could not start): nothing to undo.
+        let unverified = f.unverified();
         let (status, tail) = if f.changed.is_empty() {
-            (DeployStatus::Failed, "no region was changed")
+            (DeployStatus::Failed, "no region was changed".to_string())
+        } else if unverified.is_empty() {
+            (DeployStatus::RolledBack, "rolled back".to_string())
         } else {
-            (DeployStatus::RolledBack, "rolled back")
+            (
+                DeployStatus::RolledBack,
+                format!(
+                    "rolled back, unverified in {} (a broken gate cannot verify a rollback)",
+                    unverified.join(", ")
+                ),
+            )
         };
         return Verdict {
             status,
@@ -242,7 +262,16 @@ pub fn judge_rollback(outcome: &RollbackOutcome, what: &str, cancel: CancelState
             } else {
                 exit_code::SUCCESS
             },
-            message: format!("{what} {}", list(&ok, "nothing")),
+            message: if outcome.unverified.is_empty() {
+                format!("{what} {}", list(&ok, "nothing"))
+            } else {
+                let unverified: Vec<String> = outcome.unverified.keys().cloned().collect();
+                format!(
+                    "{what} {}; unverified in {} (a broken gate cannot verify a rollback)",
+                    list(&ok, "nothing"),
+                    unverified.join(", ")
+                )
+            },
             mixed: Vec::new(),
         };
     }
@@ -346,6 +375,36 @@ mod tests {
         assert!(v
             .message
             .contains("earlier stages are left as they are (lhr run v2)"));
+    }
+
+    #[test]
+    fn a_rollback_a_broken_gate_could_not_verify_is_rolled_back_not_rollback_failed() {
+        let mut f = facts();
+        f.stopped_by = Some(
+            "stage canary: gate `errors` is misconfigured: HTTP 404 — the regions were not judged"
+                .into(),
+        );
+        let mut rb = rollback(&["lhr", "nrt"], &[]);
+        rb.unverified
+            .insert("lhr".into(), "rolled back to v1, unverified".into());
+        f.rollbacks = vec![rb.clone()];
+        let v = judge_deploy(&f, CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::RolledBack, 1));
+        assert!(
+            v.message.contains("gate `errors` is misconfigured"),
+            "{}",
+            v.message
+        );
+        assert!(
+            v.message.ends_with(
+                "rolled back, unverified in lhr (a broken gate cannot verify a rollback)"
+            ),
+            "{}",
+            v.message
+        );
+        let v = judge_rollback(&rb, "rolled back", CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::Success, 0));
+        assert!(v.message.contains("unverified in lhr"), "{}", v.message);
     }
 
     #[test]
