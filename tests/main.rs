@@ -26,6 +26,7 @@ mod operator;
 mod output_neutral;
 mod policy;
 mod preflight;
+mod preflight_gates;
 mod promql;
 mod rollback;
 mod status;

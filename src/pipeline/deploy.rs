@@ -63,8 +63,9 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
     }
     let mut run = DeployRun::new(engine, opts, regions, previous);
     run.start()?;
+    let baseline_unhealthy = run.baseline_unhealthy();
     for (i, stage) in opts.stages.iter().enumerate() {
-        if engine.signals.state().cancelled() || run.stopped_unrecorded() {
+        if baseline_unhealthy || engine.signals.state().cancelled() || run.stopped_unrecorded() {
             break;
         }
         // Checked again now that the lock is held (a freeze may have started while this
@@ -351,6 +352,29 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             on_timeout: crate::config::OnTimeout::Stop,
         };
         self.approval(&pseudo, &approval)
+    }
+
+    /// The stages' `preflight` gates against what runs now, before anything changes: a trip
+    /// blocks the deploy (exit 7) and the final record says which gate, where, and why.
+    fn baseline_unhealthy(&mut self) -> bool {
+        let engine = self.engine;
+        let trips =
+            super::preflight_gates::check_baseline(engine, &self.opts.stages, &self.previous);
+        if trips.is_empty() || engine.signals.state().cancelled() {
+            return false;
+        }
+        let why = format!(
+            "{}: the baseline is unhealthy",
+            trips
+                .iter()
+                .map(|t| t.describe())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        engine.reporter.error_line("blocked by preflight", &why);
+        self.facts.blocked_by = Some(why);
+        self.facts.baseline_unhealthy = true;
+        true
     }
 
     /// Whether policy closed `stage` since the deploy started (a window closed, someone
@@ -943,7 +967,11 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             ),
             DeployStatus::Blocked => (
                 Priority::P1,
-                format!("deploy of {app} {v} blocked by policy"),
+                if self.facts.baseline_unhealthy {
+                    format!("deploy of {app} {v} blocked: the baseline is unhealthy")
+                } else {
+                    format!("deploy of {app} {v} blocked by policy")
+                },
                 message,
             ),
             _ => (Priority::P0, format!("deploy of {app} {v} failed"), message),

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod outcome;
 pub mod plan;
 pub mod preflight;
+pub mod preflight_gates;
 pub mod progress;
 pub mod queries;
 pub mod rollback;

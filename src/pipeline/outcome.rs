@@ -41,6 +41,8 @@ pub struct DeployFacts {
     /// are (a window closed, the line was stopped, an approval rejected or timed out under
     /// `on_timeout = "stop"`).
     pub blocked_by: Option<String>,
+    /// The block is a preflight gate's trip (the current version is unhealthy), not policy.
+    pub baseline_unhealthy: bool,
     /// A record could not be written (a full disk): the deploy stopped and rolled back what it
     /// changed. Why, in the ledger's words.
     pub unrecorded: Option<String>,

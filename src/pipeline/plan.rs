@@ -120,6 +120,14 @@ pub fn render_config(config: &Config, output: &Output) -> String {
             )
             .ok();
         }
+        if !stage.preflight.is_empty() {
+            writeln!(
+                s,
+                "    preflight {}: probed against what runs now before anything changes",
+                stage.preflight.join(", ")
+            )
+            .ok();
+        }
         for name in &stage.gates {
             if let Some(g) = config.gates.get(name) {
                 writeln!(
@@ -190,6 +198,9 @@ pub struct DryRunStage {
     /// same planner as the real rollback; `<previous>` where no target is known.
     pub rollback_commands: Vec<Vec<String>>,
     pub gates: Vec<DryRunGate>,
+    /// Gates probed against what runs now before anything changes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preflight: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -384,6 +395,7 @@ pub fn dry_run(
                 commands,
                 rollback_commands,
                 gates,
+                preflight: stage.preflight.clone(),
             }
         })
         .collect();
@@ -430,6 +442,14 @@ pub fn render_dry_run(p: &DryRun, output: &Output) -> String {
             st.on_failure
         )
         .ok();
+        if !st.preflight.is_empty() {
+            writeln!(
+                s,
+                "    preflight {}: probed against what runs now before anything changes (a trip blocks the deploy, exit 7)",
+                st.preflight.join(", ")
+            )
+            .ok();
+        }
         for c in &st.commands {
             writeln!(s, "    $ {}", crate::redact::display_argv(c)).ok();
         }
