@@ -20,6 +20,7 @@ mod history;
 mod kubernetes;
 mod ledger_faults;
 mod manual_lock;
+mod monitoring_gates;
 mod notify;
 mod one_truth;
 mod operator;

@@ -1091,6 +1091,75 @@ impl Checker {
         })
     }
 
+    /// A `type = "json"` gate: an http request and a JSONPath test.
+    fn json_gate(&mut self, name: &S, gate: &Spanned<RawGate>, vars: &[&str]) -> GateKind {
+        let g = gate.get_ref();
+        let table = format!("gate.{}", name.get_ref());
+        let url = self.required(&g.url, gate.span(), &table, "url");
+        if let Some(u) = &g.url {
+            self.template(u, vars);
+            self.url(u);
+        }
+        let mut headers = BTreeMap::new();
+        if let Some(h) = &g.headers {
+            for (k, v) in h.get_ref() {
+                headers.insert(self.template(k, vars), self.template(v, vars));
+            }
+        }
+        let method = g
+            .method
+            .as_ref()
+            .map(|m| m.get_ref().to_ascii_uppercase())
+            .unwrap_or_else(|| "GET".into());
+        if let Some(m) = &g.method {
+            if !["GET", "POST", "PUT", "OPTIONS"].contains(&method.as_str()) {
+                self.error(
+                    m.span(),
+                    format!("unsupported HTTP method `{}` for a json gate", m.get_ref()),
+                    Some("use GET, POST, PUT or OPTIONS (a json gate reads the body)".into()),
+                );
+            }
+        }
+        let path = self.required(&g.path, gate.span(), &table, "path");
+        if let Some(p) = &g.path {
+            if let Err(e) = serde_json_path::JsonPath::parse(p.get_ref()) {
+                self.error(
+                    p.span(),
+                    format!("invalid JSONPath `{}`: {e}", p.get_ref()),
+                    Some("write it like $.checks.db.status or $.items[0].ready (RFC 9535)".into()),
+                );
+            }
+        }
+        let min = g.min.as_ref().map(|m| *m.get_ref());
+        let max = g.max.as_ref().map(|m| *m.get_ref());
+        let equals = g.equals.as_ref().map(|e| self.template(e, vars));
+        if equals.is_none() && min.is_none() && max.is_none() {
+            self.error(
+                gate.span(),
+                format!("json gate `{}` has neither `equals` nor `min`/`max`", name.get_ref()),
+                Some("add equals = \"ok\", or max = …/min = … for a number: a gate with no test can never fail".into()),
+            );
+        }
+        if let (Some(lo), Some(hi)) = (min, max) {
+            if lo > hi {
+                self.error(
+                    g.min.as_ref().unwrap().span(),
+                    format!("`min` ({lo}) is greater than `max` ({hi})"),
+                    None,
+                );
+            }
+        }
+        GateKind::Json(JsonGate {
+            url,
+            method,
+            headers,
+            path,
+            equals,
+            min,
+            max,
+        })
+    }
+
     /// The gate names a stage lists (`gates` or `preflight`), each checked to exist.
     fn gate_refs(
         &mut self,
@@ -1126,7 +1195,15 @@ impl Checker {
 
     fn gate(&mut self, name: &S, gate: &Spanned<RawGate>) -> Option<Gate> {
         let g = gate.get_ref();
-        let types = ["http", "dns", "tcp", "prometheus", "command"];
+        let types = [
+            "http",
+            "dns",
+            "tcp",
+            "prometheus",
+            "command",
+            "alertmanager",
+            "json",
+        ];
         let Some(kind_name) = &g.kind else {
             self.error(
                 name.span(),
@@ -1147,7 +1224,10 @@ impl Checker {
             return None;
         }
         // Which type-specific keys are present, and which the type allows.
-        let present: [(&str, Option<Range<usize>>); 14] = [
+        let present: [(&str, Option<Range<usize>>); 17] = [
+            ("matchers", g.matchers.as_ref().map(|v| v.span())),
+            ("path", g.path.as_ref().map(|v| v.span())),
+            ("equals", g.equals.as_ref().map(|v| v.span())),
             ("url", g.url.as_ref().map(|v| v.span())),
             ("method", g.method.as_ref().map(|v| v.span())),
             ("headers", g.headers.as_ref().map(|v| v.span())),
@@ -1175,6 +1255,8 @@ impl Checker {
             "dns" => &["host", "addresses"],
             "tcp" => &["address"],
             "prometheus" => &["url", "query", "min", "max", "on_empty"],
+            "alertmanager" => &["url", "matchers"],
+            "json" => &["url", "method", "headers", "path", "equals", "min", "max"],
             _ => &["run"],
         };
         for (key, span) in &present {
@@ -1307,6 +1389,36 @@ impl Checker {
                     on_empty,
                 })
             }
+            "alertmanager" => {
+                let url = need(self, &g.url, "url");
+                if let Some(u) = &g.url {
+                    self.template(u, vars);
+                    self.url(u);
+                }
+                let mut matchers = Vec::new();
+                match &g.matchers {
+                    Some(list) if !list.get_ref().is_empty() => {
+                        for m in list.get_ref() {
+                            self.template(m, vars);
+                            if let Err(why) = super::matchers::check_matcher(m.get_ref()) {
+                                self.error(
+                                    m.span(),
+                                    why,
+                                    Some("write matchers as Alertmanager does: label=\"value\", label=~\"regex\", label!=\"value\"".into()),
+                                );
+                            }
+                            matchers.push(m.get_ref().clone());
+                        }
+                    }
+                    other => self.error(
+                        other.as_ref().map(|l| l.span()).unwrap_or_else(|| gate.span()),
+                        format!("alertmanager gate `{}` has no `matchers`", name.get_ref()),
+                        Some("add matchers = ['region=\"{region}\"', 'severity=~\"critical|page\"']: without one, any alert anywhere would trip it".into()),
+                    ),
+                }
+                GateKind::Alertmanager(AlertmanagerGate { url, matchers })
+            }
+            "json" => self.json_gate(name, gate, vars),
             _ => {
                 let run = match &g.run {
                     Some(r) => self.argv(r, &format!("gate.{}.run", name.get_ref()), vars),

@@ -1,6 +1,7 @@
 //! `pipeline.toml`: the model, its loading and checking, and placeholders.
 
 mod load;
+pub mod matchers;
 mod model;
 pub mod placeholder;
 pub mod promql;

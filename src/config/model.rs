@@ -391,6 +391,8 @@ pub enum GateKind {
     Tcp(TcpGate),
     Prometheus(PrometheusGate),
     Command(CommandGate),
+    Alertmanager(AlertmanagerGate),
+    Json(JsonGate),
 }
 
 impl GateKind {
@@ -401,6 +403,8 @@ impl GateKind {
             GateKind::Tcp(_) => "tcp",
             GateKind::Prometheus(_) => "prometheus",
             GateKind::Command(_) => "command",
+            GateKind::Alertmanager(_) => "alertmanager",
+            GateKind::Json(_) => "json",
         }
     }
     /// The PromQL the gate sends, as (field, server URL template, query template): checked
@@ -434,6 +438,22 @@ impl GateKind {
             GateKind::Tcp(t) => vec![t.address.as_str()],
             GateKind::Prometheus(p) => vec![p.url.as_str(), p.query.as_str()],
             GateKind::Command(c) => c.run.iter().map(String::as_str).collect(),
+            GateKind::Alertmanager(a) => {
+                let mut v = vec![a.url.as_str()];
+                v.extend(a.matchers.iter().map(String::as_str));
+                v
+            }
+            GateKind::Json(j) => {
+                let mut v = vec![j.url.as_str()];
+                for (k, val) in &j.headers {
+                    v.push(k);
+                    v.push(val);
+                }
+                if let Some(e) = &j.equals {
+                    v.push(e);
+                }
+                v
+            }
         }
     }
 }
@@ -478,6 +498,30 @@ pub struct PrometheusGate {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub on_empty: OnEmpty,
+}
+
+/// Trips while an alert matching every matcher fires (active, not silenced, not inhibited).
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertmanagerGate {
+    /// Base URL of Alertmanager; `/api/v2/alerts` is appended.
+    pub url: String,
+    /// Alertmanager matchers (`region="{region}"`, `severity=~"critical|page"`), each sent
+    /// as one `filter`.
+    pub matchers: Vec<String>,
+}
+
+/// An HTTP endpoint whose JSON body is tested at a JSONPath.
+#[derive(Debug, Clone, Serialize)]
+pub struct JsonGate {
+    pub url: String,
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+    /// A JSONPath (RFC 9535), e.g. `$.checks.db.status`; checked while loading.
+    pub path: String,
+    /// The value there must be this string (or a number or boolean written so).
+    pub equals: Option<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

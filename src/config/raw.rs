@@ -190,6 +190,11 @@ pub struct RawGate {
     pub on_empty: Option<S>,
     // command
     pub run: Option<Spanned<Vec<S>>>,
+    // alertmanager
+    pub matchers: Option<Spanned<Vec<S>>>,
+    // json
+    pub path: Option<S>,
+    pub equals: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use crate::config::placeholder::Vars;
 use crate::config::{Gate, GateKind};
 use crate::exec::Cancel;
 
-use super::{command, dns, http, prometheus, tcp};
+use super::{alertmanager, command, dns, http, json, prometheus, tcp};
 
 /// The outcome of one probe: pass or fail, and a one-line human detail
 /// (`HTTP 503 in 41 ms`, `error rate 0.083 > max 0.05 {region="lhr"}`).
@@ -67,6 +67,8 @@ pub fn probe(gate: &Gate, vars: &Vars, ctx: &ProbeCtx<'_>) -> ProbeResult {
         GateKind::Tcp(t) => tcp::probe(t, gate.timeout, vars),
         GateKind::Prometheus(p) => prometheus::probe(p, gate.timeout, vars),
         GateKind::Command(c) => command::probe(c, gate.timeout, vars, ctx),
+        GateKind::Alertmanager(a) => alertmanager::probe(a, gate.timeout, vars),
+        GateKind::Json(j) => json::probe(j, gate.timeout, vars),
     }
 }
 

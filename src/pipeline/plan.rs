@@ -67,6 +67,24 @@ pub fn gate_summary(kind: &GateKind) -> String {
             .replace("(empty: Pass)", "(empty passes)")
         }
         GateKind::Command(c) => format!("run {}", crate::redact::display_argv(&c.run)),
+        GateKind::Alertmanager(a) => format!(
+            "no alert firing at {} matching {}",
+            a.url,
+            a.matchers.join(", ")
+        ),
+        GateKind::Json(j) => {
+            let mut test = Vec::new();
+            if let Some(e) = &j.equals {
+                test.push(format!("= {e:?}"));
+            }
+            if let Some(min) = j.min {
+                test.push(format!("≥ {min}"));
+            }
+            if let Some(max) = j.max {
+                test.push(format!("≤ {max}"));
+            }
+            format!("{} {} {} {}", j.method, j.url, j.path, test.join(" and "))
+        }
     }
 }
 
