@@ -547,10 +547,16 @@ fn prometheus_gate_against_a_real_prometheus() {
     assert!(r.pass, "{}", r.detail);
 
     // Malformed PromQL: Prometheus's own message is quoted.
-    let bad = prom_gate(&url, "sum(rate(http_requests_total[5s]", "max = 0.05");
+    // (The loader refuses it now, so it is written into a parsed gate, as a query only the
+    // server refuses would reach the probe.)
+    let mut bad = prom_gate(&url, ERROR_RATE, "max = 0.05");
+    if let shipgate::config::GateKind::Prometheus(p) = &mut bad.kind {
+        p.query = "sum(rate(http_requests_total[5s]".into();
+    }
     let r = run_in(&bad, "lhr", Path::new("."));
     assert_fails_with(&r, "prometheus error (bad_data, HTTP 400)");
     assert_fails_with(&r, "parse error");
+    assert!(r.config_fault, "bad_data is the gate's fault: {r:?}");
 
     // Prometheus down.
     let port = closed_port();

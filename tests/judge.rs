@@ -618,3 +618,51 @@ fn a_judge_on_the_last_stage_needs_a_baseline_other_than_later_stages() {
         }
     }
 }
+
+/// A judge's queries are PromQL too: a typo in one is refused by `validate` and `deploy` with
+/// its place in the file, before anything changes.
+#[test]
+fn a_promql_typo_in_a_judge_query_is_refused_before_anything_changes() {
+    let typo = REQUESTS.replace("[15s]))", "[15s])");
+    let p = exec_project(&pipeline("http://127.0.0.1:9", "30s", "").replace(REQUESTS, &typo));
+    let line = p
+        .read("pipeline.toml")
+        .lines()
+        .position(|l| l.starts_with("requests = "))
+        .unwrap()
+        + 1;
+    for args in [&["validate"][..], &["deploy", "--version", "v2"][..]] {
+        let run = p.run(args).expect(code::USAGE);
+        assert!(
+            run.stderr.contains(&format!("pipeline.toml:{line}:"))
+                && run
+                    .stderr
+                    .contains("invalid PromQL in `requests` of gate `judge`"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(p.calls().is_empty(), "nothing ran: {:?}", p.calls());
+    assert_eq!(p.live("lhr"), "v1");
+}
+
+/// A judge whose server refuses its requests (a wrong path: HTTP 404) is a broken gate: the
+/// deploy names the gate as misconfigured, returns the region, and its rollback is not
+/// "verified" by it.
+#[test]
+fn a_judge_the_server_refuses_is_a_broken_gate_not_an_unhealthy_region() {
+    let refusing = crate::common::http::Server::fixed(404, "404 page not found\n");
+    let p = exec_project(&pipeline(&refusing.url, "30s", ""));
+    let d = p.run(&["deploy", "--version", "v2", "--format", "json"]);
+    assert_eq!(d.code, code::FAILED, "{}", d.stderr);
+    let result = d.json();
+    let message = result["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("gate `judge` is misconfigured") && message.contains("HTTP 404"),
+        "{result:#}"
+    );
+    assert_eq!(result["status"], "rolled_back", "{result:#}");
+    assert_eq!(p.live("lhr"), "v1");
+    let last = p.kind("deploy").pop().unwrap();
+    assert_ne!(last["needs_human"], true, "{last:#}");
+}

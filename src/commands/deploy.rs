@@ -32,6 +32,15 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i3
         None,
         preflight::Purpose::Deploy,
     );
+    // The servers' own parsers confirm every PromQL, still before anything is locked or run.
+    let queries =
+        crate::pipeline::queries::confirm(&config, &stages, &resolved.version, &deploy_id);
+    for note in &queries.notes {
+        output.info(format!("note: {note}"));
+    }
+    if let Some(err) = crate::pipeline::queries::refusal_error(&queries.refused) {
+        return Err(err);
+    }
 
     if args.dry_run {
         return dry_run(

@@ -173,7 +173,7 @@ fn replay(config: &Config, judge: &JudgeGate, gate: &Gate, case: &Case) -> Deplo
         ctx.at = Some(e.end);
         let (verdict, detail) = match evaluate(judge, gate.timeout, &vars, &ctx) {
             Ok(v) => (v.word().to_string(), v.detail().to_string()),
-            Err(why) => ("error".to_string(), why),
+            Err(why) => ("error".to_string(), why.why),
         };
         regions.push(RegionReplay {
             stage: e.stage.clone(),

@@ -745,28 +745,8 @@ impl Checker {
                     }
                 }
             }
-            let mut stage_gates = Vec::new();
-            for g in &rs.gates {
-                if !raw.gate.keys().any(|k| k.get_ref() == g.get_ref()) {
-                    let hint = hint_for(g.get_ref(), &gate_names).unwrap_or_else(|| {
-                        if gate_names.is_empty() {
-                            format!("define it as [gate.{}]", g.get_ref())
-                        } else {
-                            format!(
-                                "define [gate.{}], or use one of: {}",
-                                g.get_ref(),
-                                gate_names.join(", ")
-                            )
-                        }
-                    });
-                    self.error(
-                        g.span(),
-                        format!("unknown gate `{}` in stage `{name}`", g.get_ref()),
-                        Some(hint),
-                    );
-                }
-                stage_gates.push(g.get_ref().clone());
-            }
+            let stage_gates = self.gate_refs(&rs.gates, &gate_names, &name, "");
+            let preflight = self.gate_refs(&rs.preflight, &gate_names, &name, "preflight ");
             let diags_before = self.diags.len();
             let steps = self.steps(rs, &name);
             if let (Some(p), None) = (&rs.step_pause, &rs.steps) {
@@ -780,6 +760,7 @@ impl Checker {
                 name,
                 regions,
                 gates: stage_gates,
+                preflight,
                 timeout: self.timeout(&rs.timeout, "timeout", defaults.timeout),
                 bake: self.duration(&rs.bake, "bake", defaults.bake),
                 command_timeout: self.timeout(
@@ -1236,9 +1217,120 @@ impl Checker {
         })
     }
 
+    /// A `type = "json"` gate: an http request and a JSONPath test.
+    fn json_gate(&mut self, name: &S, gate: &Spanned<RawGate>, vars: &[&str]) -> GateKind {
+        let g = gate.get_ref();
+        let table = format!("gate.{}", name.get_ref());
+        let url = self.required(&g.url, gate.span(), &table, "url");
+        if let Some(u) = &g.url {
+            self.template(u, vars);
+            self.url(u);
+        }
+        let mut headers = BTreeMap::new();
+        if let Some(h) = &g.headers {
+            for (k, v) in h.get_ref() {
+                headers.insert(self.template(k, vars), self.template(v, vars));
+            }
+        }
+        let method = g
+            .method
+            .as_ref()
+            .map(|m| m.get_ref().to_ascii_uppercase())
+            .unwrap_or_else(|| "GET".into());
+        if let Some(m) = &g.method {
+            if !["GET", "POST", "PUT", "OPTIONS"].contains(&method.as_str()) {
+                self.error(
+                    m.span(),
+                    format!("unsupported HTTP method `{}` for a json gate", m.get_ref()),
+                    Some("use GET, POST, PUT or OPTIONS (a json gate reads the body)".into()),
+                );
+            }
+        }
+        let path = self.required(&g.path, gate.span(), &table, "path");
+        if let Some(p) = &g.path {
+            if let Err(e) = serde_json_path::JsonPath::parse(p.get_ref()) {
+                self.error(
+                    p.span(),
+                    format!("invalid JSONPath `{}`: {e}", p.get_ref()),
+                    Some("write it like $.checks.db.status or $.items[0].ready (RFC 9535)".into()),
+                );
+            }
+        }
+        let min = g.min.as_ref().map(|m| *m.get_ref());
+        let max = g.max.as_ref().map(|m| *m.get_ref());
+        let equals = g.equals.as_ref().map(|e| self.template(e, vars));
+        if equals.is_none() && min.is_none() && max.is_none() {
+            self.error(
+                gate.span(),
+                format!("json gate `{}` has neither `equals` nor `min`/`max`", name.get_ref()),
+                Some("add equals = \"ok\", or max = …/min = … for a number: a gate with no test can never fail".into()),
+            );
+        }
+        if let (Some(lo), Some(hi)) = (min, max) {
+            if lo > hi {
+                self.error(
+                    g.min.as_ref().unwrap().span(),
+                    format!("`min` ({lo}) is greater than `max` ({hi})"),
+                    None,
+                );
+            }
+        }
+        GateKind::Json(JsonGate {
+            url,
+            method,
+            headers,
+            path,
+            equals,
+            min,
+            max,
+        })
+    }
+
+    /// The gate names a stage lists (`gates` or `preflight`), each checked to exist.
+    fn gate_refs(
+        &mut self,
+        list: &[S],
+        gate_names: &[&str],
+        stage: &str,
+        what: &str,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for g in list {
+            if !gate_names.contains(&g.get_ref().as_str()) {
+                let hint = hint_for(g.get_ref(), gate_names).unwrap_or_else(|| {
+                    if gate_names.is_empty() {
+                        format!("define it as [gate.{}]", g.get_ref())
+                    } else {
+                        format!(
+                            "define [gate.{}], or use one of: {}",
+                            g.get_ref(),
+                            gate_names.join(", ")
+                        )
+                    }
+                });
+                self.error(
+                    g.span(),
+                    format!("unknown {what}gate `{}` in stage `{stage}`", g.get_ref()),
+                    Some(hint),
+                );
+            }
+            out.push(g.get_ref().clone());
+        }
+        out
+    }
+
     fn gate(&mut self, name: &S, gate: &Spanned<RawGate>) -> Option<Gate> {
         let g = gate.get_ref();
-        let types = ["http", "dns", "tcp", "prometheus", "command", "judge"];
+        let types = [
+            "http",
+            "dns",
+            "tcp",
+            "prometheus",
+            "command",
+            "alertmanager",
+            "json",
+            "judge",
+        ];
         let Some(kind_name) = &g.kind else {
             self.error(
                 name.span(),
@@ -1259,7 +1351,10 @@ impl Checker {
             return None;
         }
         // Which type-specific keys are present, and which the type allows.
-        let present: [(&str, Option<Range<usize>>); 24] = [
+        let present: [(&str, Option<Range<usize>>); 27] = [
+            ("matchers", g.matchers.as_ref().map(|v| v.span())),
+            ("path", g.path.as_ref().map(|v| v.span())),
+            ("equals", g.equals.as_ref().map(|v| v.span())),
             ("url", g.url.as_ref().map(|v| v.span())),
             ("method", g.method.as_ref().map(|v| v.span())),
             ("headers", g.headers.as_ref().map(|v| v.span())),
@@ -1301,6 +1396,8 @@ impl Checker {
             "tcp" => &["address"],
             "prometheus" => &["url", "query", "min", "max", "on_empty"],
             "judge" => judge::KEYS,
+            "alertmanager" => &["url", "matchers"],
+            "json" => &["url", "method", "headers", "path", "equals", "min", "max"],
             _ => &["run"],
         };
         for (key, span) in &present {
@@ -1403,6 +1500,7 @@ impl Checker {
                 let query = need(self, &g.query, "query");
                 if let Some(q) = &g.query {
                     self.template(q, vars);
+                    self.promql(q, &format!("gate `{}`", name.get_ref()));
                 }
                 let min = g.min.as_ref().map(|m| *m.get_ref());
                 let max = g.max.as_ref().map(|m| *m.get_ref());
@@ -1433,6 +1531,36 @@ impl Checker {
                 })
             }
             "judge" => GateKind::Judge(self.judge_gate(name, gate)),
+            "alertmanager" => {
+                let url = need(self, &g.url, "url");
+                if let Some(u) = &g.url {
+                    self.template(u, vars);
+                    self.url(u);
+                }
+                let mut matchers = Vec::new();
+                match &g.matchers {
+                    Some(list) if !list.get_ref().is_empty() => {
+                        for m in list.get_ref() {
+                            self.template(m, vars);
+                            if let Err(why) = super::matchers::check_matcher(m.get_ref()) {
+                                self.error(
+                                    m.span(),
+                                    why,
+                                    Some("write matchers as Alertmanager does: label=\"value\", label=~\"regex\", label!=\"value\"".into()),
+                                );
+                            }
+                            matchers.push(m.get_ref().clone());
+                        }
+                    }
+                    other => self.error(
+                        other.as_ref().map(|l| l.span()).unwrap_or_else(|| gate.span()),
+                        format!("alertmanager gate `{}` has no `matchers`", name.get_ref()),
+                        Some("add matchers = ['region=\"{region}\"', 'severity=~\"critical|page\"']: without one, any alert anywhere would trip it".into()),
+                    ),
+                }
+                GateKind::Alertmanager(AlertmanagerGate { url, matchers })
+            }
+            "json" => self.json_gate(name, gate, vars),
             _ => {
                 let run = match &g.run {
                     Some(r) => self.argv(r, &format!("gate.{}.run", name.get_ref()), vars),
@@ -1478,6 +1606,17 @@ impl Checker {
             severity,
             failures,
         })
+    }
+
+    /// Checks a PromQL template (see [`super::promql::check_promql`]); an empty one is
+    /// reported by `required` already.
+    fn promql(&mut self, q: &S, what: &str) {
+        if q.get_ref().trim().is_empty() {
+            return;
+        }
+        if let Err(d) = super::promql::check_promql(q.get_ref(), q.span(), what) {
+            self.diags.push(d);
+        }
     }
 
     fn url(&mut self, u: &S) {

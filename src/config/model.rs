@@ -250,6 +250,9 @@ pub struct Stage {
     pub name: String,
     pub regions: Vec<String>,
     pub gates: Vec<String>,
+    /// Gates probed once (by their trip rule) against the version each region runs now,
+    /// before the deploy changes anything: a trip blocks the deploy (exit 7).
+    pub preflight: Vec<String>,
     /// The whole stage: deploy and gates, from the stage's start.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -421,6 +424,8 @@ pub enum GateKind {
     Prometheus(PrometheusGate),
     Command(CommandGate),
     Judge(JudgeGate),
+    Alertmanager(AlertmanagerGate),
+    Json(JsonGate),
 }
 
 impl GateKind {
@@ -432,8 +437,24 @@ impl GateKind {
             GateKind::Prometheus(_) => "prometheus",
             GateKind::Command(_) => "command",
             GateKind::Judge(_) => "judge",
+            GateKind::Alertmanager(_) => "alertmanager",
+            GateKind::Json(_) => "json",
         }
     }
+    /// The PromQL the gate sends, as (field, server URL template, query template): checked
+    /// before anything changes (`config::promql`, `pipeline::queries`).
+    pub fn promql(&self) -> Vec<(&'static str, &str, &str)> {
+        match self {
+            GateKind::Prometheus(p) => vec![("query", p.url.as_str(), p.query.as_str())],
+            GateKind::Judge(j) => j
+                .queries()
+                .into_iter()
+                .map(|(key, q)| (key, j.url.as_str(), q))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Every templated string of the gate.
     pub fn templates(&self) -> Vec<&str> {
         match self {
@@ -459,6 +480,22 @@ impl GateKind {
             GateKind::Judge(j) => {
                 let mut v = vec![j.url.as_str()];
                 v.extend(j.queries().into_iter().map(|(_, q)| q));
+                v
+            }
+            GateKind::Alertmanager(a) => {
+                let mut v = vec![a.url.as_str()];
+                v.extend(a.matchers.iter().map(String::as_str));
+                v
+            }
+            GateKind::Json(j) => {
+                let mut v = vec![j.url.as_str()];
+                for (k, val) in &j.headers {
+                    v.push(k);
+                    v.push(val);
+                }
+                if let Some(e) = &j.equals {
+                    v.push(e);
+                }
                 v
             }
         }
@@ -600,6 +637,30 @@ pub enum OnInconclusive {
     Wait,
     Pass,
     Fail,
+}
+
+/// Trips while an alert matching every matcher fires (active, not silenced, not inhibited).
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertmanagerGate {
+    /// Base URL of Alertmanager; `/api/v2/alerts` is appended.
+    pub url: String,
+    /// Alertmanager matchers (`region="{region}"`, `severity=~"critical|page"`), each sent
+    /// as one `filter`.
+    pub matchers: Vec<String>,
+}
+
+/// An HTTP endpoint whose JSON body is tested at a JSONPath.
+#[derive(Debug, Clone, Serialize)]
+pub struct JsonGate {
+    pub url: String,
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+    /// A JSONPath (RFC 9535), e.g. `$.checks.db.status`; checked while loading.
+    pub path: String,
+    /// The value there must be this string (or a number or boolean written so).
+    pub equals: Option<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

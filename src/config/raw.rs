@@ -134,6 +134,9 @@ pub struct RawStage {
     pub regions: Option<Spanned<Vec<S>>>,
     #[serde(default)]
     pub gates: Vec<S>,
+    /// Gates probed against the current version before anything changes.
+    #[serde(default)]
+    pub preflight: Vec<S>,
     pub timeout: Option<S>,
     pub bake: Option<S>,
     pub command_timeout: Option<S>,
@@ -204,6 +207,11 @@ pub struct RawGate {
     pub confidence: Option<Spanned<f64>>,
     pub min_samples: Option<Spanned<i64>>,
     pub on_inconclusive: Option<S>,
+    // alertmanager
+    pub matchers: Option<Spanned<Vec<S>>>,
+    // json
+    pub path: Option<S>,
+    pub equals: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,48 @@ pub(crate) struct Answer {
     pub elapsed: Duration,
 }
 
+/// Why no answer came: one line, and whether the server's name did not resolve (which no
+/// version of the app can change: a monitoring gate with such a URL is broken).
+#[derive(Debug, Clone)]
+pub(crate) struct FetchError {
+    pub message: String,
+    pub host_not_found: bool,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for FetchError {
+    fn from(message: String) -> Self {
+        FetchError {
+            message,
+            host_not_found: false,
+        }
+    }
+}
+
+/// Whether ureq's error says the host name does not exist (not a temporary resolver
+/// failure, `EAI_AGAIN`, which may pass).
+fn host_not_found(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::HostNotFound => true,
+        ureq::Error::Io(io) => {
+            let text = io.to_string();
+            [
+                "Name or service not known",
+                "No address associated",
+                "nodename nor servname",
+            ]
+            .iter()
+            .any(|m| text.contains(m))
+        }
+        _ => false,
+    }
+}
+
 /// Sends one request and reads the answer, whatever its status, all bounded by `timeout`.
 /// The error is a one-line description of why no answer came.
 pub(crate) fn fetch(
@@ -32,7 +74,7 @@ pub(crate) fn fetch(
     url: &str,
     headers: &[(String, String)],
     timeout: Duration,
-) -> Result<Answer, String> {
+) -> Result<Answer, FetchError> {
     // A fresh agent per probe: no pooled connection hides a server that stopped accepting new
     // ones, and the latency includes connecting, as a user's first request would.
     let config = ureq::Agent::config_builder()
@@ -50,11 +92,12 @@ pub(crate) fn fetch(
     }
     let request = builder
         .body(())
-        .map_err(|e| format!("invalid request to {url}: {e}"))?;
+        .map_err(|e| FetchError::from(format!("invalid request to {url}: {e}")))?;
     let start = Instant::now();
-    let mut response = agent
-        .run(request)
-        .map_err(|e| describe_error(&e, start.elapsed(), timeout))?;
+    let mut response = agent.run(request).map_err(|e| FetchError {
+        message: describe_error(&e, start.elapsed(), timeout),
+        host_not_found: host_not_found(&e),
+    })?;
     let status = response.status().as_u16();
     let mut bytes = Vec::new();
     if method != "HEAD" {
@@ -65,7 +108,8 @@ pub(crate) fn fetch(
                 "HTTP {status}, then reading the body failed after {}: {}",
                 fmt_elapsed(elapsed),
                 describe_io(&e, elapsed, timeout)
-            ));
+            )
+            .into());
         }
     }
     Ok(Answer {

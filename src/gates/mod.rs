@@ -4,10 +4,12 @@
 //! Probes do I/O; [`watch::StageWatch`] is pure and takes `now` from its caller, so its tests
 //! run in milliseconds without sleeping. [`check::check_once`] is the `status --check` rule.
 
+pub mod alertmanager;
 pub mod check;
 mod command;
 mod dns;
-mod http;
+pub(crate) mod http;
+pub mod json;
 pub mod judge;
 pub mod probe;
 pub mod prometheus;

@@ -7,7 +7,7 @@ use crate::config::placeholder::Vars;
 use crate::config::{Gate, GateKind};
 use crate::exec::Cancel;
 
-use super::{command, dns, http, judge, prometheus, tcp};
+use super::{alertmanager, command, dns, http, json, judge, prometheus, tcp};
 
 /// The outcome of one probe: pass or fail, and a one-line human detail
 /// (`HTTP 503 in 41 ms`, `error rate 0.083 > max 0.05 {region="lhr"}`).
@@ -19,6 +19,10 @@ pub struct ProbeResult {
     /// `min_samples`). The gate watcher counts it as neither.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inconclusive: bool,
+    /// The failure cannot depend on the version (a bad query, a 4xx from the monitoring
+    /// server, its host does not resolve): the gate is broken, the region was not judged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub config_fault: bool,
 }
 
 impl ProbeResult {
@@ -45,6 +49,16 @@ impl ProbeResult {
             pass: false,
             detail: one_line(detail.as_ref()),
             inconclusive: true,
+            ..Default::default()
+        }
+    }
+    /// A failure of the gate itself, not of the region (see [`ProbeResult::config_fault`]).
+    pub fn broken(detail: impl AsRef<str>) -> Self {
+        ProbeResult {
+            pass: false,
+            detail: one_line(detail.as_ref()),
+            config_fault: true,
+            ..Default::default()
         }
     }
 }
@@ -90,6 +104,8 @@ pub fn probe(gate: &Gate, vars: &Vars, ctx: &ProbeCtx<'_>) -> ProbeResult {
         GateKind::Prometheus(p) => prometheus::probe(p, gate.timeout, vars),
         GateKind::Command(c) => command::probe(c, gate.timeout, vars, ctx),
         GateKind::Judge(j) => judge::probe(j, gate.timeout, vars, ctx),
+        GateKind::Alertmanager(a) => alertmanager::probe(a, gate.timeout, vars),
+        GateKind::Json(j) => json::probe(j, gate.timeout, vars),
     }
 }
 

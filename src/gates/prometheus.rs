@@ -24,6 +24,9 @@ pub fn probe(gate: &PrometheusGate, timeout: Duration, vars: &Vars) -> ProbeResu
     let url = query_url(&vars.render(&gate.url), &vars.render(&gate.query));
     match fetch("GET", &url, &[], timeout) {
         Ok(answer) => evaluate(gate, answer.status, &answer.body),
+        Err(why) if why.host_not_found => {
+            ProbeResult::broken(format!("prometheus at {}: {why}", vars.render(&gate.url)))
+        }
         Err(why) => ProbeResult::fail(format!("prometheus at {}: {why}", vars.render(&gate.url))),
     }
 }
@@ -63,6 +66,7 @@ struct Sample {
 pub fn evaluate(gate: &PrometheusGate, http_status: u16, body: &str) -> ProbeResult {
     let samples = match parse_answer(http_status, body) {
         Ok(s) => s,
+        Err(why) if is_config_fault(http_status, body) => return ProbeResult::broken(why),
         Err(why) => return ProbeResult::fail(why),
     };
     let total = samples.len();
@@ -125,6 +129,22 @@ pub fn evaluate(gate: &PrometheusGate, http_status: u16, body: &str) -> ProbeRes
         detail.push_str(&format!(" (worst of {} series)", numbers.len()));
     }
     ProbeResult::pass(detail)
+}
+
+/// Whether a failed answer says the gate is broken rather than the region unhealthy: the
+/// server called the query `bad_data`, or refused the request with a 4xx (a wrong path, no
+/// permission). 408 and 429 are the server being busy, and 422 (`execution`: too many
+/// samples, a query timeout) depends on the data at hand: none of them says the gate is wrong.
+pub(crate) fn is_config_fault(http_status: u16, body: &str) -> bool {
+    let bad_data = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|j| {
+            j.get("errorType")
+                .and_then(Value::as_str)
+                .map(|t| t == "bad_data")
+        })
+        .unwrap_or(false);
+    bad_data || ((400..500).contains(&http_status) && !matches!(http_status, 408 | 422 | 429))
 }
 
 /// The samples of an answer, or why there are none to judge.
@@ -410,6 +430,20 @@ mod tests {
             r.detail,
             r#"prometheus error (bad_data, HTTP 400): invalid parameter "query": 1:5: parse error: unclosed left parenthesis"#
         );
+    }
+
+    #[test]
+    fn bad_data_and_4xx_are_the_gates_fault_a_5xx_is_not() {
+        let bad = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        let r = evaluate(&max(0.05), 400, bad);
+        assert!(!r.pass && r.config_fault, "{r:?}");
+        assert!(evaluate(&max(0.05), 404, "404 page not found").config_fault);
+        let busy = r#"{"status":"error","errorType":"unavailable"}"#;
+        assert!(!evaluate(&max(0.05), 503, busy).config_fault);
+        assert!(!evaluate(&max(0.05), 429, "slow down").config_fault);
+        let heavy = r#"{"status":"error","errorType":"execution","error":"too many samples"}"#;
+        assert!(!evaluate(&max(0.05), 422, heavy).config_fault);
+        assert!(!evaluate(&max(0.05), 200, &vector(&[("lhr", "0.5")])).config_fault);
     }
 
     #[test]

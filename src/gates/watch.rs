@@ -307,6 +307,21 @@ impl StageWatch {
         }
     }
 
+    /// Whether `region` tripped on a gate whose tripping probe was a configuration failure
+    /// ([`ProbeResult::config_fault`]): the gate is broken, the region was not judged.
+    pub fn tripped_broken(&self, region: &str) -> bool {
+        let Some(state) = self.states.get(region) else {
+            return false;
+        };
+        let Some((gate, _)) = &state.tripped else {
+            return false;
+        };
+        self.gates
+            .iter()
+            .zip(&state.views)
+            .any(|(g, v)| &g.name == gate && v.last.as_ref().is_some_and(|r| r.config_fault))
+    }
+
     /// Why `region` is not healthy yet, one entry per gate, for a stage-timeout message:
     /// `gate api: last probe HTTP 503 in 41 ms`, or for a gate whose results have been
     /// inconclusive since some time, `gate errors: judge inconclusive for 10m: 12 canary

@@ -63,8 +63,9 @@ pub fn deploy(engine: &Engine<'_>, opts: &DeployOptions<'_>) -> Result<RunResult
     }
     let mut run = DeployRun::new(engine, opts, regions, previous);
     run.start()?;
+    let baseline_unhealthy = run.baseline_unhealthy();
     for (i, stage) in opts.stages.iter().enumerate() {
-        if engine.signals.state().cancelled() || run.stopped_unrecorded() {
+        if baseline_unhealthy || engine.signals.state().cancelled() || run.stopped_unrecorded() {
             break;
         }
         // Checked again now that the lock is held (a freeze may have started while this
@@ -353,6 +354,29 @@ impl<'r, 'e> DeployRun<'r, 'e> {
         self.approval(&pseudo, &approval)
     }
 
+    /// The stages' `preflight` gates against what runs now, before anything changes: a trip
+    /// blocks the deploy (exit 7) and the final record says which gate, where, and why.
+    fn baseline_unhealthy(&mut self) -> bool {
+        let engine = self.engine;
+        let trips =
+            super::preflight_gates::check_baseline(engine, &self.opts.stages, &self.previous);
+        if trips.is_empty() || engine.signals.state().cancelled() {
+            return false;
+        }
+        let why = format!(
+            "{}: the baseline is unhealthy",
+            trips
+                .iter()
+                .map(|t| t.describe())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        engine.reporter.error_line("blocked by preflight", &why);
+        self.facts.blocked_by = Some(why);
+        self.facts.baseline_unhealthy = true;
+        true
+    }
+
     /// Whether policy closed `stage` since the deploy started (a window closed, someone
     /// stopped the line): then the deploy stops here, `blocked`, the stages before it as they
     /// are, and a later deploy of the same version resumes from here.
@@ -584,7 +608,18 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 .map(|o| o.region.clone())
                 .collect()
         };
-        let scope: Option<(Vec<String>, bool)> = match stage.on_failure {
+        // A broken gate judges nothing from here on: whatever the policy, the deploy stops
+        // and every region it changed goes back (README "Where shipgate differs").
+        let broken: Vec<String> = failed
+            .iter()
+            .filter_map(|o| o.broken_gate.clone())
+            .collect();
+        let policy = if broken.is_empty() {
+            stage.on_failure
+        } else {
+            OnFailure::Rollback
+        };
+        let scope: Option<(Vec<String>, bool)> = match policy {
             OnFailure::Rollback => Some((self.facts.changed.clone(), true)),
             OnFailure::RollbackStage => Some((changed_here(false), true)),
             OnFailure::RollbackRegion => Some((changed_here(true), false)),
@@ -611,7 +646,14 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             self.facts.failed_regions.extend(names);
             return (StageStatus::Partial, true);
         };
-        let reason = format!("stage {} failed ({})", stage.name, why.join("; "));
+        let reason = match failed.iter().find(|o| o.broken_gate.is_some()) {
+            Some(o) => format!(
+                "stage {}: {}",
+                stage.name,
+                o.error().unwrap_or("a gate is misconfigured")
+            ),
+            None => format!("stage {} failed ({})", stage.name, why.join("; ")),
+        };
         engine.reporter.line(&if scope.is_empty() {
             format!(
                 "stage {} failed: no region was changed, nothing to roll back",
@@ -630,9 +672,14 @@ impl<'r, 'e> DeployRun<'r, 'e> {
                 row.status = d.status;
                 row.version = d.version.clone();
                 if let Some(e) = &d.error {
+                    let e = if d.status == RegionState::RollbackFailed {
+                        format!("rollback failed: {e}")
+                    } else {
+                        e.clone()
+                    };
                     row.error = Some(match &row.error {
-                        Some(prev) => format!("{prev}; rollback failed: {e}"),
-                        None => format!("rollback failed: {e}"),
+                        Some(prev) => format!("{prev}; {e}"),
+                        None => e,
                     });
                 }
             }
@@ -921,7 +968,11 @@ impl<'r, 'e> DeployRun<'r, 'e> {
             ),
             DeployStatus::Blocked => (
                 Priority::P1,
-                format!("deploy of {app} {v} blocked by policy"),
+                if self.facts.baseline_unhealthy {
+                    format!("deploy of {app} {v} blocked: the baseline is unhealthy")
+                } else {
+                    format!("deploy of {app} {v} blocked by policy")
+                },
                 message,
             ),
             _ => (Priority::P0, format!("deploy of {app} {v} failed"), message),

@@ -41,6 +41,8 @@ pub struct DeployFacts {
     /// are (a window closed, the line was stopped, an approval rejected or timed out under
     /// `on_timeout = "stop"`).
     pub blocked_by: Option<String>,
+    /// The block is a preflight gate's trip (the current version is unhealthy), not policy.
+    pub baseline_unhealthy: bool,
     /// A record could not be written (a full disk): the deploy stopped and rolled back what it
     /// changed. Why, in the ledger's words.
     pub unrecorded: Option<String>,
@@ -53,6 +55,17 @@ impl DeployFacts {
     }
     fn rolled_back(&self) -> Vec<String> {
         let mut v: Vec<String> = self.rollbacks.iter().flat_map(|r| r.ok()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+    /// Regions back on their target but not verified (their gate is broken).
+    fn unverified(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .rollbacks
+            .iter()
+            .flat_map(|r| r.unverified.keys().cloned())
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -182,10 +195,19 @@ pub fn judge_deploy(f: &DeployFacts, cancel: CancelState) -> Verdict {
     }
     if let Some(reason) = &f.stopped_by {
         // Nothing ran anywhere (a deploy program that could not start): nothing to undo.
+        let unverified = f.unverified();
         let (status, tail) = if f.changed.is_empty() {
-            (DeployStatus::Failed, "no region was changed")
+            (DeployStatus::Failed, "no region was changed".to_string())
+        } else if unverified.is_empty() {
+            (DeployStatus::RolledBack, "rolled back".to_string())
         } else {
-            (DeployStatus::RolledBack, "rolled back")
+            (
+                DeployStatus::RolledBack,
+                format!(
+                    "rolled back, unverified in {} (a broken gate cannot verify a rollback)",
+                    unverified.join(", ")
+                ),
+            )
         };
         return Verdict {
             status,
@@ -242,7 +264,16 @@ pub fn judge_rollback(outcome: &RollbackOutcome, what: &str, cancel: CancelState
             } else {
                 exit_code::SUCCESS
             },
-            message: format!("{what} {}", list(&ok, "nothing")),
+            message: if outcome.unverified.is_empty() {
+                format!("{what} {}", list(&ok, "nothing"))
+            } else {
+                let unverified: Vec<String> = outcome.unverified.keys().cloned().collect();
+                format!(
+                    "{what} {}; unverified in {} (a broken gate cannot verify a rollback)",
+                    list(&ok, "nothing"),
+                    unverified.join(", ")
+                )
+            },
             mixed: Vec::new(),
         };
     }
@@ -346,6 +377,36 @@ mod tests {
         assert!(v
             .message
             .contains("earlier stages are left as they are (lhr run v2)"));
+    }
+
+    #[test]
+    fn a_rollback_a_broken_gate_could_not_verify_is_rolled_back_not_rollback_failed() {
+        let mut f = facts();
+        f.stopped_by = Some(
+            "stage canary: gate `errors` is misconfigured: HTTP 404 — the regions were not judged"
+                .into(),
+        );
+        let mut rb = rollback(&["lhr", "nrt"], &[]);
+        rb.unverified
+            .insert("lhr".into(), "rolled back to v1, unverified".into());
+        f.rollbacks = vec![rb.clone()];
+        let v = judge_deploy(&f, CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::RolledBack, 1));
+        assert!(
+            v.message.contains("gate `errors` is misconfigured"),
+            "{}",
+            v.message
+        );
+        assert!(
+            v.message.ends_with(
+                "rolled back, unverified in lhr (a broken gate cannot verify a rollback)"
+            ),
+            "{}",
+            v.message
+        );
+        let v = judge_rollback(&rb, "rolled back", CancelState::Running);
+        assert_eq!((v.status, v.exit_code), (DeployStatus::Success, 0));
+        assert!(v.message.contains("unverified in lhr"), "{}", v.message);
     }
 
     #[test]

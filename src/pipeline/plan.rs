@@ -91,6 +91,24 @@ pub fn gate_summary(kind: &GateKind) -> String {
                 format!("{:?}", j.on_inconclusive).to_lowercase(),
             )
         }
+        GateKind::Alertmanager(a) => format!(
+            "no alert firing at {} matching {}",
+            a.url,
+            a.matchers.join(", ")
+        ),
+        GateKind::Json(j) => {
+            let mut test = Vec::new();
+            if let Some(e) = &j.equals {
+                test.push(format!("= {e:?}"));
+            }
+            if let Some(min) = j.min {
+                test.push(format!("≥ {min}"));
+            }
+            if let Some(max) = j.max {
+                test.push(format!("≤ {max}"));
+            }
+            format!("{} {} {} {}", j.method, j.url, j.path, test.join(" and "))
+        }
     }
 }
 
@@ -141,6 +159,14 @@ pub fn render_config(config: &Config, output: &Output) -> String {
             writeln!(
                 s,
                 "    (no gates: regions are healthy once deployed and baked)"
+            )
+            .ok();
+        }
+        if !stage.preflight.is_empty() {
+            writeln!(
+                s,
+                "    preflight {}: probed against what runs now before anything changes",
+                stage.preflight.join(", ")
             )
             .ok();
         }
@@ -217,6 +243,9 @@ pub struct DryRunStage {
     /// same planner as the real rollback; `<previous>` where no target is known.
     pub rollback_commands: Vec<Vec<String>>,
     pub gates: Vec<DryRunGate>,
+    /// Gates probed against what runs now before anything changes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preflight: Vec<String>,
 }
 
 /// One step of a stepped stage in the dry run.
@@ -468,6 +497,7 @@ pub fn dry_run(
                 steps: Vec::new(),
                 rollback_commands,
                 gates,
+                preflight: stage.preflight.clone(),
             }
         })
         .collect();
@@ -514,6 +544,14 @@ pub fn render_dry_run(p: &DryRun, output: &Output) -> String {
             st.on_failure
         )
         .ok();
+        if !st.preflight.is_empty() {
+            writeln!(
+                s,
+                "    preflight {}: probed against what runs now before anything changes (a trip blocks the deploy, exit 7)",
+                st.preflight.join(", ")
+            )
+            .ok();
+        }
         for c in &st.commands {
             writeln!(s, "    $ {}", crate::redact::display_argv(c)).ok();
         }

@@ -117,10 +117,16 @@ pub fn missing_programs(
         Purpose::Rollback { verify } => verify,
     };
     for stage in stages {
-        let gate_programs: Vec<(String, String)> = stage
+        // A deploy also runs the stage's preflight gates (before anything changes).
+        let preflight = stage
+            .preflight
+            .iter()
+            .filter(|_| purpose == Purpose::Deploy);
+        let mut gate_programs: Vec<(String, String)> = stage
             .gates
             .iter()
             .filter(|_| check_gates && (purpose == Purpose::Deploy || stage.verify_rollback))
+            .chain(preflight)
             .filter_map(|name| config.gates.get(name))
             .filter_map(|g| match &g.kind {
                 GateKind::Command(c) => c
@@ -130,6 +136,8 @@ pub fn missing_programs(
                 _ => None,
             })
             .collect();
+        let mut seen = std::collections::HashSet::new();
+        gate_programs.retain(|p| seen.insert(p.clone()));
         let programs = adapter_programs
             .iter()
             .map(|p| (p.template.clone(), p.key.to_string()))

@@ -121,6 +121,9 @@ pub struct RollbackOutcome {
     pub regions: BTreeMap<String, RegionDetail>,
     /// The rollback was abandoned by a second signal before these regions were finished.
     pub abandoned: Vec<String>,
+    /// Region → why it is back on its target but not verified: its only failing gate is
+    /// broken (a configuration failure says nothing about the version it went back to).
+    pub unverified: BTreeMap<String, String>,
 }
 
 impl RollbackOutcome {
@@ -310,7 +313,7 @@ impl Engine<'_> {
                     },
                     previous_version: target.and_then(|t| t.from.clone()),
                     version: Some(to.clone()),
-                    error: None,
+                    error: outcome.unverified.get(region).cloned(),
                 },
             );
         }
@@ -394,6 +397,14 @@ impl Engine<'_> {
             for v in verdicts {
                 let to = rolled[&v.region].clone();
                 let target = plan.targets.iter().find(|t| t.region == v.region);
+                if let (Some(gate), Some(err)) = (&v.broken_gate, v.error()) {
+                    // Back on its target; the broken gate cannot say whether it is healthy.
+                    let why = format!("rolled back to {to}, unverified: {err}");
+                    self.reporter
+                        .warn(&format!("{}: {why} (gate `{gate}`)", v.region));
+                    outcome.unverified.insert(v.region.clone(), why);
+                    continue;
+                }
                 let why = match (&v.result, v.error()) {
                     (_, Some(err)) => format!("rolled back to {to} but verification failed: {err}"),
                     (None, _) => {

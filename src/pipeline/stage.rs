@@ -36,6 +36,9 @@ pub struct RegionOutcome {
     pub finished: Option<Instant>,
     /// Gate → last result.
     pub gates: BTreeMap<String, String>,
+    /// It failed on a broken gate (a configuration failure): the gate's name. The region
+    /// itself was not judged.
+    pub broken_gate: Option<String>,
 }
 
 impl RegionOutcome {
@@ -48,6 +51,7 @@ impl RegionOutcome {
             started: None,
             finished: None,
             gates: BTreeMap::new(),
+            broken_gate: None,
         }
     }
     pub fn healthy(&self) -> bool {
@@ -544,11 +548,22 @@ impl<'r, 'e> StageRun<'r, 'e> {
                     reporter.phase(region, &Phase::Healthy);
                 }
                 RegionVerdict::Tripped { gate, detail } => {
-                    let msg = match at_step.get(region) {
-                        Some(w) => format!("gate {gate} tripped at step {w}%: {detail}"),
-                        None => format!("gate {gate} tripped: {detail}"),
+                    let broken = self.watch.tripped_broken(region);
+                    let msg = if broken {
+                        o.broken_gate = Some(gate.clone());
+                        broken_gate_message(&gate, &detail)
+                    } else {
+                        match at_step.get(region) {
+                            Some(w) => format!("gate {gate} tripped at step {w}%: {detail}"),
+                            None => format!("gate {gate} tripped: {detail}"),
+                        }
                     };
-                    reporter.error(&format!("gate {gate} tripped in {region}"), &detail);
+                    let title = if broken {
+                        format!("gate {gate} is misconfigured ({region})")
+                    } else {
+                        format!("gate {gate} tripped in {region}")
+                    };
+                    reporter.error(&title, &detail);
                     reporter.phase(region, &Phase::Failed(msg.clone()));
                     o.result = Some(Err(msg));
                     o.finished = Some(now);
@@ -771,6 +786,11 @@ impl<'r, 'e> StageRun<'r, 'e> {
             );
         }
     }
+}
+
+/// What a region's failure on a broken gate says: the gate, not the region, is at fault.
+pub fn broken_gate_message(gate: &str, detail: &str) -> String {
+    format!("gate `{gate}` is misconfigured: {detail} — the regions were not judged")
 }
 
 /// The per-stage result rows: each region's state and what it runs now, as far as known.

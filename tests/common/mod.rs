@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fakes;
+pub mod gatecfg;
 pub mod git_http;
 pub mod http;
 pub mod pipeline;

@@ -80,6 +80,7 @@ impl Checker {
             self.required(value, gate.span(), &table, key);
             if let Some(q) = value {
                 self.template(q, placeholder::NAMES);
+                self.promql(q, &format!("`{key}` of gate `{}`", name.get_ref()));
                 if !placeholder::mentions(q.get_ref(), "region") {
                     self.error(
                         q.span(),

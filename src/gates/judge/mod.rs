@@ -29,13 +29,14 @@ use crate::config::{Baseline, Direction, JudgeGate, JudgeMethod, OnInconclusive}
 
 use super::probe::{ProbeCtx, ProbeResult};
 use super::prometheus::fmt_value;
-use query::Range;
+use query::{QueryError, Range};
 use stats::{Counts, Tail};
 
 /// Probes a judge gate once.
 pub fn probe(gate: &JudgeGate, timeout: Duration, vars: &Vars, ctx: &ProbeCtx<'_>) -> ProbeResult {
     match evaluate(gate, timeout, vars, ctx) {
-        Err(why) => ProbeResult::fail(format!("judge: {why}")),
+        Err(e) if e.broken => ProbeResult::broken(format!("judge: {e}")),
+        Err(e) => ProbeResult::fail(format!("judge: {e}")),
         Ok(Verdict::Pass(d)) => ProbeResult::pass(d),
         Ok(Verdict::Fail(d)) => ProbeResult::fail(d),
         Ok(Verdict::Inconclusive(d)) => match gate.on_inconclusive {
@@ -57,7 +58,7 @@ pub fn evaluate(
     timeout: Duration,
     vars: &Vars,
     ctx: &ProbeCtx<'_>,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, QueryError> {
     let end = ctx.at.unwrap_or_else(Utc::now);
     let (canary, baseline) = windows(gate, end, ctx.deployed_at);
     let canary_region = vars.get("region").unwrap_or_default().to_string();
@@ -69,7 +70,8 @@ pub fn evaluate(
     if baseline_regions.is_empty() {
         return Err(format!(
             "no baseline for {canary_region}: no stage after its own (use baseline = \"self-before\" or a list of regions)"
-        ));
+        )
+        .into());
     }
     let url = vars.render(&gate.url);
     let read = Reader {
@@ -162,7 +164,7 @@ impl Reader<'_> {
 
     /// Errors and requests over `range`, summed over `regions`, series and points, scaled to
     /// requests (see the module doc).
-    fn counts(&self, regions: &[String], range: &Range) -> Result<Counts, String> {
+    fn counts(&self, regions: &[String], range: &Range) -> Result<Counts, QueryError> {
         let errors = self.gate.errors.as_deref().unwrap_or_default();
         let requests = self.gate.requests.as_deref().unwrap_or_default();
         let (mut e, mut n) = (0.0, 0.0);
@@ -184,7 +186,7 @@ impl Reader<'_> {
         })
     }
 
-    fn sum(&self, template: &str, region: &str, range: &Range) -> Result<f64, String> {
+    fn sum(&self, template: &str, region: &str, range: &Range) -> Result<f64, QueryError> {
         let q = self.render(template, region);
         let total: f64 = query::values(self.url, &q, range, self.timeout)?
             .iter()
@@ -197,7 +199,7 @@ impl Reader<'_> {
     }
 
     /// Every point of `query` over `range`, pooled over `regions`.
-    fn values(&self, regions: &[String], range: &Range) -> Result<Vec<f64>, String> {
+    fn values(&self, regions: &[String], range: &Range) -> Result<Vec<f64>, QueryError> {
         let template = self.gate.query.as_deref().unwrap_or_default();
         let mut out = Vec::new();
         for r in regions {

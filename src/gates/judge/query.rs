@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::gates::http::fetch;
-use crate::gates::prometheus::{parse_float, percent_encode};
+use crate::gates::prometheus::{is_config_fault, parse_float, percent_encode};
 
 /// One range query: `[start, end]` every `step`.
 #[derive(Debug, Clone, Copy)]
@@ -41,16 +41,42 @@ pub fn values(
     query: &str,
     range: &Range,
     timeout: Duration,
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<f64>, QueryError> {
     let step = chrono::Duration::from_std(range.step).unwrap_or(chrono::Duration::zero());
     let points = Range {
         start: (range.start + step).min(range.end),
         ..*range
     };
     let url = range_url(base, query, &points);
-    let answer =
-        fetch("GET", &url, &[], timeout).map_err(|why| format!("prometheus at {base}: {why}"))?;
-    parse_matrix(answer.status, &answer.body)
+    let answer = fetch("GET", &url, &[], timeout).map_err(|why| QueryError {
+        broken: why.host_not_found,
+        why: format!("prometheus at {base}: {why}"),
+    })?;
+    parse_matrix(answer.status, &answer.body).map_err(|why| QueryError {
+        broken: is_config_fault(answer.status, &answer.body),
+        why,
+    })
+}
+
+/// Why a query gave no numbers to judge; `broken` when the answer cannot depend on the
+/// version (a bad query, a 4xx, a monitoring host that does not resolve: see
+/// [`ProbeResult::broken`](crate::gates::ProbeResult::broken)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryError {
+    pub why: String,
+    pub broken: bool,
+}
+
+impl From<String> for QueryError {
+    fn from(why: String) -> Self {
+        QueryError { why, broken: false }
+    }
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
 }
 
 /// The values of a `matrix` answer, or why there are none.
