@@ -10,10 +10,11 @@ use shipgate::config::Gate;
 use shipgate::exec::Cancel;
 use shipgate::gates::{probe, ProbeCtx, ProbeResult};
 
+use crate::common::alertmanager::{alertmanager_bin, Alertmanager};
 use crate::common::code;
-use crate::common::gatecfg::{alertmanager_bin, wait_until, Alertmanager};
 use crate::common::http::{Reply, Server};
 use crate::common::pipeline::{exec_header, exec_project};
+use crate::common::process::wait_for;
 
 /// Parses `[gate.g]` with `body` in a minimal pipeline, or returns the config error.
 fn try_gate(body: &str) -> Result<Gate, String> {
@@ -66,7 +67,7 @@ fn a_firing_alert_trips_the_alertmanager_gate_for_its_region_only() {
         {"labels": {"alertname": "HighErrorRate", "region": "lhr", "severity": "critical"}},
         {"labels": {"alertname": "DiskFilling", "region": "nrt", "severity": "warning"}}
     ]));
-    let tripped = wait_until("the lhr alert fires", Duration::from_secs(20), |last| {
+    let tripped = wait_for("the lhr alert fires", Duration::from_secs(20), |last| {
         let r = run(&g, "lhr");
         *last = r.detail.clone();
         (!r.pass).then_some(r)

@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod fakes;
-pub mod gatecfg;
 pub mod git_http;
 pub mod http;
 pub mod pipeline;

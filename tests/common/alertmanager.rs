@@ -1,29 +1,7 @@
-//! Helpers of the monitoring-gate tests: polling, and a real Alertmanager on loopback.
+//! A real Alertmanager on loopback, for the alertmanager gate tests.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`; panics naming `what`
-/// (and the last state `f` reported through `last`) when it never does.
-#[track_caller]
-pub fn wait_until<T>(
-    what: &str,
-    limit: Duration,
-    mut f: impl FnMut(&mut String) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    let mut last = String::new();
-    loop {
-        if let Some(v) = f(&mut last) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {limit:?}; last: {last}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use std::time::Duration;
 
 /// The Alertmanager binary (Debian's `prometheus-alertmanager`), if installed.
 pub fn alertmanager_bin() -> Option<PathBuf> {
@@ -78,17 +56,15 @@ impl Alertmanager {
             log,
         };
         let ready = format!("{}/-/ready", am.url);
-        wait_until(
-            "alertmanager ready",
-            Duration::from_secs(30),
-            |last| match ureq::get(&ready).call() {
+        super::process::wait_for("alertmanager ready", Duration::from_secs(30), |last| {
+            match ureq::get(&ready).call() {
                 Ok(r) if r.status() == 200 => Some(()),
                 other => {
                     *last = format!("{other:?}; log: {}", am.log_tail());
                     None
                 }
-            },
-        );
+            }
+        });
         am
     }
 
