@@ -224,7 +224,8 @@ pub const STDOUT_CAP: usize = 16 * 1024 * 1024;
 /// Bounds on the stderr tail kept for error messages.
 pub const STDERR_TAIL_LINES: usize = 50;
 pub const STDERR_TAIL_BYTES: usize = 64 * 1024;
-/// How often the waiter looks at the child, the deadline and the cancel token.
+/// How often the loop looks at the deadline and the cancel token (a child's exit and its
+/// output wake it at once).
 const POLL: Duration = Duration::from_millis(20);
 /// After the child has exited, how long to wait for its pipes to close. A grandchild that
 /// keeps them open (a daemon started without redirecting its output) must not keep shipgate
@@ -241,10 +242,12 @@ enum Stop {
     Cancelled,
 }
 
-/// A chunk read by a pipe reader: one line (with its newline, if it had one), or the end.
+/// A chunk read by a pipe reader: one line (with its newline, if it had one), or the end; or
+/// the waiter's word that the child has exited.
 enum Chunk {
     Line(Stream, Vec<u8>),
     Closed(Stream),
+    Exited,
 }
 
 /// Runs `spec` to completion. A non-zero exit is `Ok` (see [`CommandOutput::success`]); a
@@ -347,7 +350,7 @@ fn run_from(
         spawn_reader(err, Stream::Stderr, tx.clone());
         open_pipes += 1;
     }
-    drop(tx);
+    spawn_waiter(child.id(), tx);
 
     let redactor = crate::redact::global();
     let mut collected = Collected::default();
@@ -358,6 +361,8 @@ fn run_from(
     loop {
         // Drain what the readers have, waiting at most one poll interval for the first, and
         // taking a bounded batch so an endless stream cannot starve the checks below.
+        // The waiter's `Exited` wakes this at once: an exit is noticed when it happens, not at
+        // the next poll.
         match rx.recv_timeout(POLL) {
             Ok(chunk) => {
                 collected.take(chunk, &mut open_pipes, &redactor, on_line);
@@ -622,6 +627,42 @@ fn group_alive(pgid: libc::pid_t) -> bool {
 
 /// Reads `pipe` line by line and sends each line; detached, so a pipe a grandchild keeps open
 /// never blocks the caller (the thread ends when the pipe closes or the receiver is gone).
+/// Sends [`Chunk::Exited`] when the child `pid` exits. `waitid` with `WNOWAIT` leaves the child
+/// unreaped (the loop reaps it through [`Child::try_wait`](std::process::Child::try_wait)), so
+/// its pid, and the process group it leads, cannot be reused while the loop may still signal
+/// them. Once the loop has reaped the child the call fails (`ECHILD`) and the thread ends.
+fn spawn_waiter(pid: u32, tx: mpsc::SyncSender<Chunk>) {
+    std::thread::spawn(move || {
+        if wait_exited_unreaped(pid).is_ok() {
+            let _ = tx.send(Chunk::Exited);
+        }
+    });
+}
+
+/// Blocks until the child `pid` has exited, leaving it unreaped (`waitid` with `WNOWAIT`): its
+/// pid stays its own, and `/proc/<pid>` still holds its accounting, until it is reaped.
+pub fn wait_exited_unreaped(pid: u32) -> std::io::Result<()> {
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 fn spawn_reader<R: Read + Send + 'static>(pipe: R, stream: Stream, tx: mpsc::SyncSender<Chunk>) {
     std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(64 * 1024, pipe);
@@ -678,6 +719,8 @@ impl Collected {
                 return;
             }
             Chunk::Line(stream, bytes) => (stream, bytes),
+            // The loop looks at the child after every batch.
+            Chunk::Exited => return,
         };
         match stream {
             Stream::Stdout => {

@@ -37,7 +37,24 @@ pub fn check(v: &str, from: &str) -> Result<(), Error> {
 }
 
 /// Resolves the version. `explicit` is `--version` or `SHIPGATE_VERSION` (clap reads both).
-pub fn resolve(config: &Config, explicit: Option<&str>) -> Result<ResolvedVersion, Error> {
+/// `record` says whether the commit and the work tree's state will be recorded (a real
+/// deploy): without it, an explicit version needs no repository at all, and none is opened
+/// (libgit2's start-up loads OpenSSL and the CA bundle, and the dirty check walks the work
+/// tree: most of a dry run's time).
+pub fn resolve(
+    config: &Config,
+    explicit: Option<&str>,
+    record: bool,
+) -> Result<ResolvedVersion, Error> {
+    if let (Some(v), false) = (explicit, record) {
+        check(v, "--version / SHIPGATE_VERSION")?;
+        return Ok(ResolvedVersion {
+            version: v.to_string(),
+            commit: None,
+            dirty: false,
+            source: "--version".into(),
+        });
+    }
     let repo = git2::Repository::discover(&config.base_dir).ok();
     let commit = repo.as_ref().and_then(head_oid).map(|o| o.to_string());
     let dirty = repo.as_ref().map(is_dirty).unwrap_or(false);

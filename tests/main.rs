@@ -6,6 +6,7 @@ mod common;
 mod adapters;
 mod approvals;
 mod config;
+mod cost;
 mod deploy;
 mod engine_regressions;
 mod events;

@@ -118,19 +118,24 @@ fn an_interrupted_deploy_is_listed() {
     );
 }
 
+/// The newest record that changes the state: the `last_record` of a current `status.json`.
+fn last_state_record(p: &Project) -> Value {
+    p.history()
+        .into_iter()
+        .rev()
+        .find(|r| r["kind"] != "gate" && r["kind"] != "event")
+        .unwrap()
+}
+
 #[test]
 fn status_json_is_used_when_present_and_extra_regions_are_shown() {
     let p = project();
     // Only a status.json that is the fold of all of history is used: it names the last record.
-    let last = p
-        .history()
-        .into_iter()
-        .rev()
-        .find(|r| r["kind"] != "gate" && r["kind"] != "event")
-        .unwrap();
+    let last = last_state_record(&p);
     p.write(
         ".shipgate/status.json",
         &json!({"app": "web", "updated_at": "2026-02-01T00:00:00Z", "last_record": last["id"],
+                "fold": 2,
                 "regions": {"lhr": {"version": "v7", "deployed_at": "2026-02-01T00:00:00Z",
                                     "deploy_id": "d7", "status": "success", "actor": "bob"},
                             "syd": {"version": "v6", "status": "success"}}})
@@ -155,6 +160,26 @@ fn status_json_is_used_when_present_and_extra_regions_are_shown() {
     assert!(r.stdout.contains("lhr      canary    v7"), "{}", r.stdout);
     // This one was written by hand: it is no fold of history.
     p.skip_fold_check();
+}
+
+/// A `status.json` an older shipgate wrote lacks what the fold keeps now (`open_deploys`): it is
+/// rebuilt from history once, without a warning, and the rebuilt file is kept.
+#[test]
+fn a_status_json_an_older_shipgate_wrote_is_rebuilt_once_silently() {
+    let p = project();
+    let last = last_state_record(&p);
+    p.write(
+        ".shipgate/status.json",
+        &json!({"app": "web", "updated_at": "2026-02-01T00:00:00Z", "last_record": last["id"],
+                "regions": {"lhr": {"version": "v7", "status": "success"}}})
+        .to_string(),
+    );
+    let r = p.run(&["status", "--format", "json"]).expect(code::SUCCESS);
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    // History's version, not the old file's.
+    assert_ne!(region(&r.json(), "lhr")["version"], "v7");
+    let kept: Value = serde_json::from_str(&p.read(".shipgate/status.json")).unwrap();
+    assert_eq!(kept["fold"], 2);
 }
 
 #[test]

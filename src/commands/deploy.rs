@@ -15,7 +15,7 @@ use crate::version;
 pub fn run(global: &GlobalArgs, args: &DeployArgs, output: &Output) -> Result<i32, Error> {
     let config = super::load_config(global)?;
     let stages = select_stages(&config, &args.stages)?;
-    let resolved = version::resolve(&config, args.version.as_deref())?;
+    let resolved = version::resolve(&config, args.version.as_deref(), !args.dry_run)?;
     if resolved.dirty {
         output.warn(format!(
             "the work tree has uncommitted changes; deploying {} (recorded as dirty)",

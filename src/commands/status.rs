@@ -17,7 +17,7 @@ use crate::exec::Cancel;
 use crate::exit_code;
 use crate::gates::check::check_gate;
 use crate::gates::{ProbeCtx, ProbeResult};
-use crate::ledger::{lock, AuditRecord, DeployRecord, Ledger, RegionStatus, Stored};
+use crate::ledger::{lock, AuditRecord, LastDeploy, Ledger, RegionStatus};
 use crate::notify::{Notification, Notifier};
 use crate::output::Output;
 
@@ -61,18 +61,14 @@ struct Interrupted {
     actor: String,
 }
 
-impl From<Stored<DeployRecord>> for Interrupted {
-    fn from(r: Stored<DeployRecord>) -> Self {
+impl From<&LastDeploy> for Interrupted {
+    fn from(d: &LastDeploy) -> Self {
         Interrupted {
-            deploy_id: r.body.deploy_id,
-            version: r.body.version,
-            status: r.body.status.as_str().to_string(),
-            start_time: if r.body.start_time.is_empty() {
-                r.ts
-            } else {
-                r.body.start_time
-            },
-            actor: r.body.actor,
+            deploy_id: d.deploy_id.clone(),
+            version: d.version.clone(),
+            status: d.status.as_str().to_string(),
+            start_time: d.start_time.clone(),
+            actor: d.actor.clone(),
         }
     }
 }
@@ -100,20 +96,13 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs, output: &Output) -> Result<i3
     let holder = ledger.lock_holder()?;
     // A deploy that holds the lock is running, not interrupted.
     let running = holder.as_ref().map(|h| h.deploy_id.clone());
-    let interrupted: Vec<Interrupted> = ledger
-        .interrupted_deploys()?
-        .into_iter()
-        .filter(|r| Some(&r.body.deploy_id) != running.as_ref())
-        // One that a later finished deploy followed is history, not the current state.
-        .filter(|r| match &state.last_deploy {
-            Some(last)
-                if last.deploy_id != r.body.deploy_id
-                    && crate::ledger::deploy_status::FINAL.contains(&last.status.as_str()) =>
-            {
-                r.body.start_time > last.start_time
-            }
-            _ => true,
-        })
+    // The fold keeps the deploys that never finished (none older than the last finished one):
+    // newest first, as `status` lists them.
+    let interrupted: Vec<Interrupted> = state
+        .open_deploys
+        .iter()
+        .rev()
+        .filter(|d| Some(&d.deploy_id) != running.as_ref())
         .map(Interrupted::from)
         .collect();
 

@@ -475,9 +475,17 @@ impl Ledger {
 
     /// The current state: `status.json` when it is the fold of all of history; one that is
     /// behind (a process killed between an append and the `status.json` write) is brought up
-    /// to date from the records after its `last_record`, with a warning; a missing one is
-    /// rebuilt silently, an unreadable one with a warning. Never writes.
+    /// to date from the records after its `last_record`, with a warning; a missing one, or one
+    /// an older shipgate wrote, is rebuilt silently, an unreadable one with a warning. Never
+    /// writes.
     pub fn status(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
+        Ok(self.read_status(warnings)?.0)
+    }
+
+    /// [`Ledger::status`], and whether the state had to be rebuilt or caught up (so the file
+    /// is worth writing). Reads `status.json` and the records after its `last_record` only:
+    /// the cost does not grow with history.
+    fn read_status(&self, warnings: &mut Warnings) -> Result<(StatusFile, bool), Error> {
         let stale = || {
             format!(
                 "{STATUS_FILE} is older than history (a run was killed before writing it); \
@@ -485,32 +493,24 @@ impl Ledger {
             )
         };
         match self.read_status_file()? {
-            StatusRead::Current(mut s) => {
-                let newer = if s.last_record.is_empty() {
-                    // Written before status.json named its last record.
-                    self.state_records_since("")?.filter(|n| n.is_empty())
-                } else {
-                    self.state_records_since(&s.last_record)?
-                };
-                match newer {
-                    Some(newer) if newer.is_empty() => Ok(*s),
-                    Some(newer) => {
-                        warnings.push(stale());
-                        for r in &newer {
-                            status::apply(&mut s, r);
-                        }
-                        Ok(*s)
+            StatusRead::Current(mut s) => match self.state_records_since(&s.last_record)? {
+                Some(newer) if newer.is_empty() => Ok((*s, false)),
+                Some(newer) => {
+                    warnings.push(stale());
+                    for r in &newer {
+                        status::apply(&mut s, r);
                     }
-                    None => {
-                        warnings.push(stale());
-                        self.rebuild_status()
-                    }
+                    Ok((*s, true))
                 }
-            }
-            StatusRead::Missing => self.rebuild_status(),
+                None => {
+                    warnings.push(stale());
+                    Ok((self.rebuild_status()?, true))
+                }
+            },
+            StatusRead::Missing | StatusRead::Outdated => Ok((self.rebuild_status()?, true)),
             StatusRead::Unusable(why) => {
                 warnings.push(format!("{STATUS_FILE} {why}; rebuilt it from history"));
-                self.rebuild_status()
+                Ok((self.rebuild_status()?, true))
             }
         }
     }
@@ -530,7 +530,8 @@ impl Ledger {
             {
                 StatusRead::Unusable("has no `regions` or `updated_at`".into())
             }
-            Ok(v) => match serde_json::from_value(v) {
+            Ok(v) => match serde_json::from_value::<StatusFile>(v) {
+                Ok(status) if status.fold < status::FOLD => StatusRead::Outdated,
                 Ok(status) => StatusRead::Current(Box::new(status)),
                 Err(e) => StatusRead::Unusable(format!("is unreadable ({e})")),
             },
@@ -575,8 +576,6 @@ impl Ledger {
     /// record is not found, is rebuilt from history.
     fn apply_to_status(&self) -> Result<(), Error> {
         self.write_status(|ledger| match ledger.read_status_file()? {
-            // Written before status.json named its last record: rebuild once.
-            StatusRead::Current(s) if s.last_record.is_empty() => ledger.rebuild_status(),
             StatusRead::Current(mut s) => match ledger.state_records_since(&s.last_record)? {
                 Some(newer) => {
                     for r in &newer {
@@ -765,66 +764,11 @@ impl Ledger {
         Ok(false)
     }
 
-    /// Deploys that started but never finished (newest first): their newest deploy record is
-    /// `started` or `cancelling`. Reads backwards and parses only deploy lines, and of those only
-    /// `deploy_id` and `status` unless the deploy turns out to be interrupted.
-    pub fn interrupted_deploys(&self) -> Result<Vec<Stored<DeployRecord>>, Error> {
-        #[derive(serde::Deserialize)]
-        struct Brief<'a> {
-            #[serde(borrow)]
-            kind: std::borrow::Cow<'a, str>,
-            #[serde(borrow, default)]
-            deploy_id: std::borrow::Cow<'a, str>,
-            #[serde(borrow, default)]
-            status: std::borrow::Cow<'a, str>,
-        }
-        let Some(mut lines) = self.rev_lines(FileKind::History)? else {
-            return Ok(Vec::new());
-        };
-        let needle = memchr::memmem::Finder::new(b"\"deploy\"");
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        while let Some((_, line)) = lines.next_line().context("cannot read history")? {
-            if needle.find(line).is_none() {
-                continue;
-            }
-            let Ok(brief) = serde_json::from_slice::<Brief>(line) else {
-                continue;
-            };
-            if brief.kind != "deploy" || !seen.insert(brief.deploy_id.to_string()) {
-                continue;
-            }
-            if deploy_status::FINAL.contains(&brief.status.as_ref()) {
-                continue;
-            }
-            if let Ok(Stored {
-                schema,
-                id,
-                ts,
-                prev,
-                body: HistoryRecord::Deploy(body),
-            }) = parse_history_line(line)
-            {
-                out.push(Stored {
-                    schema,
-                    id,
-                    ts,
-                    prev,
-                    body,
-                });
-            }
-        }
-        Ok(out)
-    }
-
     /// [`Ledger::status`], and when `status.json` is missing, unreadable or stale, the rebuilt
     /// state is written (under the status lock) so the next reader does not rebuild again. A
     /// read-only state directory is fine: the rebuilt state is returned all the same.
     pub fn status_restored(&self, warnings: &mut Warnings) -> Result<StatusFile, Error> {
-        let mut seen = Vec::new();
-        let status = self.status(&mut seen)?;
-        let rebuilt = !seen.is_empty() || !self.dir.join(STATUS_FILE).exists();
-        warnings.extend(seen);
+        let (status, rebuilt) = self.read_status(warnings)?;
         if rebuilt && self.dir.is_dir() && status != StatusFile::default() {
             // Under the lock: the state just rebuilt, plus whatever was appended since.
             let _ = self.write_status(|ledger| {
@@ -848,6 +792,8 @@ impl Ledger {
 enum StatusRead {
     Current(Box<StatusFile>),
     Missing,
+    /// Written by an older reducer ([`status::FOLD`]): it lacks what the current one keeps.
+    Outdated,
     Unusable(String),
 }
 
@@ -1147,22 +1093,47 @@ mod tests {
     }
 
     #[test]
-    fn interrupted_deploys_are_found() {
+    fn the_fold_keeps_deploys_that_never_finished_since_the_last_finished_one() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
-        ledger.append_history(&deploy("d0", "started")).unwrap();
-        ledger.append_history(&deploy("d1", "started")).unwrap();
-        ledger.append_history(&deploy("d1", "success")).unwrap();
-        ledger.append_history(&deploy("d2", "started")).unwrap();
-        ledger.append_history(&deploy("d2", "cancelling")).unwrap();
-        ledger.append_history(&deploy("d3", "started")).unwrap();
-        ledger.append_history(&deploy("d3", "cancelled")).unwrap();
-        let ids: Vec<_> = ledger
-            .interrupted_deploys()
+        let at = |id: &str, status: &str, minute: u32| match deploy(id, status) {
+            HistoryRecord::Deploy(d) => HistoryRecord::Deploy(DeployRecord {
+                start_time: format!("2026-01-01T00:{minute:02}:00Z"),
+                ..d
+            }),
+            _ => unreachable!(),
+        };
+        // d0 was killed and then followed by a finished deploy: history, not the state.
+        ledger.append_history(&at("d0", "started", 0)).unwrap();
+        ledger.append_history(&at("d1", "started", 1)).unwrap();
+        ledger.append_history(&at("d1", "success", 1)).unwrap();
+        ledger.append_history(&at("d2", "started", 2)).unwrap();
+        ledger.append_history(&at("d2", "cancelling", 2)).unwrap();
+        ledger.append_history(&at("d3", "started", 3)).unwrap();
+        let open = |s: &StatusFile| -> Vec<(String, DeployStatus)> {
+            s.open_deploys
+                .iter()
+                .map(|d| (d.deploy_id.clone(), d.status))
+                .collect()
+        };
+        let written = ledger.status(&mut Vec::new()).unwrap();
+        assert_eq!(
+            open(&written),
+            vec![
+                ("d2".to_string(), DeployStatus::Cancelling),
+                ("d3".to_string(), DeployStatus::Started)
+            ]
+        );
+        assert_eq!(written, ledger.rebuild_status().unwrap());
+        // A late final record of an interrupted deploy (`recover`) closes it alone.
+        ledger.append_history(&at("d2", "rolled_back", 2)).unwrap();
+        let s = ledger.status(&mut Vec::new()).unwrap();
+        assert_eq!(open(&s), vec![("d3".to_string(), DeployStatus::Started)]);
+        ledger.append_history(&at("d3", "success", 3)).unwrap();
+        assert!(ledger
+            .status(&mut Vec::new())
             .unwrap()
-            .into_iter()
-            .map(|r| r.body.deploy_id)
-            .collect();
-        assert_eq!(ids, vec!["d2", "d0"]);
+            .open_deploys
+            .is_empty());
     }
 }

@@ -537,6 +537,20 @@ pub struct StatusFile {
     /// The stop-the-line freeze in force, if any (it may have passed its `until`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freeze: Option<Box<ActiveFreeze>>,
+    /// Deploys whose newest deploy record is not final (`started`, `cancelling`), oldest
+    /// first, none older than the last finished deploy, at most the newest
+    /// [`OPEN_KEPT`](super::status::OPEN_KEPT): a running deploy, or one a kill interrupted.
+    /// Kept in the fold so `status` never scans history for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub open_deploys: Vec<LastDeploy>,
+    /// The reducer that wrote the file ([`super::status::FOLD`]); a file of an older one lacks
+    /// what the current one keeps and is rebuilt once. 0: written before this field existed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fold: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The version recorded for a region whose version nobody knows (a failed or abandoned

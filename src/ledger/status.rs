@@ -21,6 +21,11 @@ pub fn changes_state(record: &HistoryRecord) -> bool {
     )
 }
 
+/// The version of the reducer: raised whenever it starts keeping something new, so a
+/// `status.json` written by an older one is rebuilt (once) rather than read as complete.
+/// 2: `open_deploys`.
+pub const FOLD: u32 = 2;
+
 /// Folds history records, **oldest first**, into the current state.
 pub fn fold(records: impl IntoIterator<Item = Stored<HistoryRecord>>) -> StatusFile {
     let mut status = StatusFile::default();
@@ -37,6 +42,7 @@ pub fn apply(status: &mut StatusFile, record: &Stored<HistoryRecord>) {
     }
     status.updated_at = record.ts.clone();
     status.last_record = record.id.clone();
+    status.fold = FOLD;
     match &record.body {
         HistoryRecord::Deploy(d) => apply_deploy(status, d, &record.ts),
         HistoryRecord::Stage(s) => apply_stage(status, s, &record.ts),
@@ -73,6 +79,7 @@ fn apply_deploy(status: &mut StatusFile, d: &DeployRecord, ts: &str) {
             actor: d.actor.clone(),
         });
     }
+    track_open(status, d, ts);
     // A cancelled deploy says where each region it changed stands (written at once on the
     // second signal, before anything else could be recorded); so does a final record of a
     // deploy whose other records could not all be written (a full disk).
@@ -105,6 +112,45 @@ fn apply_deploy(status: &mut StatusFile, d: &DeployRecord, ts: &str) {
         }
     }
 }
+
+/// Keeps `open_deploys`: a deploy is open from its first record until its final one (the
+/// newest [`OPEN_KEPT`] of them). A final
+/// record also closes every open deploy that started before it: deploys run one at a time
+/// under the lock, so those were interrupted and have been followed by a finished deploy
+/// (history, not the current state; `recover` still finds them in history).
+fn track_open(status: &mut StatusFile, d: &DeployRecord, ts: &str) {
+    let start_time = if d.start_time.is_empty() {
+        ts.to_string()
+    } else {
+        d.start_time.clone()
+    };
+    let open = &mut status.open_deploys;
+    if d.status.is_final() {
+        open.retain(|o| o.deploy_id != d.deploy_id && o.start_time > start_time);
+        return;
+    }
+    let entry = LastDeploy {
+        deploy_id: d.deploy_id.clone(),
+        version: d.version.clone(),
+        status: d.status,
+        start_time,
+        end_time: d.end_time.clone(),
+        actor: d.actor.clone(),
+    };
+    match open.iter_mut().find(|o| o.deploy_id == d.deploy_id) {
+        Some(o) => *o = entry,
+        None => open.push(entry),
+    }
+    // Deploys run one at a time, so more than one is open only when several were killed in a
+    // row with no finished deploy since; the file (rewritten on every state change) keeps the
+    // newest of them, not an unbounded list.
+    if open.len() > OPEN_KEPT {
+        open.drain(..open.len() - OPEN_KEPT);
+    }
+}
+
+/// How many open deploys `status.json` keeps (the newest).
+pub const OPEN_KEPT: usize = 20;
 
 fn apply_stage(status: &mut StatusFile, s: &StageRecord, ts: &str) {
     // Stage records carry no actor: deploys run one at a time, so it is the current deploy's.
@@ -182,6 +228,27 @@ mod tests {
             prev: String::new(),
             body,
         }
+    }
+
+    #[test]
+    fn open_deploys_keep_the_newest_when_many_were_killed_in_a_row() {
+        let records = (0..OPEN_KEPT + 5).map(|i| {
+            let ts = format!("2026-01-01T00:{:02}:00Z", i);
+            stored(
+                &ts,
+                HistoryRecord::Deploy(DeployRecord {
+                    deploy_id: format!("d{i:02}"),
+                    status: DeployStatus::Started,
+                    start_time: ts.clone(),
+                    ..Default::default()
+                }),
+            )
+        });
+        let s = fold(records);
+        assert_eq!(s.open_deploys.len(), OPEN_KEPT);
+        assert_eq!(s.open_deploys[0].deploy_id, "d05");
+        assert_eq!(s.open_deploys[OPEN_KEPT - 1].deploy_id, "d24");
+        assert_eq!(s.fold, FOLD);
     }
 
     fn detail(status: RegionState, version: Option<&str>) -> RegionDetail {

@@ -11,6 +11,7 @@ pub mod process;
 pub mod prometheus;
 pub mod pty;
 pub mod steps;
+pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

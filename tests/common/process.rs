@@ -38,3 +38,45 @@ pub fn signal(pid: u32, sig: i32) {
     let rc = unsafe { libc::kill(pid, sig) };
     assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
 }
+
+/// What a finished process read, from the kernel's I/O accounting (`/proc/<pid>/io`), and its
+/// output.
+#[derive(Debug)]
+pub struct Reads {
+    /// `rchar`: bytes the process asked `read` (and kin) for, whether from disk or cache.
+    pub bytes: u64,
+    /// `syscr`: read system calls.
+    pub calls: u64,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to the end and returns how much it read. The child is left a zombie
+/// (`waitid` with `WNOWAIT`) while its accounting is read, then reaped. Its output goes to
+/// files (a pipe nobody drains would block it).
+pub fn count_reads(mut cmd: std::process::Command) -> Reads {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("stdout");
+    let err = dir.path().join("stderr");
+    cmd.stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"));
+    let mut child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    shipgate::exec::wait_exited_unreaped(pid).expect("waitid");
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("read /proc/<pid>/io");
+    let field = |name: &str| -> u64 {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/io: {io}"))
+    };
+    let (bytes, calls) = (field("rchar:"), field("syscr:"));
+    let status = child.wait().expect("reap");
+    Reads {
+        bytes,
+        calls,
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+    }
+}

@@ -1,26 +1,12 @@
-//! Generates a large, realistic, hash-chained `history.jsonl` for benchmarking `shipgate history`.
-//!
-//! ```text
-//! cargo build --release --example bench_history
-//! target/release/examples/bench_history /tmp/bench 1000000
-//! hyperfine 'shipgate --state-dir /tmp/bench history --last 20' 'tail -n 20 /tmp/bench/history.jsonl'
-//! ```
+//! A realistic, hash-chained `history.jsonl` of any size, for benchmarks and for the tests
+//! that check a command's cost does not grow with history (shared by `examples/` through
+//! `#[path]`).
 //!
 //! Each deploy writes 15 records (deploy started, per stage its gate records and a stage record,
 //! deploy finished) over three stages and seven regions; one deploy in 20 fails a gate in the
 //! primary stage and rolls back.
-//!
-//! Measured on 1,000,008 records (67,568 deploys, 439 MB), release build, warm page cache, a 2-core
-//! VM shared with other builds (hyperfine; peak RSS from `/usr/bin/time -v`):
-//!
-//! | command                                   | time            | peak RSS | reference                          |
-//! | ----------------------------------------- | --------------- | -------- | ---------------------------------- |
-//! | `history --last 20 --format jsonl`        | 1.5 ms          | 4.0 MB   | `tail -n 20`: 0.9 ms (1.6×)        |
-//! | `history --status failed --format jsonl`  | 128 ms          | 4.2 MB   | `jq -c 'select(.status=="failed")'`: 8.65 s (68× slower) |
-//! | `history --stats`                         | 0.70 s (2 threads, 1.27 s CPU) | 14.2 MB |                      |
-//! | `history verify` (both chains)            | 1.43 s          | 3.8 MB   |                                    |
-//! | `status` (status.json present)            | 0.28–0.37 s     | 15.1 MB  | scans deploy lines for interrupted deploys |
-//! | `status` (status.json missing: rebuild)   | 1.94 s, once    | 15.8 MB  | the rebuilt file is kept           |
+
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -28,7 +14,7 @@ use std::io::Write;
 use shipgate::ledger::jsonl::{hash_line, GENESIS};
 use shipgate::ledger::*;
 
-struct Writer<W: Write> {
+pub struct Writer<W: Write> {
     out: W,
     prev: String,
     n: u64,
@@ -53,12 +39,38 @@ impl<W: Write> Writer<W> {
     }
 }
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let dir = std::path::PathBuf::from(args.next().expect("usage: bench_history DIR [RECORDS]"));
-    let records: u64 = args.next().map(|n| n.parse().unwrap()).unwrap_or(1_000_000);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = std::fs::File::create(dir.join("history.jsonl")).unwrap();
+/// What to generate besides plain deploys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Every k-th deploy is killed right after its `started` record (never finished).
+    pub interrupt_every: Option<u64>,
+    /// The last deploy is killed after its `started` record: `status` lists it as interrupted.
+    pub end_interrupted: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub records: u64,
+    pub deploys: u64,
+}
+
+fn interrupted(deploy_id: &str, version: &str, t: chrono::DateTime<chrono::Utc>) -> HistoryRecord {
+    HistoryRecord::Deploy(DeployRecord {
+        deploy_id: deploy_id.into(),
+        app: "nettrace-dashboard".into(),
+        version: version.into(),
+        status: "started".into(),
+        stages: vec!["canary".into()],
+        start_time: t.to_rfc3339(),
+        actor: "alice".into(),
+        trigger: "terminal".into(),
+        ..Default::default()
+    })
+}
+
+/// Writes about `records` records (whole deploys) to `path`, replacing it.
+pub fn write_history(path: &std::path::Path, records: u64, opts: Options) -> Summary {
+    let file = std::fs::File::create(path).unwrap();
     let mut w = Writer {
         out: std::io::BufWriter::with_capacity(1 << 20, file),
         prev: GENESIS.to_string(),
@@ -109,6 +121,11 @@ fn main() {
             })
         };
         w.put(t, deploy("started", None));
+        if opts.interrupt_every.is_some_and(|k| d.is_multiple_of(k)) {
+            // Killed before its first stage finished: no later record of it.
+            t += chrono::Duration::minutes(20);
+            continue;
+        }
         let mut outcome = "success";
         for (i, (stage, regions, gates)) in stages.iter().enumerate() {
             let stage_start = t;
@@ -221,6 +238,14 @@ fn main() {
         }
         t += chrono::Duration::minutes(20);
     }
+    if opts.end_interrupted && w.n > 0 {
+        d += 1;
+        let deploy_id = ulid::Ulid::from_parts(t.timestamp_millis() as u64, d as u128).to_string();
+        w.put(t, interrupted(&deploy_id, &format!("{:07x}", d), t));
+    }
     w.out.flush().unwrap();
-    eprintln!("{} records, {} deploys in {}", w.n, d, dir.display());
+    Summary {
+        records: w.n,
+        deploys: d,
+    }
 }
