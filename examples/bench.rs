@@ -127,6 +127,13 @@ fn print(rows: &[Row]) {
     }
 }
 
+/// A comparison: `program args… file`.
+fn tool(program: &str, args: &[&str], file: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.args(args).arg(file);
+    c
+}
+
 /// Drops a file's pages from the page cache (clean pages only: the file is synced first).
 fn evict(path: &Path) {
     use std::os::fd::AsRawFd;
@@ -250,9 +257,7 @@ impl Bench {
             self.runs,
             &no_evict,
             &[&|| self.shipgate(&state, &["status"]), &|| {
-                let mut c = Command::new("jq");
-                c.arg(".").arg(&status_json);
-                c
+                tool("jq", &["."], &status_json)
             }],
         );
         self.row(
@@ -298,9 +303,7 @@ impl Bench {
             self.runs,
             &no_evict,
             &[&|| self.shipgate(&state, &["history", "verify"]), &|| {
-                let mut c = Command::new("openssl");
-                c.args(["dgst", "-sha256"]).arg(&file);
-                c
+                tool("openssl", &["dgst", "-sha256"], &file)
             }],
         );
         self.row(
@@ -323,11 +326,7 @@ impl Bench {
                             &["history", "--status", "failed", "--format", "jsonl"],
                         )
                     },
-                    &|| {
-                        let mut c = Command::new("grep");
-                        c.args(["-c", "\"failed\""]).arg(&file);
-                        c
-                    },
+                    &|| tool("grep", &["-c", "\"failed\""], &file),
                 ],
             );
             self.row(

@@ -245,7 +245,7 @@ pub fn await_deliveries(
     output: &Output,
 ) {
     signals.run_over();
-    let before = signals.received();
+    let before = signals.received_while_running();
     // After a second signal the runner's SIGKILL is seconds away: record at once what is
     // still being delivered as not delivered.
     let abandoned = signals.state().abandoned();

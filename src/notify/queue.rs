@@ -43,17 +43,25 @@ struct InFlight {
     gives_up_at: Instant,
 }
 
+/// What the writer thread receives: a finished delivery's record (`None`: its thread
+/// panicked), or word that the queue was closed (`total` is set: look at it now rather than at
+/// the next message).
+enum Msg {
+    Done(u64, Option<Record>),
+    Closed,
+}
+
 /// The queue while it accepts work.
 struct Open {
     next: u64,
-    tx: mpsc::Sender<(u64, Option<Record>)>,
+    tx: mpsc::Sender<Msg>,
     writer: Writer,
 }
 
 /// Who writes the records: a thread, or (when it could not start) `finish` itself.
 enum Writer {
     Thread(JoinHandle<Vec<String>>),
-    Inline(Option<mpsc::Receiver<(u64, Option<Record>)>>, Ledger),
+    Inline(Option<mpsc::Receiver<Msg>>, Ledger),
 }
 
 pub struct Queue {
@@ -82,7 +90,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Queue {
     /// Starts the writer thread; deliveries get their threads as they are queued.
     pub fn start(notifier: Notifier, ledger: Ledger) -> Queue {
-        let (tx, rx) = mpsc::channel::<(u64, Option<Record>)>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         // Shared so that, should the thread fail to start, `finish` writes the records itself.
         let rx = Arc::new(Mutex::new(Some(rx)));
         let total: Arc<Mutex<Option<u64>>> = Arc::default();
@@ -185,7 +193,7 @@ impl Queue {
                 // written: this record must not be written twice.
                 let abandoned = has_fallback && lock(&fallbacks).remove(&seq).is_none();
                 if !abandoned {
-                    let _ = tx.send((seq, record));
+                    let _ = tx.send(Msg::Done(seq, record));
                 }
             }
         };
@@ -218,6 +226,7 @@ impl Queue {
             return Vec::new();
         };
         *lock(&self.total) = Some(next);
+        let _ = tx.send(Msg::Closed);
         let writer = match writer {
             Writer::Thread(handle) => handle,
             Writer::Inline(rx, ledger) => {
@@ -228,6 +237,7 @@ impl Queue {
         let mut waiting = Some(waiting);
         let quiet_until = Instant::now() + QUIET_WAIT;
         let mut gave_up: Option<usize> = None;
+        let mut pause = Duration::from_micros(250);
         while !writer.is_finished() {
             if Instant::now() >= quiet_until {
                 if let Some(w) = waiting.take() {
@@ -241,10 +251,12 @@ impl Queue {
                 let given_up = std::mem::take(&mut *lock(&self.fallbacks));
                 gave_up = Some(given_up.len());
                 for (seq, record) in given_up {
-                    let _ = tx.send((seq, Some(record)));
+                    let _ = tx.send(Msg::Done(seq, Some(record)));
                 }
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // Short at first (with nothing in flight the writer is done at once), then 10 ms.
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
         drop(tx);
         let mut warnings = writer.join().unwrap_or_default();
@@ -269,7 +281,7 @@ impl Drop for Queue {
 /// It ends when every queued delivery is written (once the queue is closed, `total` says how
 /// many there are), or when every sender is gone.
 fn write_in_order(
-    rx: mpsc::Receiver<(u64, Option<Record>)>,
+    rx: mpsc::Receiver<Msg>,
     ledger: &Ledger,
     total: &Mutex<Option<u64>>,
 ) -> Vec<String> {
@@ -284,16 +296,16 @@ fn write_in_order(
         if lock(total).is_some_and(|t| next >= t) {
             return warnings;
         }
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok((seq, record)) => {
+        match rx.recv() {
+            Ok(Msg::Done(seq, record)) => {
                 done.insert(seq, record);
                 while let Some(record) = done.remove(&next) {
                     write(record, &mut warnings);
                     next += 1;
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Ok(Msg::Closed) => {}
+            Err(mpsc::RecvError) => break,
         }
     }
     // Every sender is gone, so every delivery has reported; nothing is left unless a thread

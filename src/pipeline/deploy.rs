@@ -824,6 +824,9 @@ impl<'r, 'e> DeployRun<'r, 'e> {
     fn finish(mut self, started: Instant) -> RunResult {
         let engine = self.engine;
         let verdict = judge_deploy(&self.facts, engine.signals.state());
+        // Decided: a signal from now on (the runner cancelling as the deploy ends) is one to
+        // stop waiting for deliveries, not one to roll back for.
+        engine.signals.run_over();
         self.result.status = verdict.status.as_str().into();
         self.result.exit_code = verdict.exit_code;
         self.result.message = verdict.message.clone();

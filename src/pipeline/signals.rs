@@ -84,6 +84,8 @@ pub struct Signals {
     /// The run is over (outcome decided and printed): a signal now only cuts short the wait
     /// for deliveries.
     over: std::sync::atomic::AtomicBool,
+    /// How many signals had arrived when the run was marked over (those the run acted on).
+    before_over: AtomicUsize,
     first: AtomicI32,
     /// Cancelled by the first signal.
     pub work: Cancel,
@@ -99,6 +101,7 @@ impl Signals {
         Arc::new(Signals {
             count: AtomicUsize::new(0),
             over: std::sync::atomic::AtomicBool::new(false),
+            before_over: AtomicUsize::new(0),
             first: AtomicI32::new(0),
             work: Cancel::new(),
             rollback: Cancel::new(),
@@ -226,9 +229,23 @@ impl Signals {
         take(&self.on_second);
     }
 
-    /// Marks the run as over: later signals only cut short the wait for deliveries.
+    /// Marks the run as over (once: later calls change nothing): later signals only cut short
+    /// the wait for deliveries. Called as soon as the outcome is decided, so a signal that
+    /// arrives while the final record is written counts as one to stop waiting, not as one
+    /// the run already acted on.
     pub fn run_over(&self) {
+        if self.over.load(Ordering::SeqCst) {
+            return;
+        }
+        self.before_over
+            .store(self.count.load(Ordering::SeqCst), Ordering::SeqCst);
         self.over.store(true, Ordering::SeqCst);
+    }
+
+    /// How many signals the run itself received (before [`Signals::run_over`]); those after it
+    /// are for the wait for deliveries.
+    pub fn received_while_running(&self) -> usize {
+        self.before_over.load(Ordering::SeqCst)
     }
 
     /// How many signals arrived so far.
