@@ -235,6 +235,11 @@ const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Lines handled between two looks at the child, the deadline and the cancel token.
 const DRAIN_BATCH: usize = 4096;
 
+/// Lines the readers may have in flight before they wait for the loop. The channel's buffer is
+/// allocated (and touched) in full for every command, so it stays small: 64 regions deploying
+/// at once would otherwise hold 8 MB of it.
+const IN_FLIGHT: usize = 256;
+
 /// Why a running command is being terminated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -340,17 +345,17 @@ fn run_from(
     }
 
     // Bounded: a child printing faster than we log waits on its pipe instead of filling memory.
-    let (tx, rx) = mpsc::sync_channel::<Chunk>(DRAIN_BATCH);
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(IN_FLIGHT);
     let mut open_pipes = 0;
     if let Some(out) = child.stdout.take() {
-        spawn_reader(out, Stream::Stdout, tx.clone());
+        spawn_reader(out, Stream::Stdout, tx.clone(), Some(child.id()));
         open_pipes += 1;
     }
     if let Some(err) = child.stderr.take() {
-        spawn_reader(err, Stream::Stderr, tx.clone());
+        spawn_reader(err, Stream::Stderr, tx.clone(), None);
         open_pipes += 1;
     }
-    spawn_waiter(child.id(), tx);
+    drop(tx);
 
     let redactor = crate::redact::global();
     let mut collected = Collected::default();
@@ -361,7 +366,7 @@ fn run_from(
     loop {
         // Drain what the readers have, waiting at most one poll interval for the first, and
         // taking a bounded batch so an endless stream cannot starve the checks below.
-        // The waiter's `Exited` wakes this at once: an exit is noticed when it happens, not at
+        // The stdout reader's `Exited` wakes this at once: an exit is noticed when it happens, not at
         // the next poll.
         match rx.recv_timeout(POLL) {
             Ok(chunk) => {
@@ -627,18 +632,6 @@ fn group_alive(pgid: libc::pid_t) -> bool {
 
 /// Reads `pipe` line by line and sends each line; detached, so a pipe a grandchild keeps open
 /// never blocks the caller (the thread ends when the pipe closes or the receiver is gone).
-/// Sends [`Chunk::Exited`] when the child `pid` exits. `waitid` with `WNOWAIT` leaves the child
-/// unreaped (the loop reaps it through [`Child::try_wait`](std::process::Child::try_wait)), so
-/// its pid, and the process group it leads, cannot be reused while the loop may still signal
-/// them. Once the loop has reaped the child the call fails (`ECHILD`) and the thread ends.
-fn spawn_waiter(pid: u32, tx: mpsc::SyncSender<Chunk>) {
-    std::thread::spawn(move || {
-        if wait_exited_unreaped(pid).is_ok() {
-            let _ = tx.send(Chunk::Exited);
-        }
-    });
-}
-
 /// Blocks until the child `pid` has exited, leaving it unreaped (`waitid` with `WNOWAIT`): its
 /// pid stays its own, and `/proc/<pid>` still holds its accounting, until it is reaped.
 pub fn wait_exited_unreaped(pid: u32) -> std::io::Result<()> {
@@ -663,7 +656,18 @@ pub fn wait_exited_unreaped(pid: u32) -> std::io::Result<()> {
     }
 }
 
-fn spawn_reader<R: Read + Send + 'static>(pipe: R, stream: Stream, tx: mpsc::SyncSender<Chunk>) {
+/// Reads `pipe` line by line into `tx`, then sends [`Chunk::Closed`]. With `waiter`, it then
+/// waits for that child to exit, unreaped ([`wait_exited_unreaped`]: its pid, and the process
+/// group it leads, cannot be reused while the loop may still signal them), and sends
+/// [`Chunk::Exited`], so the loop notices the exit at once (no thread of its own for it; a
+/// child whose pipe outlives it, held by a grandchild, is noticed by the loop's poll). Once the
+/// loop has reaped the child the wait fails (`ECHILD`) and the thread ends.
+fn spawn_reader<R: Read + Send + 'static>(
+    pipe: R,
+    stream: Stream,
+    tx: mpsc::SyncSender<Chunk>,
+    waiter: Option<u32>,
+) {
     std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(64 * 1024, pipe);
         loop {
@@ -684,6 +688,11 @@ fn spawn_reader<R: Read + Send + 'static>(pipe: R, stream: Stream, tx: mpsc::Syn
             }
         }
         let _ = tx.send(Chunk::Closed(stream));
+        if let Some(pid) = waiter {
+            if wait_exited_unreaped(pid).is_ok() {
+                let _ = tx.send(Chunk::Exited);
+            }
+        }
     });
 }
 
