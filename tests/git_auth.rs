@@ -7,7 +7,7 @@ use base64::Engine;
 
 use crate::common::git_http::{basic, GitHttp, Seen};
 use crate::common::{code, Project};
-use crate::git_store::{clone_with_origin, git, records};
+use crate::git_store::{cache_file, clone_with_origin, git, records, remote_file};
 
 const BRANCH: &str = "shipgate/ledger";
 
@@ -43,10 +43,7 @@ fn clone_served_by(server: &GitHttp) -> Project {
 
 /// The server-side view of the ledger branch: `git --git-dir=<bare> show <branch>:<file>`.
 fn served_file(server: &GitHttp, file: &str) -> String {
-    git(
-        server.root(),
-        &["--git-dir=app.git", "show", &format!("{BRANCH}:{file}")],
-    )
+    remote_file(&server.root().join("app.git"), file)
 }
 
 #[track_caller]
@@ -143,7 +140,7 @@ fn git_store_pushes_with_the_checkouts_extraheader_and_no_other_configuration() 
         assert_no_secret(SECRET, "stderr", &run.stderr);
         for file in ["history.jsonl", "audit.jsonl", "status.json"] {
             assert_no_secret(SECRET, file, &served_file(&server, file));
-            assert_no_secret(SECRET, file, &p.read(&format!(".shipgate/{file}")));
+            assert_no_secret(SECRET, file, &cache_file(&p, file));
         }
         let r = p.run(&["history", "--format", "json"]);
         assert_no_secret(

@@ -1,0 +1,173 @@
+//! The git store's layout of a ledger file on its branch: segments.
+//!
+//! `history.jsonl` is stored as `history/000/000000.jsonl`, `history/000/000001.jsonl`, …
+//! (`audit.jsonl` likewise under `audit/`): segment `n` lives in fan-out directory `n / 1000`,
+//! so no tree holds more than 1000 entries. A new segment is started when the current one would
+//! grow past [`SEGMENT_BYTES`], so an append rewrites one bounded blob and the trees on its path,
+//! never the whole history. The hash chain runs on across segments: the first line of segment
+//! `n + 1` has `prev` = the hash of the last line of segment `n`. Concatenated in order, the
+//! segments are exactly the file a file store would hold.
+//!
+//! A branch written by an older shipgate holds the whole file at the root (`history.jsonl`): it
+//! is read as the first, frozen segment, and new appends start numbered segments after it.
+
+use git2::{ObjectType, Oid, Repository, Tree};
+
+use super::jsonl::{self, Appended};
+use crate::error::Error;
+
+/// The size past which a new segment is started.
+pub const SEGMENT_BYTES: usize = 256 * 1024;
+
+/// For tests only: the segment size in bytes (so a test reaches many segments quickly).
+pub const SEGMENT_ENV: &str = "SHIPGATE_GIT_SEGMENT_BYTES";
+
+/// Segments per fan-out directory.
+pub const PER_DIR: u64 = 1000;
+
+/// The segment size in force ([`SEGMENT_BYTES`], or [`SEGMENT_ENV`] in tests).
+pub fn segment_bytes() -> usize {
+    std::env::var(SEGMENT_ENV)
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(SEGMENT_BYTES)
+}
+
+/// One segment of a ledger file on the branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Its path in the branch's tree (`history/000/000123.jsonl`, or `history.jsonl` for the
+    /// old layout's root file).
+    pub path: String,
+    /// `None` for the old layout's root file, which comes first.
+    pub number: Option<u64>,
+    pub blob: Oid,
+}
+
+/// `history.jsonl` → `history`.
+fn dir_of(file: &str) -> &str {
+    file.strip_suffix(".jsonl").unwrap_or(file)
+}
+
+/// The path of segment `n` of `file`.
+pub fn path_of(file: &str, n: u64) -> String {
+    format!("{}/{:03}/{n:06}.jsonl", dir_of(file), n / PER_DIR)
+}
+
+/// The segments of `file` in `tree`, in order: the old layout's root file first, then the
+/// numbered segments by number. Entries that are not segments are ignored.
+pub fn list(repo: &Repository, tree: Option<&Tree>, file: &str) -> Result<Vec<Segment>, Error> {
+    let Some(tree) = tree else {
+        return Ok(Vec::new());
+    };
+    let fail = |e: git2::Error| {
+        Error::failed(format!("cannot read `{file}` from the ledger branch")).caused_by(e.message())
+    };
+    let mut out = Vec::new();
+    if let Some(root) = tree
+        .get_name(file)
+        .filter(|e| e.kind() == Some(ObjectType::Blob))
+    {
+        out.push(Segment {
+            path: file.to_string(),
+            number: None,
+            blob: root.id(),
+        });
+    }
+    let dir = dir_of(file);
+    let Some(top) = tree
+        .get_name(dir)
+        .filter(|e| e.kind() == Some(ObjectType::Tree))
+    else {
+        return Ok(out);
+    };
+    let top = repo.find_tree(top.id()).map_err(fail)?;
+    let mut numbered = Vec::new();
+    for fan in top.iter() {
+        let Some(fan_name) = fan.name().filter(|n| is_digits(n)) else {
+            continue;
+        };
+        if fan.kind() != Some(ObjectType::Tree) {
+            continue;
+        }
+        let fan_tree = repo.find_tree(fan.id()).map_err(fail)?;
+        for seg in fan_tree.iter() {
+            let Some(n) = seg
+                .name()
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .filter(|n| is_digits(n))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if seg.kind() != Some(ObjectType::Blob) {
+                continue;
+            }
+            numbered.push(Segment {
+                path: format!("{dir}/{fan_name}/{}", seg.name().unwrap_or_default()),
+                number: Some(n),
+                blob: seg.id(),
+            });
+        }
+    }
+    numbered.sort_by_key(|s| s.number);
+    out.extend(numbered);
+    Ok(out)
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A blob's bytes.
+pub fn read_blob(repo: &Repository, oid: Oid, path: &str) -> Result<Vec<u8>, Error> {
+    let blob = repo.find_blob(oid).map_err(|e| {
+        Error::failed(format!("cannot read `{path}` from the ledger branch")).caused_by(e.message())
+    })?;
+    Ok(blob.content().to_vec())
+}
+
+/// One append to `file` on `tree`: the path of the segment it writes and that segment's new
+/// bytes. Reads only the last segment (and, once, the old layout's root file when it is the
+/// last): the line goes at its end, or starts the next segment when it would grow past
+/// [`segment_bytes`] (or after the frozen root file), chained to the last line before it.
+pub fn append(
+    repo: &Repository,
+    tree: Option<&Tree>,
+    file: &str,
+    body: serde_json::Value,
+) -> Result<(String, Vec<u8>, Appended), Error> {
+    let segments = list(repo, tree, file)?;
+    let Some(last) = segments.last() else {
+        let (a, line) = jsonl::encode_line(body, jsonl::GENESIS.to_string(), false)?;
+        return Ok((path_of(file, 0), line, a));
+    };
+    let mut bytes = read_blob(repo, last.blob, &last.path)?;
+    let (last_line, torn) = jsonl::last_line_of(&bytes);
+    let prev = last_line.map_or_else(|| jsonl::GENESIS.to_string(), jsonl::hash_line);
+    let (a, line) = jsonl::encode_line(body, prev, torn)?;
+    // A torn tail is finished where it is (the newline goes first), never split across
+    // segments; an empty segment is filled.
+    let stay = torn
+        || bytes.is_empty()
+        || (last.number.is_some() && bytes.len() + line.len() <= segment_bytes());
+    if stay {
+        bytes.extend_from_slice(&line);
+        return Ok((last.path.clone(), bytes, a));
+    }
+    let next = last.number.map_or(0, |n| n + 1);
+    Ok((path_of(file, next), line, a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_paths_fan_out_per_thousand() {
+        assert_eq!(path_of("history.jsonl", 0), "history/000/000000.jsonl");
+        assert_eq!(path_of("history.jsonl", 999), "history/000/000999.jsonl");
+        assert_eq!(path_of("audit.jsonl", 1234), "audit/001/001234.jsonl");
+    }
+}
