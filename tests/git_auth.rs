@@ -233,3 +233,28 @@ fn git_store_token_from_the_environment_overrides_the_extraheader() {
     assert_no_secret(SECRET, "stderr", &run.stderr);
     assert_no_secret(TOKEN, "stderr", &run.stderr);
 }
+
+/// Issue 17: every append and every `status.json` write fetched the branch first (a 7-region
+/// deploy fetched some twenty times). A deploy now fetches each ref once: the branch when the
+/// store opens, the lock ref when it takes the lock; every append pushes on the tip it knows.
+#[test]
+fn a_deploy_fetched_the_ledger_branch_before_every_append() {
+    let server = GitHttp::start(&basic(SECRET));
+    let p = clone_served_by(&server);
+    store_like_checkout(&p, &server, SECRET, Checkout::InRepoConfig);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+
+    let seen = server.seen();
+    let count = |service: &str| {
+        seen.iter()
+            .filter(|s| s.method == "GET" && s.url.contains(&format!("service={service}")))
+            .count()
+    };
+    let (fetches, pushes) = (count("git-upload-pack"), count("git-receive-pack"));
+    let appends = records(&served_file(&server, "history.jsonl")).len();
+    assert!(pushes > appends, "{pushes} pushes for {appends} records");
+    assert_eq!(
+        fetches, 2,
+        "{fetches} fetches for {pushes} pushes: {seen:#?}"
+    );
+}

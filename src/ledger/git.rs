@@ -258,16 +258,6 @@ impl GitStore {
         self.cache.update(&repo, tip, false)
     }
 
-    /// The cache at the tip this process knows, without fetching when it knows one (a rejected
-    /// push is what tells it the branch moved).
-    pub fn current(&self) -> Result<(), Error> {
-        let known = *self.tip.lock().unwrap_or_else(|e| e.into_inner());
-        match known {
-            Some(tip) => self.cache.update(&self.repo()?, tip, false),
-            None => self.sync(),
-        }
-    }
-
     /// Rebuilds the cache from the known tip's tree, trusting nothing it held (for `history
     /// verify`).
     pub fn rebuild_cache(&self) -> Result<(), Error> {

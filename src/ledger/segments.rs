@@ -164,6 +164,98 @@ pub fn append(
 mod tests {
     use super::*;
 
+    fn tree_with(repo: &Repository, files: &[(&str, &[u8])]) -> Oid {
+        let mut tree = None;
+        for (path, bytes) in files {
+            let blob = repo.blob(bytes).unwrap();
+            let parts: Vec<&str> = path.split('/').collect();
+            let at = tree.map(|t| repo.find_tree(t).unwrap());
+            tree = Some(put(repo, at.as_ref(), &parts, blob));
+        }
+        tree.unwrap()
+    }
+
+    fn put(repo: &Repository, tree: Option<&Tree>, path: &[&str], blob: Oid) -> Oid {
+        let mut b = repo.treebuilder(tree).unwrap();
+        if let [name] = path {
+            b.insert(name, blob, 0o100644).unwrap();
+        } else {
+            let sub = tree
+                .and_then(|t| t.get_name(path[0]))
+                .map(|e| repo.find_tree(e.id()).unwrap());
+            b.insert(path[0], put(repo, sub.as_ref(), &path[1..], blob), 0o040000)
+                .unwrap();
+        }
+        b.write().unwrap()
+    }
+
+    fn line(n: usize) -> serde_json::Value {
+        serde_json::json!({"kind": "event", "n": n})
+    }
+
+    #[test]
+    fn an_append_fills_the_last_segment_then_starts_the_next_chained_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let max = segment_bytes();
+        // Nearly full: the next line starts segment 8 (numbers, not tree order, decide).
+        let full = format!("{}\n", "x".repeat(max - 10));
+        let t = tree_with(
+            &repo,
+            &[
+                ("history/000/000007.jsonl", full.as_bytes()),
+                ("history/000/000002.jsonl", b"old\n"),
+                ("history/000/notes.txt", b"ignored\n"),
+            ],
+        );
+        let tree = repo.find_tree(t).unwrap();
+        let segs = list(&repo, Some(&tree), "history.jsonl").unwrap();
+        let paths: Vec<_> = segs.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["history/000/000002.jsonl", "history/000/000007.jsonl"]
+        );
+        let (path, bytes, _) = append(&repo, Some(&tree), "history.jsonl", line(1)).unwrap();
+        assert_eq!(path, "history/000/000008.jsonl");
+        let first: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            first["prev"],
+            jsonl::hash_line("x".repeat(max - 10).as_bytes())
+        );
+
+        // Room left: the line goes at the end of the last segment.
+        let t = tree_with(&repo, &[("history/000/000000.jsonl", b"a\n")]);
+        let tree = repo.find_tree(t).unwrap();
+        let (path, bytes, _) = append(&repo, Some(&tree), "history.jsonl", line(2)).unwrap();
+        assert_eq!(path, "history/000/000000.jsonl");
+        assert!(
+            bytes.starts_with(b"a\n{"),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+
+    #[test]
+    fn the_old_layouts_root_file_is_frozen_and_a_torn_tail_finished_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let t = tree_with(&repo, &[("history.jsonl", b"legacy\n")]);
+        let tree = repo.find_tree(t).unwrap();
+        let (path, bytes, _) = append(&repo, Some(&tree), "history.jsonl", line(1)).unwrap();
+        assert_eq!(path, "history/000/000000.jsonl");
+        let first: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(first["prev"], jsonl::hash_line(b"legacy"));
+
+        let t = tree_with(&repo, &[("history/000/000003.jsonl", b"a\ntorn")]);
+        let tree = repo.find_tree(t).unwrap();
+        let (path, bytes, _) = append(&repo, Some(&tree), "history.jsonl", line(2)).unwrap();
+        assert_eq!(path, "history/000/000003.jsonl");
+        assert!(bytes.starts_with(b"a\ntorn\n{"));
+
+        let (path, _, _) = append(&repo, None, "audit.jsonl", line(3)).unwrap();
+        assert_eq!(path, "audit/000/000000.jsonl");
+    }
+
     #[test]
     fn segment_paths_fan_out_per_thousand() {
         assert_eq!(path_of("history.jsonl", 0), "history/000/000000.jsonl");
