@@ -914,3 +914,38 @@ fn the_cache_under_the_git_dir_grows_by_appends_and_is_rebuilt_after_a_force_pus
     assert!(!a.state_dir().exists());
     assert_eq!(git(a.path(), &["status", "--porcelain"]), "");
 }
+
+/// A deploy that waited for another clone's deploy lock (its known tip is stale by then) follows
+/// the other's deploy in one chain, and its cache and status hold both.
+#[test]
+fn a_deploy_that_waited_for_the_lock_follows_the_other_in_one_chain() {
+    let remote = bare_remote();
+    let (mut a, mut b) = (clone_of(remote.path()), clone_of(remote.path()));
+    a.env("DEPLOY_SLEEP", "1");
+    b.env("TEST_VERSION", "v3");
+    let running = a
+        .command(&["deploy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_held(remote.path());
+    b.run(&["deploy", "--lock-wait", "60s"])
+        .expect(code::SUCCESS);
+    assert!(running.wait_with_output().unwrap().status.success());
+
+    let history = remote_file(remote.path(), "history.jsonl");
+    let finished: Vec<_> = records(&history)
+        .into_iter()
+        .filter(|r| r["kind"] == "deploy" && r["status"] == "success")
+        .map(|r| r["version"].clone())
+        .collect();
+    assert_eq!(finished, ["v2", "v3"], "{history}");
+    assert_eq!(cache_file(&b, "history.jsonl"), history);
+    let s = b
+        .run(&["status", "--format", "json"])
+        .expect(code::SUCCESS)
+        .json();
+    assert!(!s.to_string().contains("\"v2\""), "{s}");
+    b.run(&["history", "verify"]).expect(code::SUCCESS);
+}

@@ -17,9 +17,10 @@
 //! used by the git store, except that a file-store ledger found there is refused (switching a
 //! project to the git store must not silently start a second history beside it).
 //!
-//! **One fetch per command.** The branch is fetched when the store opens (and when a reader
-//! asks to [`GitStore::sync`], as the approval wait does); this process remembers the tip it
-//! last fetched or pushed. Each append is a commit on that tip, pushed without force. A
+//! **One fetch per command.** The branch is fetched when the store opens (again when the deploy
+//! lock was only had after waiting for another holder, and when a reader asks to
+//! [`GitStore::sync`], as the approval wait does); this process remembers the tip it last
+//! fetched or pushed. Each append is a commit on that tip, pushed without force. A
 //! rejected push means someone else appended first: fetch the new tip, re-apply the line on it
 //! (recomputing `prev`), push again after a random pause, up to [`MAX_TRIES`] times. A
 //! `status.json` write is computed from the cache at the known tip, and recomputed likewise
@@ -580,6 +581,7 @@ pub fn acquire(
     let lease = lease_length();
     let deadline = Instant::now() + wait.unwrap_or_default();
     let repo = store.repo()?;
+    let mut waited = false;
     loop {
         let current = store.read_lock(&repo)?;
         let holder = match &current {
@@ -595,12 +597,17 @@ pub fn acquire(
             let expired = current.as_ref().and_then(|(_, b)| b.expired_manual());
             let body = LockBody::held(info, lease);
             if let Some(tip) = store.push_lock(&repo, current.map(|(oid, _)| oid), &body)? {
-                return Ok((
-                    Lease::start(store.clone(), info.clone(), tip, lease),
-                    expired,
-                ));
+                let lease = Lease::start(store.clone(), info.clone(), tip, lease);
+                if waited {
+                    // Whoever held the lock may have appended since this command fetched: read
+                    // the branch again before deciding anything under the lock (the lease is
+                    // released if that fails).
+                    store.sync()?;
+                }
+                return Ok((lease, expired));
             }
             // Someone else took it first: look again.
+            waited = true;
             continue;
         }
         if interrupted() {
@@ -612,6 +619,7 @@ pub fn acquire(
         if now >= deadline {
             return Err(lock::held_error(&holder, wait));
         }
+        waited = true;
         std::thread::sleep(lock::POLL.min(deadline - now));
     }
 }
