@@ -58,6 +58,22 @@ pub fn path_of(file: &str, n: u64) -> String {
 /// The segments of `file` in `tree`, in order: the old layout's root file first, then the
 /// numbered segments by number. Entries that are not segments are ignored.
 pub fn list(repo: &Repository, tree: Option<&Tree>, file: &str) -> Result<Vec<Segment>, Error> {
+    segments_of(repo, tree, file, false)
+}
+
+/// The last segment of `file` in `tree`: only the highest fan-out directory is read.
+pub fn last(repo: &Repository, tree: Option<&Tree>, file: &str) -> Result<Option<Segment>, Error> {
+    Ok(segments_of(repo, tree, file, true)?.pop())
+}
+
+/// [`list`], or with `last_only` the root file and the highest non-empty fan-out directory's
+/// segments (enough to know the last one).
+fn segments_of(
+    repo: &Repository,
+    tree: Option<&Tree>,
+    file: &str,
+    last_only: bool,
+) -> Result<Vec<Segment>, Error> {
     let Some(tree) = tree else {
         return Ok(Vec::new());
     };
@@ -83,15 +99,19 @@ pub fn list(repo: &Repository, tree: Option<&Tree>, file: &str) -> Result<Vec<Se
         return Ok(out);
     };
     let top = repo.find_tree(top.id()).map_err(fail)?;
+    let mut fans: Vec<(u64, String, Oid)> = top
+        .iter()
+        .filter(|e| e.kind() == Some(ObjectType::Tree))
+        .filter_map(|e| {
+            let name = e.name().filter(|n| is_digits(n))?;
+            Some((name.parse().ok()?, name.to_string(), e.id()))
+        })
+        .collect();
+    fans.sort();
     let mut numbered = Vec::new();
-    for fan in top.iter() {
-        let Some(fan_name) = fan.name().filter(|n| is_digits(n)) else {
-            continue;
-        };
-        if fan.kind() != Some(ObjectType::Tree) {
-            continue;
-        }
-        let fan_tree = repo.find_tree(fan.id()).map_err(fail)?;
+    for (_, fan_name, fan) in fans.iter().rev() {
+        let fan_tree = repo.find_tree(*fan).map_err(fail)?;
+        let before = numbered.len();
         for seg in fan_tree.iter() {
             let Some(n) = seg
                 .name()
@@ -109,6 +129,9 @@ pub fn list(repo: &Repository, tree: Option<&Tree>, file: &str) -> Result<Vec<Se
                 number: Some(n),
                 blob: seg.id(),
             });
+        }
+        if last_only && numbered.len() > before {
+            break;
         }
     }
     numbered.sort_by_key(|s| s.number);
@@ -138,8 +161,7 @@ pub fn append(
     file: &str,
     body: serde_json::Value,
 ) -> Result<(String, Vec<u8>, Appended), Error> {
-    let segments = list(repo, tree, file)?;
-    let Some(last) = segments.last() else {
+    let Some(last) = last(repo, tree, file)? else {
         let (a, line) = jsonl::encode_line(body, jsonl::GENESIS.to_string(), false)?;
         return Ok((path_of(file, 0), line, a));
     };
@@ -154,7 +176,7 @@ pub fn append(
         || (last.number.is_some() && bytes.len() + line.len() <= segment_bytes());
     if stay {
         bytes.extend_from_slice(&line);
-        return Ok((last.path.clone(), bytes, a));
+        return Ok((last.path, bytes, a));
     }
     let next = last.number.map_or(0, |n| n + 1);
     Ok((path_of(file, next), line, a))
@@ -254,6 +276,27 @@ mod tests {
 
         let (path, _, _) = append(&repo, None, "audit.jsonl", line(3)).unwrap();
         assert_eq!(path, "audit/000/000000.jsonl");
+    }
+
+    #[test]
+    fn the_last_segment_is_found_in_the_highest_fan_out_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let t = tree_with(
+            &repo,
+            &[
+                ("history/000/000999.jsonl", b"a\n"),
+                ("history/001/001000.jsonl", b"b\n"),
+                ("history/002/readme", b"not a segment\n"),
+            ],
+        );
+        let tree = repo.find_tree(t).unwrap();
+        let last = last(&repo, Some(&tree), "history.jsonl").unwrap().unwrap();
+        assert_eq!(
+            (last.path.as_str(), last.number),
+            ("history/001/001000.jsonl", Some(1000))
+        );
+        assert_eq!(list(&repo, Some(&tree), "history.jsonl").unwrap().len(), 2);
     }
 
     #[test]
