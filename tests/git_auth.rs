@@ -7,7 +7,7 @@ use base64::Engine;
 
 use crate::common::git_http::{basic, GitHttp, Seen};
 use crate::common::{code, Project};
-use crate::git_store::{clone_with_origin, git, records};
+use crate::git_store::{cache_file, clone_with_origin, git, records, remote_file};
 
 const BRANCH: &str = "shipgate/ledger";
 
@@ -43,10 +43,7 @@ fn clone_served_by(server: &GitHttp) -> Project {
 
 /// The server-side view of the ledger branch: `git --git-dir=<bare> show <branch>:<file>`.
 fn served_file(server: &GitHttp, file: &str) -> String {
-    git(
-        server.root(),
-        &["--git-dir=app.git", "show", &format!("{BRANCH}:{file}")],
-    )
+    remote_file(&server.root().join("app.git"), file)
 }
 
 #[track_caller]
@@ -143,7 +140,7 @@ fn git_store_pushes_with_the_checkouts_extraheader_and_no_other_configuration() 
         assert_no_secret(SECRET, "stderr", &run.stderr);
         for file in ["history.jsonl", "audit.jsonl", "status.json"] {
             assert_no_secret(SECRET, file, &served_file(&server, file));
-            assert_no_secret(SECRET, file, &p.read(&format!(".shipgate/{file}")));
+            assert_no_secret(SECRET, file, &cache_file(&p, file));
         }
         let r = p.run(&["history", "--format", "json"]);
         assert_no_secret(
@@ -235,4 +232,29 @@ fn git_store_token_from_the_environment_overrides_the_extraheader() {
     assert!(seen.iter().any(|s| s.status == 401));
     assert_no_secret(SECRET, "stderr", &run.stderr);
     assert_no_secret(TOKEN, "stderr", &run.stderr);
+}
+
+/// Issue 17: every append and every `status.json` write fetched the branch first (a 7-region
+/// deploy fetched some twenty times). A deploy now fetches each ref once: the branch when the
+/// store opens, the lock ref when it takes the lock; every append pushes on the tip it knows.
+#[test]
+fn a_deploy_fetched_the_ledger_branch_before_every_append() {
+    let server = GitHttp::start(&basic(SECRET));
+    let p = clone_served_by(&server);
+    store_like_checkout(&p, &server, SECRET, Checkout::InRepoConfig);
+    p.run(&["deploy"]).expect(code::SUCCESS);
+
+    let seen = server.seen();
+    let count = |service: &str| {
+        seen.iter()
+            .filter(|s| s.method == "GET" && s.url.contains(&format!("service={service}")))
+            .count()
+    };
+    let (fetches, pushes) = (count("git-upload-pack"), count("git-receive-pack"));
+    let appends = records(&served_file(&server, "history.jsonl")).len();
+    assert!(pushes > appends, "{pushes} pushes for {appends} records");
+    assert_eq!(
+        fetches, 2,
+        "{fetches} fetches for {pushes} pushes: {seen:#?}"
+    );
 }

@@ -4,12 +4,27 @@
 //! tree and no local ref is touched (fetches and pushes go through an anonymous remote with the
 //! named remote's URLs, so not even a remote-tracking ref moves).
 //!
-//! `[state].dir` is a cache of the branch's files, refreshed on open and after every write, so
-//! every reader works on plain files exactly as with the file store.
+//! **Segments.** On the branch, history and audit are stored as bounded segments
+//! (`history/000/000123.jsonl`, see [`super::segments`]), the hash chain running on across
+//! them; `status.json` is one file at the root. An append reads and rewrites only the last
+//! segment and the trees on its path, so its cost and the remote's growth do not depend on the
+//! size of history. A branch of the old layout (the whole file at the root) keeps working: its
+//! root file is the first, frozen segment.
 //!
-//! **Appends.** Each append is a commit on the remote tip, pushed without force. A rejected push
-//! means someone else appended first: fetch the new tip, re-apply the line on it (recomputing
-//! `prev`), push again after a random pause, up to [`MAX_TRIES`] times.
+//! **Cache.** Readers read plain files from a cache outside the work tree,
+//! `<git dir>/shipgate/<remote>/<branch>/` ([`super::git_cache`]), kept up to date
+//! incrementally: after a push or a fetch only the new bytes are appended. `[state].dir` is not
+//! used by the git store, except that a file-store ledger found there is refused (switching a
+//! project to the git store must not silently start a second history beside it).
+//!
+//! **One fetch per command.** The branch is fetched when the store opens (again when the deploy
+//! lock was only had after waiting for another holder, and when a reader asks to
+//! [`GitStore::sync`], as the approval wait does); this process remembers the tip it last
+//! fetched or pushed. Each append is a commit on that tip, pushed without force. A
+//! rejected push means someone else appended first: fetch the new tip, re-apply the line on it
+//! (recomputing `prev`), push again after a random pause, up to [`MAX_TRIES`] times. A
+//! `status.json` write is computed from the cache at the known tip, and recomputed likewise
+//! after a rejected push.
 //!
 //! **Compare-and-swap.** A non-force push is a compare-and-swap on smart transports (the server
 //! checks the old value). libgit2's transport for a remote that is a local path checks the old
@@ -42,9 +57,11 @@ use git2::{Commit, Oid, Repository, Tree};
 use serde::{Deserialize, Serialize};
 
 use super::extraheader;
-use super::jsonl::{self, Appended};
+use super::git_cache::Cache;
+use super::jsonl::Appended;
 use super::lock::{self, LockInfo, LockState, Released};
 use super::manual_lock::ManualLock;
+use super::segments;
 use super::{AUDIT_FILE, HISTORY_FILE, STATUS_FILE};
 use crate::config::Config;
 use crate::error::Error;
@@ -67,7 +84,8 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(300);
 /// For tests only: the lease length in seconds (so an expired lease can be taken over quickly).
 pub const LEASE_ENV: &str = "SHIPGATE_GIT_LEASE_SECS";
 
-/// Marks `[state].dir` as the git store's cache (so it may be overwritten from the branch).
+/// Marked `[state].dir` as the git store's cache in older versions (which kept it there): such
+/// a directory holds no file-store ledger.
 const CACHE_MARKER: &str = ".git-store-cache";
 
 const FILES: [&str; 3] = [HISTORY_FILE, AUDIT_FILE, STATUS_FILE];
@@ -87,14 +105,19 @@ pub struct GitStore {
     fetch_headers: ExtraHeaders,
     push_headers: ExtraHeaders,
     branch: String,
+    /// The local cache of the branch (what [`super::Ledger`] reads).
+    cache: Cache,
+    /// The branch tip this process last fetched or pushed (`Some(None)`: the branch does not
+    /// exist), `None` before the first fetch.
+    tip: Mutex<Option<Option<Oid>>>,
     /// This process's writes, one at a time (the engine appends from several threads).
     writing: Mutex<()>,
 }
 
 enum Pushed {
     Yes,
-    /// Someone else moved the ref first (or created it).
-    Rejected,
+    /// Someone else moved the ref first (or created it): its tip now.
+    Rejected(Option<Oid>),
 }
 
 impl GitStore {
@@ -154,8 +177,11 @@ impl GitStore {
         } else {
             headers(&push_url)
         };
+        let cache = Cache::new(repo.commondir(), &state.remote, &state.branch);
         Ok(GitStore {
             git_dir: repo.path().to_path_buf(),
+            cache,
+            tip: Mutex::new(None),
             remote: state.remote.clone(),
             shown_url: without_credentials(&url),
             fetch_headers,
@@ -191,22 +217,28 @@ impl GitStore {
         format!("{LOCK_REF} on {} ({})", self.remote, self.shown_url)
     }
 
-    /// Opens the cache: refuses a directory that holds a file-store ledger (it would be
-    /// replaced), then fetches the branch and writes its files there. Exit 2 when the remote
-    /// cannot be read: nothing has changed.
-    pub fn open_cache(&self, dir: &Path) -> Result<(), Error> {
-        let has_ledger = FILES.iter().any(|f| dir.join(f).exists());
-        if has_ledger && !dir.join(CACHE_MARKER).exists() {
+    /// The cache directory readers read (see [`super::git_cache`]).
+    pub fn cache_dir(&self) -> &Path {
+        self.cache.dir()
+    }
+
+    /// Opens the cache: refuses a `[state].dir` (`state_dir`) that holds a file-store ledger
+    /// (switching to the git store would silently leave that history behind), then fetches the
+    /// branch and brings the cache to its tip. Exit 2 when the remote cannot be read: nothing
+    /// has changed.
+    pub fn open_cache(&self, state_dir: &Path) -> Result<(), Error> {
+        let has_ledger = FILES.iter().any(|f| state_dir.join(f).exists());
+        if has_ledger && !state_dir.join(CACHE_MARKER).exists() {
             return Err(Error::usage(format!(
-                "`{}` holds a file-store ledger, and the git store keeps its cache there",
-                dir.display()
+                "`{}` holds a file-store ledger, and the git store would leave it behind",
+                state_dir.display()
             ))
             .with_hint(
                 "move its files away (or set `[state].dir` to another directory) before \
                  switching to `[state].store = \"git\"`",
             ));
         }
-        self.sync(dir).map_err(|e| {
+        self.sync().map_err(|e| {
             let mut err = Error::usage(format!("cannot read {}", self.describe()));
             err.causes.push(e.message);
             err.causes.extend(e.causes);
@@ -218,74 +250,102 @@ impl GitStore {
         })
     }
 
-    /// Refreshes the cache from the remote tip.
-    pub fn sync(&self, dir: &Path) -> Result<(), Error> {
+    /// Fetches the branch and brings the cache to the remote tip (for readers that wait for
+    /// other machines' records).
+    pub fn sync(&self) -> Result<(), Error> {
         let repo = self.repo()?;
         let tip = self.fetch_tip(&repo, &self.branch_ref())?;
-        let tree = match tip {
-            Some(oid) => Some(
-                repo.find_commit(oid)
-                    .and_then(|c| c.tree())
-                    .map_err(|e| git_failed("cannot read the ledger branch", e))?,
-            ),
-            None => None,
-        };
-        materialise(&repo, tree.as_ref(), dir)
+        self.set_tip(tip);
+        self.cache.update(&repo, tip, false)
     }
 
-    /// Appends one record to `file` as a commit pushed to the branch, then refreshes the cache.
-    pub fn append(
-        &self,
-        dir: &Path,
-        file: &'static str,
-        body: serde_json::Value,
-    ) -> Result<Appended, Error> {
+    /// Rebuilds the cache from the known tip's tree, trusting nothing it held (for `history
+    /// verify`).
+    pub fn rebuild_cache(&self) -> Result<(), Error> {
+        let known = *self.tip.lock().unwrap_or_else(|e| e.into_inner());
+        let repo = self.repo()?;
+        let tip = match known {
+            Some(tip) => tip,
+            None => {
+                let tip = self.fetch_tip(&repo, &self.branch_ref())?;
+                self.set_tip(tip);
+                tip
+            }
+        };
+        self.cache.update(&repo, tip, true)
+    }
+
+    /// Where line `line` of the cached `file` lives on the branch: its segment, its line there,
+    /// and the segment before when it is a segment's first line.
+    pub fn locate(&self, file: &str, line: u64) -> Option<(String, u64, Option<String>)> {
+        self.cache.locate(file, line)
+    }
+
+    fn set_tip(&self, tip: Option<Oid>) {
+        *self.tip.lock().unwrap_or_else(|e| e.into_inner()) = Some(tip);
+    }
+
+    /// Appends one record to `file` as a commit pushed to the branch (rewriting only the last
+    /// segment), then appends it to the cache.
+    pub fn append(&self, file: &'static str, body: serde_json::Value) -> Result<Appended, Error> {
         let kind = body
             .get("kind")
             .and_then(|k| k.as_str())
             .unwrap_or("record")
             .to_string();
         let mut appended = None;
-        self.commit_retrying(dir, |repo, tree| {
-            let mut bytes = read_file(repo, tree, file)?.unwrap_or_default();
-            let (last, torn) = jsonl::last_line_of(&bytes);
-            let prev = last.map_or_else(|| jsonl::GENESIS.to_string(), jsonl::hash_line);
-            let (a, line) = jsonl::encode_line(body.clone(), prev, torn)?;
+        self.commit_retrying(|repo, tree| {
+            let (path, bytes, a) = segments::append(repo, tree, file, body.clone())?;
             let message = format!("shipgate: append {kind} {} to {file}", a.id);
             appended = Some(a);
-            bytes.extend_from_slice(&line);
-            Ok((vec![(file, bytes)], message))
+            Ok((vec![(path, bytes)], message))
         })?;
         Ok(appended.expect("a successful commit appended"))
     }
 
-    /// Replaces `file` (`status.json`) in a commit pushed to the branch. A concurrent change to
-    /// the same file is overwritten (writers of `status.json` hold the deploy lock, or restore
-    /// it from the same history); concurrent appends to the other files are kept.
-    pub fn replace(&self, dir: &Path, file: &'static str, bytes: Vec<u8>) -> Result<(), Error> {
-        self.commit_retrying(dir, |_, _| {
+    /// Replaces `file` (`status.json`) in a commit pushed to the branch, its bytes computed by
+    /// `bytes` from the cache at the tip the commit goes on (again after a rejected push). A
+    /// concurrent change to the same file is overwritten (writers of `status.json` hold the
+    /// deploy lock, or restore it from the same history); concurrent appends to the other
+    /// files are kept.
+    pub fn replace(
+        &self,
+        file: &'static str,
+        mut bytes: impl FnMut() -> Result<Vec<u8>, Error>,
+    ) -> Result<(), Error> {
+        self.commit_retrying(|_, _| {
             Ok((
-                vec![(file, bytes.clone())],
+                vec![(file.to_string(), bytes()?)],
                 format!("shipgate: update {file}"),
             ))
         })
     }
 
-    /// Commits `edit`'s files on the remote tip and pushes; on a rejected push, fetches the new
-    /// tip and calls `edit` again on it. Refreshes the cache after success.
+    /// Commits `edit`'s files on the known tip and pushes; on a rejected push, brings the cache
+    /// to the new tip and calls `edit` again on it. Brings the cache to the pushed commit after
+    /// success (appending the new bytes).
     fn commit_retrying(
         &self,
-        dir: &Path,
         mut edit: impl FnMut(
             &Repository,
             Option<&Tree>,
-        ) -> Result<(Vec<(&'static str, Vec<u8>)>, String), Error>,
+        ) -> Result<(Vec<(String, Vec<u8>)>, String), Error>,
     ) -> Result<(), Error> {
         let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let repo = self.repo()?;
         let refname = self.branch_ref();
+        let known = *self.tip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tip = match known {
+            Some(tip) => tip,
+            None => {
+                let tip = self.fetch_tip(&repo, &refname)?;
+                self.set_tip(tip);
+                tip
+            }
+        };
+        // The edit reads the cache (status.json is computed from it): at the tip it builds on.
+        self.cache.update(&repo, tip, false)?;
         for attempt in 1..=MAX_TRIES {
-            let tip = self.fetch_tip(&repo, &refname)?;
             let parent = tip
                 .map(|oid| repo.find_commit(oid))
                 .transpose()
@@ -299,13 +359,15 @@ impl GitStore {
             let oid = commit(&repo, parent.as_ref(), base.as_ref(), &files, &message)?;
             match self.push(&repo, oid, &refname, tip)? {
                 Pushed::Yes => {
-                    let tree = repo
-                        .find_commit(oid)
-                        .and_then(|c| c.tree())
-                        .map_err(|e| git_failed("cannot read the new commit", e))?;
-                    return materialise(&repo, Some(&tree), dir);
+                    self.set_tip(Some(oid));
+                    return self.cache.update(&repo, Some(oid), false);
                 }
-                Pushed::Rejected => std::thread::sleep(jitter(attempt)),
+                Pushed::Rejected(now) => {
+                    tip = now;
+                    self.set_tip(now);
+                    self.cache.update(&repo, now, false)?;
+                    std::thread::sleep(jitter(attempt));
+                }
             }
         }
         Err(Error::failed(format!(
@@ -394,8 +456,9 @@ impl GitStore {
             let Some(reason) = self.push_once(repo, &format!("{oid}:{refname}"))? else {
                 return Ok(Pushed::Yes);
             };
-            if self.fetch_tip(repo, refname)? != expected {
-                return Ok(Pushed::Rejected);
+            let now = self.fetch_tip(repo, refname)?;
+            if now != expected {
+                return Ok(Pushed::Rejected(now));
             }
             refusals += 1;
             if refusals >= REFUSALS {
@@ -490,11 +553,17 @@ impl GitStore {
             body.state,
             body.holder.describe()
         );
-        let oid = commit(repo, parent.as_ref(), None, &[(LOCK_FILE, json)], &message)?;
+        let oid = commit(
+            repo,
+            parent.as_ref(),
+            None,
+            &[(LOCK_FILE.to_string(), json)],
+            &message,
+        )?;
         Ok(
             match self.push(repo, oid, LOCK_REF, parent.as_ref().map(Commit::id))? {
                 Pushed::Yes => Some(oid),
-                Pushed::Rejected => None,
+                Pushed::Rejected(_) => None,
             },
         )
     }
@@ -512,6 +581,7 @@ pub fn acquire(
     let lease = lease_length();
     let deadline = Instant::now() + wait.unwrap_or_default();
     let repo = store.repo()?;
+    let mut waited = false;
     loop {
         let current = store.read_lock(&repo)?;
         let holder = match &current {
@@ -527,12 +597,17 @@ pub fn acquire(
             let expired = current.as_ref().and_then(|(_, b)| b.expired_manual());
             let body = LockBody::held(info, lease);
             if let Some(tip) = store.push_lock(&repo, current.map(|(oid, _)| oid), &body)? {
-                return Ok((
-                    Lease::start(store.clone(), info.clone(), tip, lease),
-                    expired,
-                ));
+                let lease = Lease::start(store.clone(), info.clone(), tip, lease);
+                if waited {
+                    // Whoever held the lock may have appended since this command fetched: read
+                    // the branch again before deciding anything under the lock (the lease is
+                    // released if that fails).
+                    store.sync()?;
+                }
+                return Ok((lease, expired));
             }
             // Someone else took it first: look again.
+            waited = true;
             continue;
         }
         if interrupted() {
@@ -544,6 +619,7 @@ pub fn acquire(
         if now >= deadline {
             return Err(lock::held_error(&holder, wait));
         }
+        waited = true;
         std::thread::sleep(lock::POLL.min(deadline - now));
     }
 }
@@ -937,27 +1013,63 @@ fn signature() -> Result<git2::Signature<'static>, Error> {
         .map_err(|e| git_failed("cannot make a commit signature", e))
 }
 
-/// A commit of `base` with `files` replaced, on `parent` (a root commit without one).
+/// A commit of `base` with `files` (paths with `/`) replaced, on `parent` (a root commit without
+/// one). Only the trees on the files' paths are rewritten.
 fn commit(
     repo: &Repository,
     parent: Option<&Commit>,
     base: Option<&Tree>,
-    files: &[(&str, Vec<u8>)],
+    files: &[(String, Vec<u8>)],
     message: &str,
 ) -> Result<Oid, Error> {
     let fail = |e| git_failed("cannot write a commit to the local repository", e);
-    let mut builder = repo.treebuilder(base).map_err(fail)?;
-    for (name, bytes) in files {
+    let mut tree = base.map(Tree::id);
+    for (path, bytes) in files {
         let blob = repo.blob(bytes).map_err(fail)?;
-        builder.insert(name, blob, 0o100644).map_err(fail)?;
+        let parts: Vec<&str> = path.split('/').collect();
+        let at = tree.map(|t| repo.find_tree(t)).transpose().map_err(fail)?;
+        tree = Some(put(repo, at.as_ref(), &parts, blob).map_err(fail)?);
     }
-    let tree = repo
-        .find_tree(builder.write().map_err(fail)?)
-        .map_err(fail)?;
+    let tree = match tree {
+        Some(t) => repo.find_tree(t).map_err(fail)?,
+        None => repo
+            .find_tree(
+                repo.treebuilder(None)
+                    .and_then(|b| b.write())
+                    .map_err(fail)?,
+            )
+            .map_err(fail)?,
+    };
     let sig = signature()?;
     let parents: Vec<&Commit> = parent.into_iter().collect();
     repo.commit(None, &sig, &sig, message, &tree, &parents)
         .map_err(fail)
+}
+
+/// `tree` (or an empty one) with the blob `blob` at `path`, the trees on the way rewritten.
+fn put(
+    repo: &Repository,
+    tree: Option<&Tree>,
+    path: &[&str],
+    blob: Oid,
+) -> Result<Oid, git2::Error> {
+    let mut builder = repo.treebuilder(tree)?;
+    match path {
+        [] => return Err(git2::Error::from_str("empty path")),
+        [name] => {
+            builder.insert(name, blob, 0o100644)?;
+        }
+        [dir, rest @ ..] => {
+            let sub = tree
+                .and_then(|t| t.get_name(dir))
+                .filter(|e| e.kind() == Some(git2::ObjectType::Tree))
+                .map(|e| repo.find_tree(e.id()))
+                .transpose()?;
+            let oid = put(repo, sub.as_ref(), rest, blob)?;
+            builder.insert(dir, oid, 0o040000)?;
+        }
+    }
+    builder.write()
 }
 
 /// A file's bytes in `tree`, `None` when absent.
@@ -969,54 +1081,6 @@ fn read_file(repo: &Repository, tree: Option<&Tree>, name: &str) -> Result<Optio
         .find_blob(entry.id())
         .map_err(|e| git_failed(format!("cannot read `{name}` from the ledger branch"), e))?;
     Ok(Some(blob.content().to_vec()))
-}
-
-/// Writes the branch's files into the cache directory (each atomically: temp, rename) and
-/// removes those the branch does not have.
-fn materialise(repo: &Repository, tree: Option<&Tree>, dir: &Path) -> Result<(), Error> {
-    let io = |e: std::io::Error| {
-        Error::failed(format!("cannot write the state cache `{}`", dir.display())).caused_by(e)
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    // Never through a link or into a FIFO planted in the cache (the state dir holds regular
-    // files only).
-    let marker = dir.join(CACHE_MARKER);
-    let mut f = super::file::open(
-        &marker,
-        std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true),
-    )?
-    .ok_or_else(|| Error::failed(format!("cannot create `{}`", marker.display())))?;
-    std::io::Write::write_all(&mut f, b"the git store's cache of [state].branch\n").map_err(io)?;
-    for name in FILES {
-        let path = dir.join(name);
-        match read_file(repo, tree, name)? {
-            Some(bytes) => {
-                super::file::ensure_regular_or_missing(&path)?;
-                if super::file::read(&path).is_ok_and(|old| old.as_deref() == Some(&bytes[..])) {
-                    continue;
-                }
-                let tmp = dir.join(format!(
-                    ".{name}.{}.{}.tmp",
-                    std::process::id(),
-                    fastrand::u32(..)
-                ));
-                std::fs::write(&tmp, &bytes)
-                    .and_then(|()| std::fs::rename(&tmp, &path))
-                    .map_err(|e| {
-                        let _ = std::fs::remove_file(&tmp);
-                        io(e)
-                    })?;
-            }
-            None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-                _ => {}
-            },
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

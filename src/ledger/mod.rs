@@ -5,21 +5,25 @@
 //! - [`query`] and [`stats`]: `shipgate history` filters and statistics over raw lines.
 //! - [`status`]: `status.json` as the fold of history: the one reducer.
 //! - [`lock`]: the deploy lock.
-//! - [`git`]: the git store: the same files on a branch of the project's remote, the lock a ref.
+//! - [`git`]: the git store: the same files on a branch of the project's remote, the lock a ref;
+//!   [`segments`] is its layout on the branch, [`git_cache`] its local cache.
 //! - [`extraheader`]: the `http.<url>.extraheader` credential git (and `actions/checkout`) keep
 //!   in git config, for the git store's HTTP remotes.
 //!
-//! The store is a seam: with the git store, `[state].dir` is a cache of the branch that readers
-//! read as plain files; only appends, `status.json` writes and the lock differ.
+//! The store is a seam: with the git store, the ledger's directory is a cache of the branch
+//! (under the repository's git dir) that readers read as plain files; only appends,
+//! `status.json` writes and the lock differ.
 
 pub mod extraheader;
 pub mod file;
 pub mod git;
+pub mod git_cache;
 pub mod jsonl;
 pub mod lock;
 pub mod manual_lock;
 pub mod query;
 pub mod records;
+pub mod segments;
 pub mod stats;
 pub mod status;
 
@@ -43,7 +47,7 @@ pub const STATUS_FILE: &str = "status.json";
 #[derive(Debug, Clone)]
 enum Store {
     File,
-    /// `[state].dir` is the cache of the remote branch.
+    /// The directory is the cache of the remote branch ([`git_cache`]).
     Git(Arc<git::GitStore>),
 }
 
@@ -102,9 +106,9 @@ impl Ledger {
         }
     }
 
-    /// Opens the store the config names. The git store fetches its branch into the cache
-    /// directory first (exit 2, nothing changed, when the repository, remote or branch is
-    /// unusable).
+    /// Opens the store the config names. The git store fetches its branch into its cache
+    /// under the repository's git dir first (exit 2, nothing changed, when the repository,
+    /// remote or branch is unusable); that cache is this ledger's directory.
     pub fn open_for(config: &Config) -> Result<Ledger, Error> {
         match config.state.store {
             StoreKind::File => Ledger::open(&config.state.dir),
@@ -112,7 +116,7 @@ impl Ledger {
                 let store = git::GitStore::open(config)?;
                 store.open_cache(&config.state.dir)?;
                 Ok(Ledger {
-                    dir: config.state.dir.clone(),
+                    dir: store.cache_dir().to_path_buf(),
                     store: Store::Git(Arc::new(store)),
                     unrecorded: Default::default(),
                     tap: Default::default(),
@@ -284,7 +288,7 @@ impl Ledger {
                     FileKind::History => HISTORY_FILE,
                     FileKind::Audit => AUDIT_FILE,
                 };
-                git.append(&self.dir, file, body)
+                git.append(file, body)
             }
         };
         match result {
@@ -411,7 +415,7 @@ impl Ledger {
     pub fn refresh(&self) -> Result<(), Error> {
         match &self.store {
             Store::File => Ok(()),
-            Store::Git(git) => git.sync(&self.dir),
+            Store::Git(git) => git.sync(),
         }
     }
 
@@ -465,11 +469,37 @@ impl Ledger {
         })
     }
 
-    /// Checks both files' hash chains.
+    /// Checks both files' hash chains. With the git store the cache is first rebuilt from the
+    /// branch's segments (so nothing local is trusted), and each problem names the segment it
+    /// is in; a segment's first line that does not chain to the previous segment's last is a
+    /// broken join.
     pub fn verify(&self) -> Result<(Verified, Verified), Error> {
+        if let Store::Git(git) = &self.store {
+            git.rebuild_cache()?;
+        }
+        let check = |name: &str, kind: FileKind| -> Result<Verified, Error> {
+            let mut v = jsonl::verify(&self.path(kind), kind)?;
+            let Store::Git(git) = &self.store else {
+                return Ok(v);
+            };
+            for p in &mut v.problems {
+                let Some((segment, line, before)) = git.locate(name, p.line) else {
+                    continue;
+                };
+                p.message = match before {
+                    Some(before) if p.message.starts_with("bad prev hash") => format!(
+                        "broken join between segments: the first line of `{segment}` does not \
+                         chain to the last line of `{before}` ({})",
+                        p.message
+                    ),
+                    _ => format!("{} (`{segment}` line {line})", p.message),
+                };
+            }
+            Ok(v)
+        };
         Ok((
-            jsonl::verify(&self.path(FileKind::History), FileKind::History)?,
-            jsonl::verify(&self.path(FileKind::Audit), FileKind::Audit)?,
+            check(HISTORY_FILE, FileKind::History)?,
+            check(AUDIT_FILE, FileKind::Audit)?,
         ))
     }
 
@@ -635,7 +665,7 @@ impl Ledger {
     /// Takes the status lock, computes the new state with `next`, and replaces the file.
     fn write_status(
         &self,
-        next: impl FnOnce(&Ledger) -> Result<StatusFile, Error>,
+        next: impl Fn(&Ledger) -> Result<StatusFile, Error>,
     ) -> Result<(), Error> {
         match &self.store {
             Store::File => {
@@ -654,12 +684,11 @@ impl Ledger {
                 self.replace_status_file(&text)
             }
             Store::Git(git) => {
-                // The cache is the branch tip now; a later change to `status.json` by someone
-                // else is overwritten (see `GitStore::replace`): it is a fold of the same
-                // history, so nothing is lost.
-                git.sync(&self.dir)?;
-                let text = encode_status(&next(self)?)?;
-                git.replace(&self.dir, STATUS_FILE, text)
+                // Computed from the cache at the tip the commit goes on, without a fetch (a
+                // rejected push brings the new tip, and it is computed again); a later change
+                // to `status.json` by someone else is overwritten (see `GitStore::replace`):
+                // it is a fold of the same history, so nothing is lost.
+                git.replace(STATUS_FILE, || encode_status(&next(self)?))
             }
         }
     }

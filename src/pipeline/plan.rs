@@ -126,16 +126,16 @@ pub fn render_config(config: &Config, output: &Output) -> String {
     if let Some(image) = &config.target.image {
         writeln!(s, "  image  {image}").ok();
     }
-    writeln!(
-        s,
-        "  state  {} ({} store)",
-        config.state.dir.display(),
-        if config.state.store == crate::config::StoreKind::Git {
-            "git"
-        } else {
-            "file"
+    match config.state.store {
+        crate::config::StoreKind::Git => writeln!(
+            s,
+            "  state  branch {} of remote {} (git store)",
+            config.state.branch, config.state.remote
+        ),
+        crate::config::StoreKind::File => {
+            writeln!(s, "  state  {} (file store)", config.state.dir.display())
         }
-    )
+    }
     .ok();
     for (i, stage) in config.stages.iter().enumerate() {
         writeln!(

@@ -201,9 +201,14 @@ impl Project {
     }
 
     /// `status.json` as written, and the fold of `history.jsonl` through the one reducer, when
-    /// the state dir has both.
+    /// the state dir (or the git store's cache under `.git`) has both.
     pub fn written_and_folded_status(&self) -> Option<(serde_json::Value, serde_json::Value)> {
-        let dir = self.state_dir();
+        let git_cache = self.path().join(".git/shipgate/origin/shipgate/ledger");
+        let dir = if git_cache.join("history.jsonl").exists() {
+            git_cache
+        } else {
+            self.state_dir()
+        };
         let written = std::fs::read(dir.join("status.json")).ok()?;
         let history = std::fs::read(dir.join("history.jsonl")).ok()?;
         let written: serde_json::Value = serde_json::from_slice(&written).ok()?;
