@@ -129,6 +129,15 @@ fn print(rows: &[Row]) {
     }
 }
 
+/// `shipgate args…` run in `dir`.
+fn shipgate_in(bin: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.current_dir(dir)
+        .args(args)
+        .env("SHIPGATE_NO_PROGRESS", "1");
+    c
+}
+
 /// A comparison: `program args… file`.
 fn tool(program: &str, args: &[&str], file: &Path) -> Command {
     let mut c = Command::new(program);
@@ -169,6 +178,8 @@ struct Bench {
     dir: PathBuf,
     runs: usize,
     rows: Vec<Row>,
+    /// Findings that are no timing (bytes), printed under the table.
+    notes: Vec<String>,
 }
 
 impl Bench {
@@ -397,11 +408,7 @@ impl Bench {
     }
 
     fn in_dir(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.current_dir(dir)
-            .args(args)
-            .env("SHIPGATE_NO_PROGRESS", "1");
-        c
+        shipgate_in(&self.bin, dir, args)
     }
 
     fn startup_cases(&mut self) {
@@ -486,6 +493,212 @@ impl Bench {
     }
 }
 
+/// `git -C dir args…`, output returned; panics on failure.
+fn git(dir: &Path, args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("git");
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(bytes) = input {
+        stdin.write_all(bytes).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Writes `history` to `remote`'s ledger branch in segments (the layout of
+/// `src/ledger/segments.rs`) through `git fast-import`, one segment in memory at a time: the
+/// bench's own peak RSS must stay small, since a child started with `vfork` inherits it as its
+/// `ru_maxrss`.
+fn fast_import(remote: &Path, history: &Path) {
+    use std::io::{BufRead, Write};
+    let mut child = Command::new("git")
+        .current_dir(remote)
+        .args(["fast-import", "--quiet"])
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("git fast-import");
+    let mut to_git = std::io::BufWriter::new(child.stdin.take().unwrap());
+    let limit = shipgate::ledger::segments::SEGMENT_BYTES;
+    let mut segment = Vec::with_capacity(limit);
+    let mut count = 0;
+    let mut blob = |segment: &mut Vec<u8>, count: &mut usize| {
+        *count += 1;
+        write!(to_git, "blob\nmark :{count}\ndata {}\n", segment.len()).unwrap();
+        to_git.write_all(segment).unwrap();
+        to_git.write_all(b"\n").unwrap();
+        segment.clear();
+    };
+    let mut reader = std::io::BufReader::new(std::fs::File::open(history).unwrap());
+    let mut line = Vec::new();
+    while reader.read_until(b'\n', &mut line).unwrap() > 0 {
+        if !segment.is_empty() && segment.len() + line.len() > limit {
+            blob(&mut segment, &mut count);
+        }
+        segment.extend_from_slice(&line);
+        line.clear();
+    }
+    if !segment.is_empty() {
+        blob(&mut segment, &mut count);
+    }
+    to_git
+        .write_all(b"commit refs/heads/shipgate/ledger\ncommitter bench <b@example.com> 0 +0000\ndata 9\ngenerated\n")
+        .unwrap();
+    for i in 0..count {
+        let path = shipgate::ledger::segments::path_of("history.jsonl", i as u64);
+        writeln!(to_git, "M 100644 :{} {path}", i + 1).unwrap();
+    }
+    drop(to_git);
+    assert!(child.wait().unwrap().success(), "git fast-import failed");
+}
+
+impl Bench {
+    /// A bare remote whose ledger branch holds `records` history records in segments (the
+    /// layout of `src/ledger/segments.rs`, written with `git fast-import`), and a project
+    /// cloned from it on the git store, its cache warmed (the first fetch downloads all).
+    fn git_project(&self, records: u64) -> (PathBuf, PathBuf) {
+        let root = self.dir.join(format!("git{}", label(records)));
+        let _ = std::fs::remove_dir_all(&root);
+        let (remote, project) = (
+            root.join("remote.git"),
+            self.pipeline_in(&root.join("project")),
+        );
+        std::fs::create_dir_all(&remote).unwrap();
+        git(&remote, &["init", "-q", "--bare", "-b", "main"], None);
+        let file = root.join("history.jsonl");
+        synthetic::write_history(&file, records, synthetic::Options::default());
+        fast_import(&remote, &file);
+        std::fs::write(project.join(".gitignore"), "state/\n").unwrap();
+        git(&project, &["init", "-q", "-b", "main"], None);
+        git(&project, &["add", "-A"], None);
+        git(&project, &["commit", "-q", "-m", "init"], None);
+        git(
+            &project,
+            &["remote", "add", "origin", remote.to_str().unwrap()],
+            None,
+        );
+        sample(self.in_dir(&project, &["status"]));
+        (remote, project)
+    }
+
+    /// A 7-region, 3-stage exec pipeline in `dir` on the git store (`remote` origin).
+    fn pipeline_in(&self, dir: &Path) -> PathBuf {
+        let made = self.pipeline("git-template", &[2, 1, 4], "0");
+        std::fs::create_dir_all(dir).unwrap();
+        for f in ["pipeline.toml", "deploy.sh"] {
+            std::fs::copy(made.join(f), dir.join(f)).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        let mut toml = std::fs::read_to_string(dir.join("pipeline.toml")).unwrap();
+        toml = toml.replace(
+            "[state]\ndir = \".shipgate\"\n",
+            "[state]\nstore = \"git\"\nremote = \"origin\"\n",
+        );
+        std::fs::write(dir.join("pipeline.toml"), toml).unwrap();
+        dir.to_path_buf()
+    }
+
+    /// The git store: one append (`publish-event`) and one 7-region deploy at each size, each
+    /// against the same at the smallest size (interleaved), and the remote's growth per append
+    /// (uncompressed bytes of the objects the append added).
+    fn git_cases(&mut self, sizes: &[u64]) {
+        let projects: Vec<(u64, PathBuf, PathBuf)> = sizes
+            .iter()
+            .map(|&n| {
+                let (remote, project) = self.git_project(n);
+                (n, remote, project)
+            })
+            .collect();
+        let (base_n, _, base) = projects[0].clone();
+        let n = std::cell::Cell::new(0u64);
+        let bin = self.bin.clone();
+        let append = |dir: &Path| {
+            n.set(n.get() + 1);
+            let sha = format!("bench{}", n.get());
+            shipgate_in(
+                &bin,
+                dir,
+                &[
+                    "publish-event",
+                    "--platform",
+                    "render",
+                    "--event-type",
+                    "success",
+                    "--commit-sha",
+                    &sha,
+                ],
+            )
+        };
+        let deploy = |dir: &Path| {
+            n.set(n.get() + 1);
+            let v = format!("v{}", n.get());
+            shipgate_in(&bin, dir, &["deploy", "--quiet", "--version", &v])
+        };
+        for (records, remote, project) in &projects[1..] {
+            let size = label(*records);
+            let against = format!("the same at {}", label(base_n));
+            let s = interleaved(self.runs, &|| {}, &[&|| append(project), &|| append(&base)]);
+            let t = Target::All(vec![Target::Ratio(1.5), Target::Rss(20.0)]);
+            self.row("git store: one append", &size, &s, Some(&against), t);
+            let s = interleaved(self.runs, &|| {}, &[&|| deploy(project), &|| deploy(&base)]);
+            let t = Target::All(vec![Target::Ratio(2.0), Target::Rss(20.0)]);
+            self.row("git store: 7-region deploy", &size, &s, Some(&against), t);
+            let tip =
+                || String::from_utf8(git(remote, &["rev-parse", "shipgate/ledger"], None)).unwrap();
+            let before = tip();
+            sample(append(project));
+            let after = tip();
+            let objects = git(
+                remote,
+                &[
+                    "rev-list",
+                    "--objects",
+                    &format!("{}..{}", before.trim(), after.trim()),
+                ],
+                None,
+            );
+            let ids: Vec<u8> = String::from_utf8(objects)
+                .unwrap()
+                .lines()
+                .flat_map(|l| format!("{}\n", l.split(' ').next().unwrap_or("")).into_bytes())
+                .collect();
+            let sizes = git(
+                remote,
+                &["cat-file", "--batch-check=%(objectsize)"],
+                Some(&ids),
+            );
+            let grown: u64 = String::from_utf8(sizes)
+                .unwrap()
+                .split_whitespace()
+                .map(|s| s.parse::<u64>().unwrap())
+                .sum();
+            self.notes.push(format!(
+                "git store at {size} records: one append added {:.0} KiB of objects to the remote \
+                 (target: the record plus one segment, at most 1 MiB)",
+                grown as f64 / 1024.0
+            ));
+        }
+    }
+}
+
 /// What a case must achieve (issue 17).
 enum Target {
     None,
@@ -529,6 +742,7 @@ fn main() {
     let mut runs = 5;
     let mut dir = std::env::temp_dir().join("shipgate-bench");
     let mut only: Option<String> = None;
+    let mut git_sizes = vec![1_000, 10_000, 100_000];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -543,9 +757,17 @@ fn main() {
             "--runs" => runs = args.next().expect("--runs N").parse().expect("a number"),
             "--dir" => dir = PathBuf::from(args.next().expect("--dir PATH")),
             "--only" => only = args.next(),
+            "--git-sizes" => {
+                git_sizes = args
+                    .next()
+                    .expect("--git-sizes 1k,100k")
+                    .split(',')
+                    .map(parse_size)
+                    .collect()
+            }
             _ => panic!(
-                "usage: bench [--sizes 100k,1m,10m] [--runs 5] [--dir PATH] \
-                 [--only history|startup|deploy]"
+                "usage: bench [--sizes 100k,1m,10m] [--git-sizes 1k,10k,100k] [--runs 5] \
+                 [--dir PATH] [--only history|startup|deploy|git]"
             ),
         }
     }
@@ -563,6 +785,7 @@ fn main() {
         dir,
         runs,
         rows: Vec::new(),
+        notes: Vec::new(),
     };
     let wants = |what: &str| only.as_deref().is_none_or(|o| o == what);
     if wants("startup") {
@@ -575,6 +798,9 @@ fn main() {
     }
     if wants("deploy") {
         bench.deploy_cases();
+    }
+    if wants("git") {
+        bench.git_cases(&git_sizes);
     }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -590,4 +816,7 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     print(&bench.rows);
+    for note in &bench.notes {
+        println!("\n{note}");
+    }
 }
