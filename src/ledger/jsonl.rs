@@ -1051,7 +1051,9 @@ impl Validator<'_> {
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
-        self.b[self.i..].starts_with(word).then(|| self.i += word.len())
+        self.b[self.i..]
+            .starts_with(word)
+            .then(|| self.i += word.len())
     }
 
     fn value(&mut self, depth: usize) -> Option<()> {
@@ -1200,7 +1202,11 @@ mod tests {
     }
 
     fn join(lines: &[Vec<u8>]) -> Vec<u8> {
-        lines.iter().flat_map(|l| l.iter().chain(b"\n")).copied().collect()
+        lines
+            .iter()
+            .flat_map(|l| l.iter().chain(b"\n"))
+            .copied()
+            .collect()
     }
 
     fn check_all_ways(bytes: &[u8], kind: FileKind, what: &str) -> Vec<Problem> {
@@ -1211,7 +1217,10 @@ mod tests {
         for parts in [1, 2, 3, 7] {
             let v = verify_with(&p, kind, parts).unwrap();
             assert_eq!(v.problems, expected, "{what}, {parts} parts");
-            let lines = bytes.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count();
+            let lines = bytes
+                .split(|c| *c == b'\n')
+                .filter(|l| !l.is_empty())
+                .count();
             assert_eq!(v.lines, lines as u64 + u64::from(bytes.ends_with(b"\n\n")));
         }
         expected
@@ -1226,7 +1235,11 @@ mod tests {
         let mut changed = good.clone();
         let at = memchr::memmem::find(&changed[10], b"HTTP").unwrap();
         changed[10][at] ^= 1;
-        let found = first(check_all_ways(&join(&changed), FileKind::History, "changed byte"));
+        let found = first(check_all_ways(
+            &join(&changed),
+            FileKind::History,
+            "changed byte",
+        ));
         assert!(found.is_some_and(|(l, m)| l == 12 && m.contains("line 11 was changed")));
 
         let mut removed = good.clone();
@@ -1264,7 +1277,10 @@ mod tests {
         let ts = &text[text.find("\"ts\":\"").unwrap() + 6..][..24];
         bad_ts[7] = text.replace(ts, "2026-13-01T00:00:00.000Z").into_bytes();
         let p = check_all_ways(&join(&bad_ts), FileKind::History, "bad ts");
-        assert!(p[0].message.starts_with("`ts` is not an RFC 3339 time"), "{p:?}");
+        assert!(
+            p[0].message.starts_with("`ts` is not an RFC 3339 time"),
+            "{p:?}"
+        );
 
         let mut blank = join(&good);
         blank.extend_from_slice(b"\n");
@@ -1282,9 +1298,29 @@ mod tests {
         let line = chain(1).remove(0);
         assert!(envelope_fast(&line, FileKind::History).is_some());
         let odd: &[&[u8]] = &[
-            b"\"", b"}", b"{", b"]", b"[", b",", b":", b"\\", b" ", b"x", b"0", b"-", b".",
-            b"e", b"\x01", b"\xff", b"\\u0041", b"\\ud800", b"null", b"1e400", b"\"kind\":1,",
-            b"\"ts\":\"x\",", b"\"prev\":\"a\",",
+            b"\"",
+            b"}",
+            b"{",
+            b"]",
+            b"[",
+            b",",
+            b":",
+            b"\\",
+            b" ",
+            b"x",
+            b"0",
+            b"-",
+            b".",
+            b"e",
+            b"\x01",
+            b"\xff",
+            b"\\u0041",
+            b"\\ud800",
+            b"null",
+            b"1e400",
+            b"\"kind\":1,",
+            b"\"ts\":\"x\",",
+            b"\"prev\":\"a\",",
         ];
         let mut checked = 0;
         for at in 0..=line.len() {
@@ -1295,12 +1331,7 @@ mod tests {
                     l.extend_from_slice(&line[(at + replace).min(line.len())..]);
                     if let Some(prev) = envelope_fast(&l, FileKind::History) {
                         let slow = envelope_slow(&l, FileKind::History);
-                        assert_eq!(
-                            slow.as_deref(),
-                            Ok(prev),
-                            "{}",
-                            String::from_utf8_lossy(&l)
-                        );
+                        assert_eq!(slow.as_deref(), Ok(prev), "{}", String::from_utf8_lossy(&l));
                         checked += 1;
                     }
                 }
