@@ -1,9 +1,13 @@
 //! `shipgate history` and `shipgate history verify`.
 //!
-//! Every query reads the file backwards from its end in fixed-size blocks (newest first), so
-//! `--last N` reads only the tail and a full scan never holds more than a block and a line. A
-//! line is parsed only when it contains every filter value as a quoted string (a `memmem` test),
-//! and then only partly ([`Facts`]); records are printed as the bytes stored.
+//! Output is newest first. `--last N` reads the file backwards from its end
+//! ([`jsonl::RevLines`]), so it reads only the tail. Every other query (everything, or back to
+//! `--since`) reads the file in 1 MiB chunks on every core ([`jsonl::par_rev_chunks`]) and
+//! shows the chunks' results in order, newest first, holding a few chunks at a time. A line is
+//! parsed only when it contains every filter value as a quoted string (a `memmem` test), and
+//! then only partly ([`Facts`]); records are printed as the bytes stored. `--stats` and
+//! `--kind deploy` remember a deploy only from its newest record to its `started` one, so
+//! memory does not grow with history.
 
 use std::io::Write;
 

@@ -305,7 +305,6 @@ pub fn advise(file: &File, offset: u64, len: u64, how: Advice) {
         use std::os::unix::io::AsRawFd;
         let advice = match how {
             Advice::Sequential => libc::POSIX_FADV_SEQUENTIAL,
-            Advice::Random => libc::POSIX_FADV_RANDOM,
             Advice::WillNeed => libc::POSIX_FADV_WILLNEED,
         };
         // SAFETY: a plain system call on an open descriptor; it reads no memory of ours.
@@ -322,8 +321,6 @@ pub fn advise(file: &File, offset: u64, len: u64, how: Advice) {
 pub enum Advice {
     /// Read front to back: the kernel reads ahead further.
     Sequential,
-    /// No read-ahead (the reader announces what it needs itself).
-    Random,
     /// This range is needed soon: start reading it now.
     WillNeed,
 }
@@ -546,7 +543,9 @@ pub fn for_each_line_of(
 /// offset `offset`; every line ends in a newline except a torn final one) and returns what
 /// `consume` needs of them; `consume` runs on the calling thread and gets the results in order,
 /// newest chunk first; it returns `false` to stop (workers stop taking chunks). At most
-/// `2 × threads` chunks are read ahead of `consume`, so memory stays bounded.
+/// `threads + 1` chunks are read ahead of `consume`, so memory stays bounded. The chunk a
+/// worker takes next round is announced to the kernel (`WILLNEED`), so a cold scan keeps the
+/// disk busy.
 pub fn par_rev_chunks<T: Send>(
     file: &File,
     threads: usize,
@@ -560,7 +559,7 @@ pub fn par_rev_chunks<T: Send>(
         return Ok(());
     }
     let threads = threads.clamp(1, chunks);
-    let window = 2 * threads;
+    let window = threads + 1;
     // (next chunk to take, chunks consumed, stop): chunk `k` is the k-th from the end.
     let state = Mutex::new((0usize, 0usize, false));
     let wake = Condvar::new();

@@ -58,7 +58,7 @@ const MIN_SECONDS: f64 = 0.001;
 const BUCKETS: usize = 2800;
 
 /// Count, sum and the 95th percentile of durations in bounded memory: exact up to [`EXACT`]
-/// values, then a log-bucketed histogram (at most [`BUCKETS`] counters) whose p95 is within
+/// values, then a log-bucketed histogram (at most 2,800 counters) whose p95 is within
 /// [`P95_ERROR`] of the exact one.
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
