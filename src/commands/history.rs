@@ -423,8 +423,19 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
         // in order, newest first.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let mut failed = None;
+        let spare = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
         let work = |offset: u64, bytes: &[u8]| {
-            let mut part = Part::default();
+            let mut part = Part {
+                // A buffer the consumer is done with: the output of a whole scan passes through
+                // the same few buffers.
+                out: spare
+                    .lock()
+                    .map(|mut s| s.pop())
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                ..Part::default()
+            };
             jsonl::for_each_line_rev(offset, bytes, |offset, line, complete| {
                 if part.stop || part.error.is_some() {
                     return;
@@ -490,6 +501,11 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
                 } else {
                     matched += part.matched;
                     write(&mut out, &part.out)?;
+                }
+                let mut buf = part.out;
+                buf.clear();
+                if let Ok(mut s) = spare.lock() {
+                    s.push(buf);
                 }
                 Ok(!part.stop)
             })();

@@ -536,7 +536,11 @@ pub fn for_each_line_of(
     }
 }
 
-/// Reads a file in chunks of [`BIG_BLOCK`], newest chunk first, on up to `threads` threads, for
+/// The chunk of [`par_rev_chunks`]: big enough for the disk, small enough that the few chunks
+/// and their results in flight stay a few MB.
+pub const CHUNK: usize = 512 * 1024;
+
+/// Reads a file in chunks of [`CHUNK`], newest chunk first, on up to `threads` threads, for
 /// scans whose every line is wanted but whose order matters (newest first).
 ///
 /// `work(offset, bytes)` gets the whole lines that start in one chunk (`bytes` starts at file
@@ -554,7 +558,7 @@ pub fn par_rev_chunks<T: Send>(
 ) -> std::io::Result<()> {
     use std::sync::{mpsc, Condvar, Mutex};
     let size = file.metadata()?.len();
-    let chunks = size.div_ceil(BIG_BLOCK as u64) as usize;
+    let chunks = size.div_ceil(CHUNK as u64) as usize;
     if chunks == 0 {
         return Ok(());
     }
@@ -585,11 +589,11 @@ pub fn par_rev_chunks<T: Send>(
                     let index = (chunks - 1 - k) as u64;
                     if index >= threads as u64 {
                         // The chunk a worker takes next round: have the kernel read it now.
-                        let ahead = (index - threads as u64) * BIG_BLOCK as u64;
-                        advise(file, ahead, BIG_BLOCK as u64, Advice::WillNeed);
+                        let ahead = (index - threads as u64) * CHUNK as u64;
+                        advise(file, ahead, CHUNK as u64, Advice::WillNeed);
                     }
-                    let start = index * BIG_BLOCK as u64;
-                    let end = (start + BIG_BLOCK as u64).min(size);
+                    let start = index * CHUNK as u64;
+                    let end = (start + CHUNK as u64).min(size);
                     let result = read_chunk(file, start, end, size, &mut buf)
                         .map(|skip| work(start.saturating_sub(1) + skip as u64, &buf[skip..]));
                     if tx.send((k, result)).is_err() {
@@ -1399,6 +1403,63 @@ mod tests {
             assert_eq!(seen[5].1, "line 5 xxxxx");
             assert_eq!(seen[1000], (text.len() as u64, "torn".to_string(), false));
             assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+        }
+    }
+
+    #[test]
+    fn the_chunk_pool_yields_every_line_once_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut text = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..40_000usize {
+            // Lines of varied length, two longer than a chunk, one empty.
+            let len = match i {
+                7 | 30_000 => CHUNK * 2 + 5,
+                20_000 => 0,
+                _ => i % 131,
+            };
+            let line: Vec<u8> = std::iter::repeat_n(b'a' + (i % 26) as u8, len).collect();
+            expected.push((text.len() as u64, line.clone(), true));
+            text.extend_from_slice(&line);
+            text.push(b'\n');
+        }
+        expected.push((text.len() as u64, b"torn".to_vec(), false));
+        text.extend_from_slice(b"torn");
+        expected.reverse();
+        std::fs::write(&p, &text).unwrap();
+        let file = File::open(&p).unwrap();
+        for threads in [1, 2, 3] {
+            let mut seen = Vec::new();
+            par_rev_chunks(
+                &file,
+                threads,
+                |offset, bytes| {
+                    let mut lines = Vec::new();
+                    for_each_line_rev(offset, bytes, |o, l, c| lines.push((o, l.to_vec(), c)));
+                    lines
+                },
+                |lines| {
+                    seen.extend(lines);
+                    true
+                },
+            )
+            .unwrap();
+            assert_eq!(seen.len(), expected.len(), "{threads} threads");
+            assert!(seen == expected, "{threads} threads");
+            // Stopping early stops.
+            let mut chunks = 0;
+            par_rev_chunks(
+                &file,
+                threads,
+                |_, _| (),
+                |()| {
+                    chunks += 1;
+                    chunks < 2
+                },
+            )
+            .unwrap();
+            assert_eq!(chunks, 2);
         }
     }
 
