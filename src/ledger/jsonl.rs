@@ -967,6 +967,35 @@ fn envelope_fast(line: &[u8], kind: FileKind) -> Option<&str> {
     Some(&text[prev.0..prev.1])
 }
 
+/// The first byte from `i` on that ends or interrupts a JSON string's plain run: a quote, a
+/// backslash or a control character (`b.len()` when there is none). Eight bytes at a time.
+fn string_stop(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // A byte is flagged when it is zero (after the xor) or below 0x20; the lowest flag is
+        // exact (borrows only flag bytes above a hit).
+        let hits = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGH;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b
+        .get(i)
+        .is_some_and(|c| !matches!(c, b'"' | b'\\' | 0..=0x1f))
+    {
+        i += 1;
+    }
+    i
+}
+
 /// The envelope fields [`Validator`] notes at the top level, in this order.
 const ENVELOPE: [&[u8]; 6] = [b"schema", b"id", b"ts", b"prev", b"kind", b"priority"];
 
@@ -1002,21 +1031,20 @@ impl Validator<'_> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            let c = *self.b.get(self.i)?;
-            match c {
+            let j = string_stop(self.b, self.i);
+            match *self.b.get(j)? {
                 b'"' => {
-                    self.i += 1;
-                    return Some((start, self.i - 1, escaped));
+                    self.i = j + 1;
+                    return Some((start, j, escaped));
                 }
                 b'\\' => {
                     escaped = true;
-                    match self.b.get(self.i + 1)? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
+                    match self.b.get(j + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i = j + 2,
                         _ => return None,
                     }
                 }
-                0..=0x1f => return None,
-                _ => self.i += 1,
+                _ => return None,
             }
         }
     }
@@ -1294,6 +1322,34 @@ mod tests {
         torn.extend_from_slice(b"{\"schema\":1,\"id");
         let p = check_all_ways(&torn, FileKind::History, "torn");
         assert!(p[0].message.starts_with("torn final line"));
+    }
+
+    #[test]
+    fn string_stop_finds_the_first_quote_backslash_or_control_character() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', 0x00, 0x1f, 0x0a] {
+                for at in 0..=len {
+                    let mut b: Vec<u8> = (0..len).map(|i| b' ' + (i % 90) as u8 + 1).collect();
+                    // No stop byte among the filler ('!'..'z' has '"' and '\\': skip those).
+                    for c in &mut b {
+                        if *c == b'"' || *c == b'\\' {
+                            *c = b'a';
+                        }
+                    }
+                    if at < len {
+                        b[at] = stop;
+                        // A later hit and high bytes change nothing.
+                        if at + 3 < len {
+                            b[at + 3] = b'"';
+                            b[at + 1] = 0xff;
+                        }
+                    }
+                    for from in 0..=at.min(len) {
+                        assert_eq!(string_stop(&b, from), at, "{len} {stop} {at} {from}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
