@@ -478,16 +478,16 @@ fn stats_match_the_hand_computed_fixture() {
     // deploy durations 100, 200, 300: mean 200, p95 (nearest rank of 3) 300
     assert_eq!(
         s["deploy_duration"],
-        json!({"count": 3, "mean_seconds": 200.0, "p95_seconds": 300.0})
+        json!({"count": 3, "mean_seconds": 200.0, "p95_seconds": 300.0, "p95_relative_error": 0.0})
     );
     // canary 40, 60, 80 → mean 60, p95 80; primary 50, 120 → mean 85, p95 120
     assert_eq!(
         s["stage_durations"]["canary"],
-        json!({"count": 3, "mean_seconds": 60.0, "p95_seconds": 80.0})
+        json!({"count": 3, "mean_seconds": 60.0, "p95_seconds": 80.0, "p95_relative_error": 0.0})
     );
     assert_eq!(
         s["stage_durations"]["primary"],
-        json!({"count": 2, "mean_seconds": 85.0, "p95_seconds": 120.0})
+        json!({"count": 2, "mean_seconds": 85.0, "p95_seconds": 120.0, "p95_relative_error": 0.0})
     );
     // 2026-01-10T10:00 .. 2026-01-13T10:00 = 3 days, 4 deploys
     assert_eq!(s["window_days"], 3.0);

@@ -1,9 +1,13 @@
 //! `shipgate history` and `shipgate history verify`.
 //!
-//! Every query reads the file backwards from its end in fixed-size blocks (newest first), so
-//! `--last N` reads only the tail and a full scan never holds more than a block and a line. A
-//! line is parsed only when it contains every filter value as a quoted string (a `memmem` test),
-//! and then only partly ([`Facts`]); records are printed as the bytes stored.
+//! Output is newest first. `--last N` reads the file backwards from its end
+//! ([`jsonl::RevLines`]), so it reads only the tail. Every other query (everything, or back to
+//! `--since`) reads the file in 1 MiB chunks on every core ([`jsonl::par_rev_chunks`]) and
+//! shows the chunks' results in order, newest first, holding a few chunks at a time. A line is
+//! parsed only when it contains every filter value as a quoted string (a `memmem` test), and
+//! then only partly ([`Facts`]); records are printed as the bytes stored. `--stats` and
+//! `--kind deploy` remember a deploy only from its newest record to its `started` one, so
+//! memory does not grow with history.
 
 use std::io::Write;
 
@@ -156,12 +160,165 @@ fn filter(args: &HistoryArgs) -> Result<Filter, Error> {
     })
 }
 
-/// Where matching records go.
-enum Sink {
+/// How matching records are shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
     Jsonl,
-    Json { first: bool },
-    Table { audit: bool, rows: usize },
-    Stats(Box<StatsBuilder>),
+    Json,
+    Table { audit: bool },
+    Stats,
+}
+
+/// What the scan makes of one line.
+enum Hit<'a> {
+    Skip,
+    /// Older than `--since`: so is everything further back.
+    Stop,
+    Warn(String),
+    /// A deploy's `started` record that did not match: nothing older belongs to that deploy
+    /// (the statistics and `--kind deploy` let go of it).
+    Close(String),
+    Match(Box<Facts<'a>>),
+}
+
+/// What every reader of a scan shares.
+struct Scan<'a> {
+    filter: &'a Filter,
+    prefilter: &'a Prefilter,
+    file: &'a str,
+    mode: Mode,
+    /// `--kind deploy` as a table: one line per deploy, its newest record.
+    one_per_deploy: bool,
+    redactor: &'a crate::redact::Redactor,
+}
+
+impl Scan<'_> {
+    fn wants_closes(&self) -> bool {
+        self.mode == Mode::Stats || self.one_per_deploy
+    }
+
+    fn hit<'l>(&self, offset: u64, line: &'l [u8], complete: bool) -> Hit<'l> {
+        if !complete {
+            return Hit::Warn(crate::ledger::torn_warning(self.file));
+        }
+        if let Some(since) = self.filter.since {
+            // Records are in append order: everything further back is older still. The time
+            // is read from the raw line, so lines the pre-filter skips count too.
+            if query::raw_time(line).is_some_and(|t| t < since) {
+                return Hit::Stop;
+            }
+        }
+        let unmatched = || match self.wants_closes() {
+            true => crate::ledger::stats::started_deploy_id(line).map_or(Hit::Skip, Hit::Close),
+            false => Hit::Skip,
+        };
+        if !self.prefilter.may_match(line) {
+            return unmatched();
+        }
+        let facts: Facts = match serde_json::from_slice(line) {
+            Ok(f) => f,
+            Err(e) => {
+                return Hit::Warn(format!(
+                    "{}: skipped an unreadable line at byte {offset}: {e}",
+                    self.file
+                ))
+            }
+        };
+        if !self.filter.matches(&facts) {
+            return unmatched();
+        }
+        Hit::Match(Box::new(facts))
+    }
+
+    /// Appends how a matched record is shown: a JSON array item starts with `,\n`.
+    fn render(&self, out: &mut Vec<u8>, line: &[u8], facts: &Facts<'_>) -> std::io::Result<()> {
+        match self.mode {
+            Mode::Jsonl | Mode::Json => {
+                if self.mode == Mode::Json {
+                    out.extend_from_slice(b",\n");
+                }
+                let text = String::from_utf8_lossy(line);
+                let secret_inside = self
+                    .redactor
+                    .secrets()
+                    .iter()
+                    .any(|secret| text.contains(secret.as_str()));
+                if secret_inside {
+                    // Values only, never structure (a secret may equal a key or an enum).
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&text).map_err(std::io::Error::other)?;
+                    self.redactor.redact_json(&mut v);
+                    let text = serde_json::to_string(&v).map_err(std::io::Error::other)?;
+                    out.extend_from_slice(crate::output::neutral::json(&text).as_bytes());
+                } else {
+                    out.extend_from_slice(crate::output::neutral::json(&text).as_bytes());
+                }
+                if self.mode == Mode::Jsonl {
+                    out.push(b'\n');
+                }
+            }
+            Mode::Table { audit } => {
+                let row = if audit {
+                    audit_row(facts)
+                } else {
+                    history_row(facts)
+                };
+                let row = self.redactor.redact(&row);
+                out.extend_from_slice(crate::output::neutral::text(&row).as_bytes());
+                out.push(b'\n');
+            }
+            Mode::Stats => {}
+        }
+        Ok(())
+    }
+}
+
+/// A matched record of one chunk, for `--kind deploy`'s one line per deploy.
+struct Mark {
+    deploy: Option<String>,
+    started: bool,
+    /// Where its row is in the chunk's output; `None`: a [`Hit::Close`].
+    row: Option<std::ops::Range<usize>>,
+}
+
+/// What a worker made of one chunk of the file (its lines newest first).
+#[derive(Default)]
+struct Part {
+    out: Vec<u8>,
+    marks: Vec<Mark>,
+    stats: crate::ledger::stats::StatsChunk,
+    warnings: Vec<String>,
+    matched: usize,
+    /// The chunk reached a record older than `--since`.
+    stop: bool,
+    error: Option<std::io::Error>,
+}
+
+/// The deploys `--kind deploy` has shown a line for and whose `started` record (their first)
+/// is not reached yet: only those still open in the scan.
+#[derive(Default)]
+struct Shown(std::collections::HashSet<String>);
+
+impl Shown {
+    /// Whether to show a deploy's record (not when a newer one of the deploy was shown).
+    fn show(&mut self, deploy: Option<&str>, started: bool) -> bool {
+        let Some(id) = deploy else {
+            return true;
+        };
+        if self.0.contains(id) {
+            if started {
+                self.0.remove(id);
+            }
+            return false;
+        }
+        if !started {
+            self.0.insert(id.to_string());
+        }
+        true
+    }
+    fn close(&mut self, deploy: &str) {
+        self.0.remove(deploy);
+    }
 }
 
 fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Error> {
@@ -176,137 +333,200 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
     };
     let prefilter = Prefilter::new(filter.needles());
     let redactor = crate::redact::global();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(jsonl::BLOCK, stdout.lock());
-    let stderr = std::io::stderr();
-    let mut err = std::io::BufWriter::new(stderr.lock());
-    let mut sink = if args.stats {
-        Sink::Stats(Box::default())
+    let mode = if args.stats {
+        Mode::Stats
     } else {
         match output.format {
-            Format::Jsonl => Sink::Jsonl,
-            Format::Json => Sink::Json { first: true },
-            Format::Human => Sink::Table {
-                audit: args.audit,
-                rows: 0,
-            },
+            Format::Jsonl => Mode::Jsonl,
+            Format::Json => Mode::Json,
+            Format::Human => Mode::Table { audit: args.audit },
         }
     };
+    let scan = Scan {
+        filter: &filter,
+        prefilter: &prefilter,
+        file,
+        mode,
+        one_per_deploy: args.kind.as_deref() == Some("deploy")
+            && !args.audit
+            && matches!(mode, Mode::Table { .. }),
+        redactor: &redactor,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(jsonl::BLOCK, stdout.lock());
     let mut warnings = Vec::new();
     let mut matched = 0usize;
-    let one_per_deploy = args.kind.as_deref() == Some("deploy") && !args.audit;
-    let mut shown_deploys = std::collections::HashSet::new();
-    // Statistics over the whole file: read its parts in parallel (order does not matter).
-    let whole_file_stats = args.stats && filter.since.is_none() && args.last.is_none();
-    if whole_file_stats {
-        let (builder, w) = parallel_stats(&ledger.path(kind), file, &filter, &prefilter)?;
-        sink = Sink::Stats(Box::new(builder));
-        warnings = w;
-    }
+    let mut stats = StatsBuilder::default();
+    let mut json_first = true;
     let result = (|| -> std::io::Result<()> {
-        if whole_file_stats {
-            return Ok(());
-        }
-        if let Sink::Json { .. } = sink {
+        if mode == Mode::Json {
             crate::output::mark_json_printed();
             out.write_all(b"[")?;
         }
-        if let Sink::Table { audit, .. } = sink {
+        if let Mode::Table { audit } = mode {
             let header = output.bold(&header(audit));
             writeln!(out, "{}", crate::output::neutral::text(&header))?;
         }
-        let Some(mut lines) = ledger.rev_lines(kind).map_err(std::io::Error::other)? else {
+        let path = ledger.path(kind);
+        let Some(f) = crate::ledger::file::open_read(&path).map_err(std::io::Error::other)? else {
             return Ok(());
         };
-        let mut first = true;
-        while args.last.is_none_or(|n| matched < n) {
-            let torn = std::mem::take(&mut first) && lines.torn_tail;
-            let Some((offset, line)) = lines.next_line()? else {
-                break;
+        let mut shown = Shown::default();
+        let mut write = |out: &mut std::io::BufWriter<_>, bytes: &[u8]| -> std::io::Result<()> {
+            let bytes = match (mode, json_first, bytes.first()) {
+                (Mode::Json, true, Some(b',')) => {
+                    json_first = false;
+                    &bytes[1..]
+                }
+                _ => bytes,
             };
-            if torn {
-                warnings.push(crate::ledger::torn_warning(file));
-                continue;
-            }
-            if let Some(since) = filter.since {
-                // Records are in append order: everything further back is older still. The
-                // time is read from the raw line, so lines the pre-filter skips count too.
-                if query::raw_time(line).is_some_and(|t| t < since) {
+            out.write_all(bytes)
+        };
+        if let Some(last) = args.last {
+            // `--last N`: the newest lines only, read backwards from the end.
+            let mut lines = jsonl::RevLines::new(f)?;
+            let torn = lines.torn_tail;
+            let mut first = true;
+            let mut buf = Vec::new();
+            while matched < last {
+                let Some((offset, line)) = lines.next_line()? else {
                     break;
-                }
-            }
-            if !prefilter.may_match(line) {
-                continue;
-            }
-            let facts: Facts = match serde_json::from_slice(line) {
-                Ok(f) => f,
-                Err(e) => {
-                    warnings.push(format!(
-                        "{file}: skipped an unreadable line at byte {offset}: {e}"
-                    ));
-                    continue;
-                }
-            };
-            if !filter.matches(&facts) {
-                continue;
-            }
-            // `--kind deploy` as a table: one line per deploy, its newest record (the outcome,
-            // its duration and who), not its `started` line too.
-            if one_per_deploy && matches!(sink, Sink::Table { .. }) {
-                if let Some(id) = facts.deploy_id.as_deref() {
-                    if !shown_deploys.insert(id.to_string()) {
-                        continue;
+                };
+                let complete = !(std::mem::take(&mut first) && torn);
+                match scan.hit(offset, line, complete) {
+                    Hit::Skip => {}
+                    Hit::Stop => break,
+                    Hit::Warn(w) => warnings.push(w),
+                    Hit::Close(id) => {
+                        stats.close(&id);
+                        shown.close(&id);
+                    }
+                    Hit::Match(facts) => {
+                        let started = facts.status.as_deref() == Some("started");
+                        if scan.one_per_deploy && !shown.show(facts.deploy_id.as_deref(), started) {
+                            continue;
+                        }
+                        matched += 1;
+                        if mode == Mode::Stats {
+                            stats.add(&facts);
+                        } else {
+                            buf.clear();
+                            scan.render(&mut buf, line, &facts)?;
+                            write(&mut out, &buf)?;
+                        }
                     }
                 }
             }
-            matched += 1;
-            match &mut sink {
-                Sink::Jsonl | Sink::Json { .. } => {
-                    if let Sink::Json { first } = &mut sink {
-                        out.write_all(if *first { b"\n" } else { b",\n" })?;
-                        *first = false;
-                    }
-                    let text = String::from_utf8_lossy(line);
-                    let secret_inside = redactor
-                        .secrets()
-                        .iter()
-                        .any(|secret| text.contains(secret.as_str()));
-                    if secret_inside {
-                        // Values only, never structure (a secret may equal a key or an enum).
-                        let mut v: serde_json::Value =
-                            serde_json::from_str(&text).map_err(std::io::Error::other)?;
-                        redactor.redact_json(&mut v);
-                        let text = serde_json::to_string(&v).map_err(std::io::Error::other)?;
-                        out.write_all(crate::output::neutral::json(&text).as_bytes())?;
-                    } else {
-                        out.write_all(crate::output::neutral::json(&text).as_bytes())?;
-                    }
-                    if let Sink::Jsonl = sink {
-                        out.write_all(b"\n")?;
-                    }
-                }
-                Sink::Table { audit, rows } => {
-                    *rows += 1;
-                    let row = if *audit {
-                        audit_row(&facts)
-                    } else {
-                        history_row(&facts)
-                    };
-                    let row = redactor.redact(&row);
-                    writeln!(out, "{}", crate::output::neutral::text(&row))?;
-                }
-                Sink::Stats(b) => b.add(offset, &facts),
-            }
+            return Ok(());
         }
-        Ok(())
+        // Every line (back to `--since`): chunks are read and matched on every core, and shown
+        // in order, newest first.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let mut failed = None;
+        let spare = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
+        let work = |offset: u64, bytes: &[u8]| {
+            let mut part = Part {
+                // A buffer the consumer is done with: the output of a whole scan passes through
+                // the same few buffers.
+                out: spare
+                    .lock()
+                    .map(|mut s| s.pop())
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                ..Part::default()
+            };
+            jsonl::for_each_line_rev(offset, bytes, |offset, line, complete| {
+                if part.stop || part.error.is_some() {
+                    return;
+                }
+                match scan.hit(offset, line, complete) {
+                    Hit::Skip => {}
+                    Hit::Stop => part.stop = true,
+                    Hit::Warn(w) => part.warnings.push(w),
+                    Hit::Close(id) => {
+                        if mode == Mode::Stats {
+                            part.stats.close(&id);
+                        } else {
+                            part.marks.push(Mark {
+                                deploy: Some(id),
+                                started: true,
+                                row: None,
+                            });
+                        }
+                    }
+                    Hit::Match(facts) => {
+                        part.matched += 1;
+                        if mode == Mode::Stats {
+                            part.stats.add(&facts);
+                            return;
+                        }
+                        let start = part.out.len();
+                        if let Err(e) = scan.render(&mut part.out, line, &facts) {
+                            part.error = Some(e);
+                        }
+                        if scan.one_per_deploy {
+                            part.marks.push(Mark {
+                                deploy: facts.deploy_id.as_deref().map(str::to_string),
+                                started: facts.status.as_deref() == Some("started"),
+                                row: Some(start..part.out.len()),
+                            });
+                        }
+                    }
+                }
+            });
+            part
+        };
+        let consume = |part: Part| -> bool {
+            let done = (|| -> std::io::Result<bool> {
+                if let Some(e) = part.error {
+                    return Err(e);
+                }
+                warnings.extend(part.warnings);
+                if mode == Mode::Stats {
+                    stats.add_chunk(part.stats);
+                    matched += part.matched;
+                } else if scan.one_per_deploy {
+                    for m in &part.marks {
+                        match &m.row {
+                            None => shown.close(m.deploy.as_deref().unwrap_or("")),
+                            Some(row) => {
+                                if shown.show(m.deploy.as_deref(), m.started) {
+                                    matched += 1;
+                                    write(&mut out, &part.out[row.clone()])?;
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    matched += part.matched;
+                    write(&mut out, &part.out)?;
+                }
+                let mut buf = part.out;
+                buf.clear();
+                if let Ok(mut s) = spare.lock() {
+                    s.push(buf);
+                }
+                Ok(!part.stop)
+            })();
+            match done {
+                Ok(more) => more,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        };
+        jsonl::par_rev_chunks(&f, threads, work, consume)?;
+        failed.map_or(Ok(()), Err)
     })();
     let finish = (|| -> std::io::Result<()> {
         result?;
-        match sink {
-            Sink::Json { first } => out.write_all(if first { b"]\n" } else { b"\n]\n" })?,
-            Sink::Table { rows: 0, .. } => writeln!(out, "(no records)")?,
-            Sink::Stats(b) => {
-                let stats = b.finish(filter.since, chrono::Utc::now());
+        match mode {
+            Mode::Json => out.write_all(if json_first { b"]\n" } else { b"\n]\n" })?,
+            Mode::Table { .. } if matched == 0 => writeln!(out, "(no records)")?,
+            Mode::Stats => {
+                let stats = std::mem::take(&mut stats).finish(filter.since, chrono::Utc::now());
                 if output.format == Format::Human {
                     write!(
                         out,
@@ -323,18 +543,16 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
             }
             _ => {}
         }
-        out.flush()?;
-        err.flush()
+        out.flush()
     })();
     match finish {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(exit_code::SUCCESS),
         Err(e) => return Err(Error::failed(format!("cannot read `{file}`")).caused_by(e)),
         Ok(()) => {}
     }
-    drop(err);
     // `--status` is free text (events carry any status), so an unknown value is not an error;
     // but a typo that matches nothing deserves a word.
-    if matched == 0 && !whole_file_stats {
+    if matched == 0 {
         if let Some(s) = filter
             .status
             .as_deref()
@@ -357,61 +575,6 @@ fn query(ledger: &Ledger, args: &HistoryArgs, output: &Output) -> Result<i32, Er
         ));
     }
     Ok(exit_code::SUCCESS)
-}
-
-/// Runs the statistics over every part of the file on its own thread and merges them.
-fn parallel_stats(
-    path: &std::path::Path,
-    file: &str,
-    filter: &Filter,
-    prefilter: &Prefilter,
-) -> Result<(StatsBuilder, Vec<String>), Error> {
-    let parts = match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-        // Small files are not worth a thread.
-        Ok(m) if m.len() < 4 * jsonl::BLOCK as u64 => 1,
-        _ => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
-    };
-    let ranges = jsonl::split_at_lines(path, parts)
-        .map_err(|e| Error::failed(format!("cannot read `{file}`")).caused_by(e))?;
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|&(start, end)| {
-                scope.spawn(move || {
-                    let mut builder = StatsBuilder::default();
-                    let mut warnings = Vec::new();
-                    let read =
-                        jsonl::for_each_line_in(path, start, end, |offset, line, complete| {
-                            if !complete {
-                                warnings.push(crate::ledger::torn_warning(file));
-                            } else if prefilter.may_match(line) {
-                                match serde_json::from_slice::<Facts>(line) {
-                                    Ok(f) if filter.matches(&f) => builder.add(offset, &f),
-                                    Ok(_) => {}
-                                    Err(e) => warnings.push(format!(
-                                        "{file}: skipped an unreadable line at byte {offset}: {e}"
-                                    )),
-                                }
-                            }
-                        });
-                    read.map(|()| (builder, warnings))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a stats thread panicked"))
-            .collect()
-    });
-    let mut all = StatsBuilder::default();
-    let mut warnings = Vec::new();
-    for r in results {
-        let (b, w) = r.map_err(|e| Error::failed(format!("cannot read `{file}`")).caused_by(e))?;
-        all.merge(b);
-        warnings.extend(w);
-    }
-    Ok((all, warnings))
 }
 
 /// Cuts `s` to `width` characters, marking a cut with `…`, and pads it.
@@ -648,6 +811,19 @@ fn render_stats(s: &Stats) -> String {
         }
         for (stage, d) in &s.stage_durations {
             line(stage, d);
+        }
+        let approximate = s
+            .deploy_duration
+            .iter()
+            .chain(s.stage_durations.values())
+            .map(|d| d.p95_relative_error)
+            .fold(0.0, f64::max);
+        if approximate > 0.0 {
+            out.push_str(&format!(
+                "  (p95 within {}% where more than {} durations: a log-bucketed histogram)\n",
+                approximate * 100.0,
+                crate::ledger::stats::EXACT
+            ));
         }
     }
     if !s.gates.is_empty() {
