@@ -83,9 +83,14 @@ pub fn write_history(path: &std::path::Path, records: u64, opts: Options) -> Sum
         ("full", &["ord", "fra", "sin", "bom"], &["api"]),
     ];
     let actors = ["alice", "bob", "carol", "github-actions[bot]"];
-    let mut t = chrono::DateTime::parse_from_rfc3339("2023-01-01T00:00:00Z")
+    // A deploy and the pause after it take about 26 minutes: start early enough that the
+    // history ends before 2026 at any size (10M records span some 32 years), so that `--since`
+    // finds nothing newer than now.
+    let span = chrono::Duration::minutes(26 * (records / 15 + 1) as i64);
+    let mut t = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
         .unwrap()
-        .with_timezone(&chrono::Utc);
+        .with_timezone(&chrono::Utc)
+        - span;
     let mut live = "0000000".to_string();
     let mut d = 0u64;
     while w.n < records {
