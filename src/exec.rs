@@ -1,17 +1,18 @@
 //! Running one child process (SPEC §3 "Child processes"): argv only (never a shell), a null
-//! stdin, its own process group, `SHIPGATE_*` env additions, stdout and stderr drained on their
-//! own threads and streamed to the log with the tail kept for errors, bounded by a timeout:
+//! stdin, its own process group, `SHIPGATE_*` env additions, stdout and stderr read with
+//! `poll(2)` by the calling thread (a pidfd wakes it at the child's exit) and streamed to the
+//! log with the tail kept for errors, bounded by a timeout:
 //! TERM to the whole group, a grace period, then KILL. A command's children die with it: when
 //! it exits, anything left in its group gets the same TERM, grace, KILL (without making the
 //! caller wait), and whatever is still left at shipgate's exit gets the KILL then.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -229,16 +230,8 @@ pub const STDERR_TAIL_BYTES: usize = 64 * 1024;
 const POLL: Duration = Duration::from_millis(20);
 /// After the child has exited, how long to wait for its pipes to close. A grandchild that
 /// keeps them open (a daemon started without redirecting its output) must not keep shipgate
-/// waiting: past this the readers are detached.
+/// waiting: past this the pipes are closed (the grandchild gets SIGPIPE if it writes on).
 const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(2);
-
-/// Lines handled between two looks at the child, the deadline and the cancel token.
-const DRAIN_BATCH: usize = 4096;
-
-/// Lines the readers may have in flight before they wait for the loop. The channel's buffer is
-/// allocated (and touched) in full for every command, so it stays small: 64 regions deploying
-/// at once would otherwise hold 8 MB of it.
-const IN_FLIGHT: usize = 256;
 
 /// Why a running command is being terminated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,12 +240,10 @@ enum Stop {
     Cancelled,
 }
 
-/// A chunk read by a pipe reader: one line (with its newline, if it had one), or the end; or
-/// the waiter's word that the child has exited.
+/// A piece read from a pipe: one line (with its newline, if it had one), or the end.
 enum Chunk {
     Line(Stream, Vec<u8>),
     Closed(Stream),
-    Exited,
 }
 
 /// Runs `spec` to completion. A non-zero exit is `Ok` (see [`CommandOutput::success`]); a
@@ -344,18 +335,19 @@ fn run_from(
         });
     }
 
-    // Bounded: a child printing faster than we log waits on its pipe instead of filling memory.
-    let (tx, rx) = mpsc::sync_channel::<Chunk>(IN_FLIGHT);
-    let mut open_pipes = 0;
+    // The output is read here, with poll(2): no reader threads (64 regions deploying at once
+    // would otherwise run 128 of them). A child printing faster than we log waits on its pipe.
+    let mut pipes: Vec<Pipe> = Vec::new();
     if let Some(out) = child.stdout.take() {
-        spawn_reader(out, Stream::Stdout, tx.clone(), Some(child.id()));
-        open_pipes += 1;
+        pipes.push(Pipe::new(Stream::Stdout, out.into()));
     }
     if let Some(err) = child.stderr.take() {
-        spawn_reader(err, Stream::Stderr, tx.clone(), None);
-        open_pipes += 1;
+        pipes.push(Pipe::new(Stream::Stderr, err.into()));
     }
-    drop(tx);
+    let mut open_pipes = pipes.len();
+    // The child's exit wakes the poll at once (a pidfd is readable once it has exited); without
+    // one (an old kernel) the exit is seen at the next tick.
+    let pidfd = PidFd::open(child.id());
 
     let redactor = crate::redact::global();
     let mut collected = Collected::default();
@@ -364,23 +356,12 @@ fn run_from(
     let mut killed = false;
 
     loop {
-        // Drain what the readers have, waiting at most one poll interval for the first, and
-        // taking a bounded batch so an endless stream cannot starve the checks below.
-        // The stdout reader's `Exited` wakes this at once: an exit is noticed when it happens, not at
-        // the next poll.
-        match rx.recv_timeout(POLL) {
-            Ok(chunk) => {
-                collected.take(chunk, &mut open_pipes, &redactor, on_line);
-                for chunk in rx.try_iter().take(DRAIN_BATCH) {
-                    collected.take(chunk, &mut open_pipes, &redactor, on_line);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // Both pipes are closed but the child may still run: keep polling, gently.
-                open_pipes = 0;
-                std::thread::sleep(POLL);
-            }
+        // Wait at most one tick for output or the exit, then read a bounded amount from each
+        // pipe, so an endless stream cannot starve the checks below.
+        let watch_exit = pidfd.as_ref().filter(|_| status.is_none());
+        poll_once(&pipes, watch_exit, POLL);
+        for pipe in pipes.iter_mut().filter(|p| p.open) {
+            pipe.drain(|chunk| collected.take(chunk, &mut open_pipes, &redactor, on_line));
         }
         let now = Instant::now();
         if status.is_none() {
@@ -630,10 +611,9 @@ fn group_alive(pgid: libc::pid_t) -> bool {
     pgid > 0 && unsafe { libc::killpg(pgid, 0) } == 0
 }
 
-/// Reads `pipe` line by line and sends each line; detached, so a pipe a grandchild keeps open
-/// never blocks the caller (the thread ends when the pipe closes or the receiver is gone).
 /// Blocks until the child `pid` has exited, leaving it unreaped (`waitid` with `WNOWAIT`): its
-/// pid stays its own, and `/proc/<pid>` still holds its accounting, until it is reaped.
+/// pid stays its own, and `/proc/<pid>` still holds its accounting, until it is reaped (the
+/// tests read a command's I/O accounting this way).
 pub fn wait_exited_unreaped(pid: u32) -> std::io::Result<()> {
     loop {
         // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
@@ -656,44 +636,131 @@ pub fn wait_exited_unreaped(pid: u32) -> std::io::Result<()> {
     }
 }
 
-/// Reads `pipe` line by line into `tx`, then sends [`Chunk::Closed`]. With `waiter`, it then
-/// waits for that child to exit, unreaped ([`wait_exited_unreaped`]: its pid, and the process
-/// group it leads, cannot be reused while the loop may still signal them), and sends
-/// [`Chunk::Exited`], so the loop notices the exit at once (no thread of its own for it; a
-/// child whose pipe outlives it, held by a grandchild, is noticed by the loop's poll). Once the
-/// loop has reaped the child the wait fails (`ECHILD`) and the thread ends.
-fn spawn_reader<R: Read + Send + 'static>(
-    pipe: R,
+/// One of the child's output pipes, read without blocking: what it yields is cut into pieces of
+/// at most [`STDERR_TAIL_BYTES`], each a whole line or part of a longer one.
+struct Pipe {
     stream: Stream,
-    tx: mpsc::SyncSender<Chunk>,
-    waiter: Option<u32>,
-) {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::with_capacity(64 * 1024, pipe);
-        loop {
-            let mut line = Vec::new();
-            // Long lines are cut so one runaway line cannot hold unbounded memory here.
-            match (&mut reader)
-                .take(STDERR_TAIL_BYTES as u64)
-                .read_until(b'\n', &mut line)
-            {
-                Ok(0) => break,
-                Ok(_) => {
-                    if tx.send(Chunk::Line(stream, line)).is_err() {
-                        return;
+    file: std::fs::File,
+    pending: Vec<u8>,
+    open: bool,
+}
+
+/// How much is read from one pipe between two looks at the child, the deadline and the cancel
+/// token.
+const READ_BATCH: usize = 1024 * 1024;
+
+impl Pipe {
+    fn new(stream: Stream, fd: std::os::fd::OwnedFd) -> Pipe {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        Pipe {
+            stream,
+            file: std::fs::File::from(fd),
+            pending: Vec::new(),
+            open: true,
+        }
+    }
+
+    /// Reads what is there now (up to [`READ_BATCH`]) and hands each piece, and at the end of
+    /// the stream [`Chunk::Closed`], to `take`.
+    fn drain(&mut self, mut take: impl FnMut(Chunk)) {
+        // Small: it lives on the stack of every thread running a command (64 regions: 64 of them).
+        let mut buf = [0u8; 8 * 1024];
+        let mut read = 0;
+        while read < READ_BATCH {
+            match self.file.read(&mut buf) {
+                Ok(0) => {
+                    if !self.pending.is_empty() {
+                        take(Chunk::Line(self.stream, std::mem::take(&mut self.pending)));
                     }
+                    self.open = false;
+                    take(Chunk::Closed(self.stream));
+                    return;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                Ok(n) => {
+                    read += n;
+                    self.pending.extend_from_slice(&buf[..n]);
+                    self.pieces(&mut take);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.pending.clear();
+                    self.open = false;
+                    take(Chunk::Closed(self.stream));
+                    return;
+                }
             }
         }
-        let _ = tx.send(Chunk::Closed(stream));
-        if let Some(pid) = waiter {
-            if wait_exited_unreaped(pid).is_ok() {
-                let _ = tx.send(Chunk::Exited);
-            }
+    }
+
+    /// Whole lines, and pieces of [`STDERR_TAIL_BYTES`] of a longer one, off the front.
+    fn pieces(&mut self, take: &mut impl FnMut(Chunk)) {
+        let mut start = 0;
+        loop {
+            let rest = &self.pending[start..];
+            let end = match memchr::memchr(b'\n', rest) {
+                Some(i) if i < STDERR_TAIL_BYTES => i + 1,
+                _ if rest.len() >= STDERR_TAIL_BYTES => STDERR_TAIL_BYTES,
+                _ => break,
+            };
+            take(Chunk::Line(self.stream, rest[..end].to_vec()));
+            start += end;
         }
-    });
+        self.pending.drain(..start);
+    }
+}
+
+/// A pidfd (Linux 5.3+): readable once the process has exited.
+struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    fn open(pid: u32) -> Option<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        // SAFETY: a descriptor the kernel just returned, owned by nobody else.
+        (fd >= 0).then(|| PidFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+}
+
+/// Waits up to `tick` until an open pipe has something to read (or has closed), or the process
+/// behind `exit` has exited. With nothing to watch, it just waits out the tick.
+fn poll_once(pipes: &[Pipe], exit: Option<&PidFd>, tick: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds: Vec<libc::pollfd> = pipes
+        .iter()
+        .filter(|p| p.open)
+        .map(|p| libc::pollfd {
+            fd: p.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    if let Some(pidfd) = exit {
+        fds.push(libc::pollfd {
+            fd: pidfd.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+    if fds.is_empty() {
+        std::thread::sleep(tick);
+        return;
+    }
+    // SAFETY: `fds` is a valid array of pollfd for the duration of the call. EINTR is a
+    // shorter wait, nothing more.
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tick.as_millis() as i32,
+        )
+    };
 }
 
 /// Output gathered so far.
@@ -728,8 +795,6 @@ impl Collected {
                 return;
             }
             Chunk::Line(stream, bytes) => (stream, bytes),
-            // The loop looks at the child after every batch.
-            Chunk::Exited => return,
         };
         match stream {
             Stream::Stdout => {
@@ -956,6 +1021,29 @@ mod tests {
         let long = one_line_reason(&"x".repeat(5000));
         assert_eq!(long.chars().count(), 301);
         assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn output_is_cut_into_lines_and_pieces_of_a_long_line() {
+        let (r, _w) = std::io::pipe().unwrap();
+        let mut pipe = Pipe::new(Stream::Stderr, r.into());
+        let long = vec![b'x'; STDERR_TAIL_BYTES + 10];
+        pipe.pending.extend_from_slice(b"one\ntwo\n");
+        pipe.pending.extend_from_slice(&long);
+        pipe.pending.extend_from_slice(b"\nrest");
+        let mut got = Vec::new();
+        pipe.pieces(&mut |c| {
+            if let Chunk::Line(_, bytes) = c {
+                got.push(bytes)
+            }
+        });
+        assert_eq!(got[0], b"one\n");
+        assert_eq!(got[1], b"two\n");
+        assert_eq!(got[2].len(), STDERR_TAIL_BYTES);
+        assert_eq!(got[3], b"xxxxxxxxxx\n");
+        assert_eq!(got.len(), 4);
+        // A line not ended yet waits for the rest.
+        assert_eq!(pipe.pending, b"rest");
     }
 
     #[test]
