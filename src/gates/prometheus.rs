@@ -147,8 +147,10 @@ pub(crate) fn is_config_fault(http_status: u16, body: &str) -> bool {
     bad_data || ((400..500).contains(&http_status) && !matches!(http_status, 408 | 422 | 429))
 }
 
-/// The samples of an answer, or why there are none to judge.
-fn parse_answer(http_status: u16, body: &str) -> Result<Vec<Sample>, String> {
+/// Prometheus's answer envelope (`{"status": "success", "data": …}`) as JSON, or why it is not
+/// a successful answer: not its JSON, an `error` with its `errorType` and message, or another
+/// status. Shared by every reader of the HTTP API (the gate, the judge).
+pub fn envelope(http_status: u16, body: &str) -> Result<Value, String> {
     let json: Value = match serde_json::from_str(body) {
         Ok(v) => v,
         Err(_) => {
@@ -161,7 +163,7 @@ fn parse_answer(http_status: u16, body: &str) -> Result<Vec<Sample>, String> {
         }
     };
     match json.get("status").and_then(Value::as_str) {
-        Some("success") => {}
+        Some("success") => Ok(json),
         Some("error") => {
             let kind = json
                 .get("errorType")
@@ -171,17 +173,20 @@ fn parse_answer(http_status: u16, body: &str) -> Result<Vec<Sample>, String> {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no message");
-            return Err(format!(
+            Err(format!(
                 "prometheus error ({kind}, HTTP {http_status}): {msg}"
-            ));
-        }
-        other => {
-            return Err(format!(
-                "prometheus answered HTTP {http_status} with status {}",
-                other.map_or_else(|| "missing".to_string(), |s| format!("{s:?}"))
             ))
         }
+        other => Err(format!(
+            "prometheus answered HTTP {http_status} with status {}",
+            other.map_or_else(|| "missing".to_string(), |s| format!("{s:?}"))
+        )),
     }
+}
+
+/// The samples of an answer, or why there are none to judge.
+fn parse_answer(http_status: u16, body: &str) -> Result<Vec<Sample>, String> {
+    let json = envelope(http_status, body)?;
     let malformed = || format!("prometheus answered HTTP {http_status} without data.result");
     let data = json
         .get("data")

@@ -81,33 +81,7 @@ impl std::fmt::Display for QueryError {
 
 /// The values of a `matrix` answer, or why there are none.
 pub fn parse_matrix(http_status: u16, body: &str) -> Result<Vec<f64>, String> {
-    let json: Value = serde_json::from_str(body).map_err(|_| {
-        let start: String = body.trim().chars().take(80).collect();
-        format!(
-            "prometheus answered HTTP {http_status} with a body that is not its JSON: {start:?}"
-        )
-    })?;
-    match json.get("status").and_then(Value::as_str) {
-        Some("success") => {}
-        Some("error") => {
-            let kind = json
-                .get("errorType")
-                .and_then(Value::as_str)
-                .unwrap_or("error");
-            let msg = json
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no message");
-            return Err(format!(
-                "prometheus error ({kind}, HTTP {http_status}): {msg}"
-            ));
-        }
-        _ => {
-            return Err(format!(
-                "prometheus answered HTTP {http_status} without a status"
-            ))
-        }
-    }
+    let json = crate::gates::prometheus::envelope(http_status, body)?;
     let data = &json["data"];
     let result = &data["result"];
     if result.is_null() {
