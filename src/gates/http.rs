@@ -147,17 +147,29 @@ fn describe_io(e: &std::io::Error, elapsed: Duration, timeout: Duration) -> Stri
     }
 }
 
-/// Probes an http gate once.
-pub fn probe(gate: &HttpGate, timeout: Duration, vars: &Vars) -> ProbeResult {
-    let url = vars.render(&gate.url);
-    let headers: Vec<(String, String)> = gate
-        .headers
-        .iter()
+/// Renders the URL and headers with `vars` and fetches; a request that gets no answer is the
+/// failed probe naming the method and URL. Shared by the http and json gates.
+pub fn fetch_rendered<'a>(
+    method: &str,
+    url: &str,
+    headers: impl IntoIterator<Item = (&'a String, &'a String)>,
+    timeout: Duration,
+    vars: &Vars,
+) -> Result<Answer, ProbeResult> {
+    let url = vars.render(url);
+    let headers: Vec<(String, String)> = headers
+        .into_iter()
         .map(|(k, v)| (vars.render(k), vars.render(v)))
         .collect();
-    let answer = match fetch(&gate.method, &url, &headers, timeout) {
+    fetch(method, &url, &headers, timeout)
+        .map_err(|why| ProbeResult::fail(format!("{method} {url}: {why}")))
+}
+
+/// Probes an http gate once.
+pub fn probe(gate: &HttpGate, timeout: Duration, vars: &Vars) -> ProbeResult {
+    let answer = match fetch_rendered(&gate.method, &gate.url, &gate.headers, timeout, vars) {
         Ok(a) => a,
-        Err(why) => return ProbeResult::fail(format!("{} {url}: {why}", gate.method)),
+        Err(failed) => return failed,
     };
     let body_contains = gate.body_contains.as_ref().map(|b| vars.render(b));
     judge(gate, &answer, body_contains.as_deref())

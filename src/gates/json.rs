@@ -13,20 +13,14 @@ use serde_json_path::JsonPath;
 use crate::config::placeholder::Vars;
 use crate::config::JsonGate;
 
-use super::http::fetch;
+use super::http::fetch_rendered;
 use super::probe::{fmt_elapsed, ProbeResult};
 
 /// Probes a json gate once.
 pub fn probe(gate: &JsonGate, timeout: Duration, vars: &Vars) -> ProbeResult {
-    let url = vars.render(&gate.url);
-    let headers: Vec<(String, String)> = gate
-        .headers
-        .iter()
-        .map(|(k, v)| (vars.render(k), vars.render(v)))
-        .collect();
-    let answer = match fetch(&gate.method, &url, &headers, timeout) {
+    let answer = match fetch_rendered(&gate.method, &gate.url, &gate.headers, timeout, vars) {
         Ok(a) => a,
-        Err(why) => return ProbeResult::fail(format!("{} {url}: {why}", gate.method)),
+        Err(failed) => return failed,
     };
     let head = format!("HTTP {} in {}", answer.status, fmt_elapsed(answer.elapsed));
     if !(200..300).contains(&answer.status) {
